@@ -1,0 +1,61 @@
+"""The model file: one self-describing ``torch.save`` dict, loaded with ``weights_only=True``.
+
+Contents: ``format`` and ``format_version``, ``kind`` (``classifier`` or ``lm``), ``config`` (enough
+to rebuild the network), ``state_dict``, ``alphabet``, ``labels`` (languages), and free-form
+``meta`` (split seed, metrics, history, resume state). Only tensors, numbers, strings, lists and
+dicts go in, so the restricted unpickler can read it and a crafted pickle cannot run code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelFileError
+from .files import atomic_write_with
+from .text import ALPHABET
+
+FORMAT = "namesclf"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plus format fields and the alphabet) atomically to ``path``."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "alphabet": ALPHABET, **payload}
+    return atomic_write_with(path, lambda handle: torch.save(payload, handle))
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """Read a model file safely; every way it can be wrong is a one-line :class:`ModelFileError`."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file (train one with `names train DATA --out {path}`)")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        if "Weights only load failed" in reason or "Unsupported" in str(exc):
+            reason = "it contains objects other than weights (refused: loading it could run code)"
+        raise ModelFileError(f"{path}: not a namesclf model file: {reason}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: cannot read model file (truncated or not a model?): {first}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a namesclf model file")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {version} is newer than this namesclf reads ({FORMAT_VERSION}); "
+            "upgrade namesclf"
+        )
+    if payload.get("alphabet") != ALPHABET:
+        raise ModelFileError(f"{path}: the model was trained on a different alphabet")
+    if kind is not None and payload.get("kind") != kind:
+        raise ModelFileError(f"{path}: this is a {payload.get('kind')} model file, expected a {kind} model")
+    return payload

@@ -1,0 +1,99 @@
+"""Top-k prediction with probabilities, for one name or a million (streamed in batches)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint
+from .errors import NamesError
+from .models import build_classifier
+from .text import batch_indices, to_ascii
+
+
+@dataclass
+class Prediction:
+    """One name's answer: the input, its folded form, and the top languages with probabilities."""
+
+    name: str
+    ascii: str
+    languages: list[tuple[str, float]]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "ascii": self.ascii,
+                "predictions": [{"language": lang, "probability": p} for lang, p in self.languages]}
+
+
+class Predictor:
+    """A trained classifier ready to answer: folding, batching and the softmax live here."""
+
+    def __init__(self, model: nn.Module, labels: Sequence[str], device: torch.device | str = "cpu",
+                 meta: dict | None = None, config: dict | None = None) -> None:
+        self.model = model.to(device).eval()
+        self.labels = list(labels)
+        self.device = torch.device(device)
+        self.meta = meta or {}
+        self.config = config or {}
+
+    @classmethod
+    def load(cls, path: str, device: str = "cpu") -> Predictor:
+        payload = load_checkpoint(path, kind="classifier")
+        return cls.from_payload(payload, device)
+
+    @classmethod
+    def from_payload(cls, payload: dict, device: str = "cpu") -> Predictor:
+        try:
+            model = build_classifier(payload["config"], len(payload["labels"]))
+            model.load_state_dict(payload["state_dict"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise NamesError(f"model file is damaged: {str(exc).splitlines()[0]}") from None
+        return cls(model, payload["labels"], device, payload.get("meta"), payload["config"])
+
+    @torch.inference_mode()
+    def proba_ascii(self, folded: Sequence[str], batch_size: int = 4096) -> np.ndarray:
+        """Probabilities ``(N, n_languages)`` for already-folded, non-empty names."""
+        out = np.empty((len(folded), len(self.labels)), dtype=np.float32)
+        order = np.argsort([len(n) for n in folded], kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            idx, lengths = batch_indices([folded[i] for i in rows])
+            out[rows] = self.model(idx.to(self.device), lengths).exp().float().cpu().numpy()
+        return out
+
+    def predict_proba(self, names: Sequence[str]) -> np.ndarray:
+        """Probabilities for raw names; a name with no letters after folding is a :class:`NamesError`."""
+        return self.proba_ascii([fold_or_raise(n) for n in names])
+
+    def top_k(self, names: Sequence[str], k: int = 3, strict: bool = True) -> list[Prediction]:
+        """Top-``k`` per name, in input order. With ``strict=False`` an unreadable name gets no languages."""
+        if k < 1:
+            raise NamesError("k must be at least 1")
+        k = min(k, len(self.labels))
+        folded = [fold_or_raise(n) if strict else to_ascii(n) for n in names]
+        ok = [i for i, f in enumerate(folded) if f]
+        proba = self.proba_ascii([folded[i] for i in ok])
+        results = [Prediction(n, f, []) for n, f in zip(names, folded, strict=True)]
+        if len(ok):
+            top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+            for row, i in enumerate(ok):
+                results[i].languages = [(self.labels[j], float(proba[row, j])) for j in top[row]]
+        return results
+
+    def stream(self, names: Iterable[str], k: int = 3, batch_size: int = 4096) -> Iterator[Prediction]:
+        """Predictions for an endless iterable in bounded memory: ``batch_size`` names at a time."""
+        it = iter(names)
+        while batch := list(islice(it, batch_size)):
+            yield from self.top_k(batch, k, strict=False)
+
+
+def fold_or_raise(name: str) -> str:
+    folded = to_ascii(name)
+    if not folded:
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise NamesError(f"{shown!r} has no letters after folding to ASCII; nothing to classify")
+    return folded

@@ -1,0 +1,118 @@
+"""Unicode -> ASCII folding, the model alphabet, and name <-> tensor encodings.
+
+Every model in the project sees names through this module, so a name typed as ``Ślusàrski``,
+``Slusarski`` or ``ŚLUSÀRSKI``-with-a-zero-width-space all reach the model the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections.abc import Sequence
+
+import torch
+from anyascii import anyascii
+
+#: The tutorial's alphabet (ASCII letters and `` .,;'``) plus the hyphen of double-barrelled names.
+ALPHABET: str = string.ascii_letters + " .,;'-"
+N_LETTERS: int = len(ALPHABET)
+#: Index used for padding in embedding-based models (one past the last letter).
+PAD_INDEX: int = N_LETTERS
+#: Names are capped at this many characters: real surnames are far shorter, and a cap keeps a
+#: 100,000-character input from costing 100,000 RNN steps.
+MAX_NAME_LENGTH: int = 64
+
+_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+_ALLOWED = frozenset(ALPHABET)
+# Apostrophe look-alikes that anyascii would otherwise map to other characters or drop.
+_APOSTROPHES = dict.fromkeys(map(ord, "\u2019\u2018\u201b\u02bc\u02bb\u2032\u00b4\u0060\uff07"), "'")
+_SPACES = re.compile(r"\s+")
+
+
+def _strip_latin_marks(text: str) -> str:
+    """Drop combining marks that sit on an ASCII base letter (``à`` -> ``a``).
+
+    Marks on non-Latin letters stay, so anyascii still sees ``й`` (not ``и`` + breve) and gives
+    ``y``: ``Достоевский`` -> ``Dostoevskiy`` rather than ``Dostoevskii``.
+    """
+    out: list[str] = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+            continue
+        decomposed = unicodedata.normalize("NFD", ch)
+        if decomposed[0].isascii() and all(unicodedata.combining(c) for c in decomposed[1:]):
+            out.append(decomposed[0])
+        elif unicodedata.combining(ch):
+            continue  # an orphan combining mark carries no letter
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def to_ascii(text: str) -> str:
+    """Fold any Unicode string to the model alphabet.
+
+    Steps: typographic apostrophes become ``'``; zero-width and control characters vanish;
+    combining marks on Latin letters are dropped (NFD); what is still not ASCII is transliterated
+    with anyascii (``Достоевский`` -> ``Dostoevskiy``); anything outside :data:`ALPHABET` is
+    dropped and runs of spaces collapse. The result may be empty (``"😀"``, ``"123"``).
+
+    >>> to_ascii("Ślusàrski")
+    'Slusarski'
+    """
+    text = text.translate(_APOSTROPHES)
+    text = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf") or c.isspace())
+    text = _strip_latin_marks(unicodedata.normalize("NFC", text))
+    if not text.isascii():
+        text = anyascii(text)
+    text = "".join(c if c in _ALLOWED else (" " if c.isspace() else "") for c in text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def encode(name: str) -> list[int]:
+    """Indices of an already-folded name in :data:`ALPHABET` (unknown characters are skipped)."""
+    return [_INDEX[c] for c in name[:MAX_NAME_LENGTH] if c in _INDEX]
+
+
+def decode(indices: Sequence[int]) -> str:
+    """Inverse of :func:`encode`; padding indices are ignored."""
+    return "".join(ALPHABET[i] for i in indices if 0 <= i < N_LETTERS)
+
+
+def line_to_tensor(name: str) -> torch.Tensor:
+    """The tutorial's one-hot line tensor, shape ``<len x 1 x n_letters>``."""
+    idx = encode(name)
+    tensor = torch.zeros(len(idx), 1, N_LETTERS)
+    if idx:
+        tensor[torch.arange(len(idx)), 0, torch.tensor(idx)] = 1.0
+    return tensor
+
+
+def batch_indices(names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad a batch of folded names to ``(max_len, batch)`` indices and their lengths.
+
+    Padding uses :data:`PAD_INDEX`. Every name must encode to at least one letter; callers fold
+    and filter first (an empty name has no last letter to read a prediction from).
+    """
+    encoded = [encode(n) for n in names]
+    lengths = torch.tensor([len(e) for e in encoded], dtype=torch.long)
+    if len(encoded) and int(lengths.min()) == 0:
+        raise ValueError("cannot encode an empty name")
+    width = int(lengths.max()) if len(encoded) else 0
+    out = torch.full((width, len(encoded)), PAD_INDEX, dtype=torch.long)
+    for j, e in enumerate(encoded):
+        out[: len(e), j] = torch.tensor(e, dtype=torch.long)
+    return out, lengths
+
+
+def batch_one_hot(names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded one-hot batch ``<max_len x batch x n_letters>`` (zeros at padding) and lengths."""
+    idx, lengths = batch_indices(names)
+    return one_hot(idx), lengths
+
+
+def one_hot(idx: torch.Tensor) -> torch.Tensor:
+    """One-hot of padded indices; the padding index becomes an all-zero row."""
+    return torch.nn.functional.one_hot(idx, N_LETTERS + 1)[..., :N_LETTERS].float()

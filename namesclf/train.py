@@ -1,0 +1,464 @@
+"""One training loop for every model: manual SGD or a torch optimizer, validation each epoch,
+best-epoch selection, early stopping, atomic checkpoints, resume, progress bars.
+
+The classifier entry point is :func:`train_classifier`; the language model reuses :func:`fit`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import save_checkpoint
+from .data import SPLITS, NamesData, split_names
+from .errors import NamesError
+from .models import CLASSIFIER_KINDS, build_classifier
+from .text import batch_indices
+
+# ----------------------------------------------------------------------------- updates
+
+
+class ManualSGD:
+    """The tutorial's update, ``p.add_(p.grad, alpha=-lr)`` under ``no_grad``, and no ``torch.optim``.
+
+    It has the optimizer interface the loop needs (``zero_grad``, ``step``, ``param_groups``,
+    ``state_dict``) so the hand-built RNN goes through the same loop as every other model.
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.param_groups = [{"lr": lr}]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        lr = self.param_groups[0]["lr"]
+        for p in self.params:
+            if p.grad is not None:
+                p.add_(p.grad, alpha=-lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lr": self.param_groups[0]["lr"]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.param_groups[0]["lr"] = float(state["lr"])
+
+
+def make_updater(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0):
+    """``manual`` (hand-written SGD), ``sgd`` (torch, no momentum), ``adam`` or ``adamw``."""
+    if name == "manual":
+        return ManualSGD(params, lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise NamesError(f"unknown optimizer {name!r}: use manual, sgd, adam or adamw")
+
+
+def cosine_lr(base: float, step: int, total: int, warmup: int = 0) -> float:
+    """Linear warm-up then cosine decay to 5% of ``base``: robust across models without tuning."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` takes CUDA when present; asking for ``cuda`` without one is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NamesError("--device cuda was asked for, but no CUDA device is available (use --device cpu)")
+    if name not in ("cpu", "cuda"):
+        raise NamesError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Fit:
+    """What :func:`fit` returns: the history and where the best epoch was."""
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_score: float
+    stopped_early: bool
+
+
+def fit(
+    model: nn.Module,
+    updater: Any,
+    batches: Callable[[int], Iterable[Any]],
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+    validate: Callable[[nn.Module], dict[str, float]],
+    *,
+    epochs: int,
+    score: str,
+    higher_is_better: bool,
+    patience: int,
+    lr: float,
+    clip: float | None,
+    steps_per_epoch: int,
+    on_best: Callable[[int, dict[str, float], list[dict[str, float]]], None] | None = None,
+    start_epoch: int = 0,
+    history: list[dict[str, float]] | None = None,
+    best_score: float | None = None,
+    warmup: int = 0,
+    progress: bool | None = None,
+    desc: str = "train",
+) -> Fit:
+    """Train for up to ``epochs``, validating after each; ``on_best`` saves the new best.
+
+    ``progress=None`` shows a bar only on a terminal (tqdm's ``disable=None``); ``False`` hides it.
+    """
+    history = list(history or [])
+    sign = 1.0 if higher_is_better else -1.0
+    best = best_score if best_score is not None else -math.inf * sign
+    best_epoch = max((int(h["epoch"]) for h in history if h.get(score) == best), default=0)
+    total_steps = epochs * steps_per_epoch
+    step = start_epoch * steps_per_epoch
+    since_best = 0
+    disable = None if progress is None else not progress
+    stopped = False
+    for epoch in range(start_epoch + 1, epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        total, count = 0.0, 0
+        bar = tqdm(batches(epoch), total=steps_per_epoch, desc=f"{desc} {epoch}/{epochs}", leave=False,
+                   disable=disable, unit="batch")
+        for batch in bar:
+            for group in updater.param_groups:
+                group["lr"] = cosine_lr(lr, step, total_steps, warmup)
+            updater.zero_grad()
+            loss = loss_fn(model, batch)
+            loss.backward()
+            if clip:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
+            updater.step()
+            step += 1
+            total += loss.detach().item()
+            count += 1
+            if count % 20 == 0:
+                bar.set_postfix(loss=f"{total / count:.3f}")
+        bar.close()
+        model.eval()
+        metrics = {"epoch": epoch, "train_loss": total / max(1, count), **validate(model),
+                   "seconds": time.perf_counter() - started}
+        history.append(metrics)
+        improved = sign * (metrics[score] - best) > 1e-12
+        if improved:
+            best, best_epoch, since_best = metrics[score], epoch, 0
+            if on_best is not None:
+                on_best(epoch, metrics, history)
+        else:
+            since_best += 1
+        if disable is not True:
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("epoch", "seconds"))
+            tqdm.write(f"epoch {epoch:>3}  {shown}  {metrics['seconds']:.1f}s{'  *' if improved else ''}")
+        if patience and since_best >= patience:
+            stopped = True
+            break
+    return Fit(history, best_epoch, best, stopped)
+
+
+# ----------------------------------------------------------------------------- classifier
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of ``names train``. Defaults were picked by measurement (README, "Choosing defaults")."""
+
+    model: str = "gru"
+    hidden: int = 256
+    embed: int = 64
+    layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.2
+    tanh: bool = True
+    epochs: int = 15
+    lr: float | None = None
+    batch_size: int = 64
+    optimizer: str | None = None
+    weight_decay: float = 0.0
+    clip: float | None = 1.0
+    class_weight: str = "none"
+    patience: int = 5
+    seed: int = 0
+    device: str = "auto"
+
+    def resolved(self) -> TrainConfig:
+        """Fill the model-dependent defaults (optimizer and learning rate)."""
+        if self.model not in CLASSIFIER_KINDS:
+            raise NamesError(f"unknown --model {self.model!r}: use {', '.join(CLASSIFIER_KINDS)}")
+        cfg = TrainConfig(**asdict(self))
+        if cfg.optimizer is None:
+            cfg.optimizer = "manual" if cfg.model == "handbuilt" else "adamw"
+        if cfg.model == "handbuilt" and cfg.optimizer != "manual":
+            raise NamesError("the hand-built RNN trains with manual SGD only (--optimizer manual)")
+        if cfg.lr is None:
+            cfg.lr = DEFAULT_LR[cfg.optimizer]
+        if cfg.class_weight not in ("none", "balanced"):
+            raise NamesError(f"unknown --class-weight {cfg.class_weight!r}: use none or balanced")
+        for name in ("hidden", "epochs", "batch_size"):
+            if getattr(cfg, name) < 1:
+                raise NamesError(f"--{name.replace('_', '-')} must be at least 1")
+        return cfg
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+DEFAULT_LR = {"manual": 0.5, "sgd": 0.5, "adam": 3e-3, "adamw": 3e-3}
+
+
+@dataclass
+class EncodedSplit:
+    """A split's names as one padded index tensor, so batches are slices, not re-encodings."""
+
+    idx: torch.Tensor  # (T, N)
+    lengths: torch.Tensor  # (N,)
+    labels: torch.Tensor  # (N,)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, label_index: dict[str, int]) -> EncodedSplit:
+        idx, lengths = batch_indices(frame["ascii"].tolist())
+        labels = torch.tensor([label_index[x] for x in frame["language"]], dtype=torch.long)
+        return cls(idx, lengths, labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows_t = torch.as_tensor(rows, dtype=torch.long)
+        lengths = self.lengths[rows_t]
+        idx = self.idx[: int(lengths.max()), rows_t]
+        return idx.to(device), lengths, self.labels[rows_t].to(device)
+
+
+def bucketed_batches(lengths: torch.Tensor, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Shuffled batches of similar length: little padding, so the per-letter loop runs few extra steps."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * 32
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort(lengths[part].numpy(), kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    for k in rng.permutation(len(batches)):
+        yield batches[k]
+
+
+@torch.inference_mode()
+def predict_log_proba(model: nn.Module, encoded: EncodedSplit, device: torch.device,
+                      batch_size: int = 2048) -> torch.Tensor:
+    """Log-probabilities for a whole encoded split, in its order (length-sorted batches inside)."""
+    model.eval()
+    order = torch.argsort(encoded.lengths, stable=True)
+    out = torch.empty(len(encoded), 0)
+    parts = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size].numpy()
+        idx, lengths, _ = encoded.batch(rows, device)
+        parts.append(model(idx, lengths).float().cpu())
+    if parts:
+        out = torch.empty(len(encoded), parts[0].size(1))
+        out[order] = torch.cat(parts)
+    return out
+
+
+def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 by scikit-learn, the two figures every report leads with."""
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+
+
+@dataclass
+class TrainResult:
+    """The trained model and everything needed to write its file and report."""
+
+    model: nn.Module
+    config: TrainConfig
+    labels: list[str]
+    history: list[dict[str, float]]
+    best_epoch: int
+    valid: dict[str, float]
+    seconds: float
+    stopped_early: bool
+    interrupted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def classifier_payload(model: nn.Module, config: TrainConfig, labels: list[str], meta: dict[str, Any]) -> dict:
+    """The dict that :func:`.checkpoint.save_checkpoint` writes for a classifier."""
+    return {
+        "kind": "classifier",
+        "config": asdict(config),
+        "labels": list(labels),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
+
+
+def train_classifier(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    config: TrainConfig,
+    *,
+    out: str | Path | None = None,
+    meta: dict[str, Any] | None = None,
+    resume: dict[str, Any] | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train a classifier on ``train``, keep the epoch with the best validation macro-F1.
+
+    When ``out`` is given, each new best epoch is written there atomically (with the optimizer state
+    for ``resume``), so an interrupted run leaves a complete, loadable model. ``resume`` is a loaded
+    checkpoint of an earlier run with the same config.
+    """
+    cfg = config.resolved()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = resolve_device(cfg.device)
+    labels = sorted(set(train["language"]) | set(valid["language"]))
+    if len(labels) < 2:
+        raise NamesError(f"cannot train a classifier on one language ({labels[0] if labels else 'none'}): "
+                         "give names of at least two languages")
+    label_index = {lang: i for i, lang in enumerate(labels)}
+    enc_train = EncodedSplit.from_frame(train, label_index)
+    enc_valid = EncodedSplit.from_frame(valid, label_index) if len(valid) else None
+    model = build_classifier(asdict(cfg), len(labels)).to(device)
+    updater = make_updater(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
+    weight = None
+    if cfg.class_weight == "balanced":
+        y = enc_train.labels.numpy()
+        present = np.unique(y)
+        w = np.ones(len(labels), dtype=np.float32)
+        w[present] = compute_class_weight("balanced", classes=present, y=y)
+        weight = torch.tensor(w, device=device)
+    criterion = nn.NLLLoss(weight=weight)
+    start_epoch, history, best_score = 0, [], None
+    if resume is not None:
+        if resume.get("labels") != labels:
+            raise NamesError("cannot resume: the checkpoint was trained on other languages")
+        model.load_state_dict(resume["state_dict"])
+        state = resume.get("meta", {}).get("resume", {})
+        if "optimizer" in state:
+            updater.load_state_dict(state["optimizer"])
+        start_epoch = int(state.get("epoch", 0))
+        history = list(resume.get("meta", {}).get("history", []))
+        best_score = state.get("best_score")
+        rng = np.random.default_rng(cfg.seed + start_epoch)
+    steps = math.ceil(len(enc_train) / cfg.batch_size)
+
+    def batches(epoch: int) -> Iterator[tuple]:
+        for rows in bucketed_batches(enc_train.lengths, cfg.batch_size, rng):
+            yield enc_train.batch(rows, device)
+
+    def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
+        idx, lengths, y = batch
+        return criterion(m(idx, lengths), y)
+
+    def validate(m: nn.Module) -> dict[str, float]:
+        if enc_valid is None:
+            return {"valid_macro_f1": 0.0}
+        logp = predict_log_proba(m, enc_valid, device)
+        y = enc_valid.labels
+        scores = classification_scores(y.numpy(), logp.argmax(1).numpy())
+        return {"valid_loss": float(nn.functional.nll_loss(logp, y)),
+                "valid_accuracy": scores["accuracy"], "valid_macro_f1": scores["macro_f1"]}
+
+    def on_best(epoch: int, metrics: dict[str, float], hist: list[dict[str, float]]) -> None:
+        best_state["weights"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        best_state["metrics"] = metrics
+        if out is not None:
+            full_meta = {**(meta or {}), "history": hist, "best_epoch": epoch, "valid": metrics,
+                         "resume": {"epoch": epoch, "optimizer": updater.state_dict(),
+                                    "best_score": metrics["valid_macro_f1"]}}
+            save_checkpoint(out, classifier_payload(model, cfg, labels, full_meta))
+
+    best_state: dict[str, Any] = {}
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        result = fit(model, updater, batches, loss_fn, validate, epochs=cfg.epochs, score="valid_macro_f1",
+                     higher_is_better=True, patience=cfg.patience, lr=cfg.lr, clip=cfg.clip,
+                     steps_per_epoch=steps, on_best=on_best, start_epoch=start_epoch, history=history,
+                     best_score=best_score, progress=progress, desc=cfg.model)
+    except KeyboardInterrupt:
+        if not best_state:
+            raise
+        interrupted = True
+        result = Fit(history, int(best_state["metrics"]["epoch"]), best_state["metrics"]["valid_macro_f1"], False)
+    if best_state:
+        model.load_state_dict(best_state["weights"])
+    model.eval()
+    valid_metrics = best_state.get("metrics", result.history[-1] if result.history else {})
+    return TrainResult(model, cfg, labels, result.history, result.best_epoch, valid_metrics,
+                       time.perf_counter() - started, result.stopped_early, interrupted)
+
+
+def evaluate_split(model: nn.Module, frame: pd.DataFrame, labels: list[str], device: torch.device,
+                   ) -> dict[str, float]:
+    """Accuracy and macro-F1 of ``model`` on the rows of ``frame`` whose language it knows."""
+    index = {lang: i for i, lang in enumerate(labels)}
+    frame = frame[frame["language"].isin(index)]
+    if frame.empty:
+        return {"n": 0}
+    encoded = EncodedSplit.from_frame(frame, index)
+    pred = predict_log_proba(model, encoded, device).argmax(1).numpy()
+    return {"n": len(frame), **classification_scores(encoded.labels.numpy(), pred)}
+
+
+def train_from_data(
+    data: NamesData,
+    config: TrainConfig,
+    *,
+    out: str | Path | None = None,
+    resume: dict[str, Any] | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """What ``names train`` does: grouped split, train, keep the best epoch, test, write the model.
+
+    The split seed is the config's seed, stored in the file so ``names evaluate --split test``
+    can rebuild exactly the test names later. ``result.extra`` holds the split and test metrics.
+    """
+    cfg = config.resolved()
+    split = split_names(data.frame, seed=cfg.seed)
+    parts = {name: data.frame[split == name] for name in SPLITS}
+    meta = {"split_seed": cfg.seed, "source": data.source, "dropped_empty": data.n_empty,
+            "n_train": len(parts["train"]), "n_valid": len(parts["valid"]), "n_test": len(parts["test"])}
+    result = train_classifier(parts["train"], parts["valid"], cfg, out=out, meta=meta, resume=resume,
+                              progress=progress)
+    device = next(result.model.parameters()).device
+    test = evaluate_split(result.model, parts["test"], result.labels, device)
+    meta.update({"history": result.history, "best_epoch": result.best_epoch, "valid": result.valid,
+                 "test": test, "train_seconds": result.seconds, "interrupted": result.interrupted,
+                 "resume": {"epoch": len(result.history) and int(result.history[-1]["epoch"]),
+                            "best_score": result.valid.get("valid_macro_f1")}})
+    if out is not None and not result.interrupted:
+        save_checkpoint(out, classifier_payload(result.model, cfg, result.labels, meta))
+    result.extra = {"split": split, "test": test, "meta": meta}
+    return result
