@@ -146,6 +146,7 @@ def train(source: str, kind: str, hidden: int, epochs: int, lr: float | None, ba
     """
     from .checkpoint import load_checkpoint
     from .data import load_names
+    from .evaluate import training_report_dir, write_training_report
     from .train import TrainConfig, train_from_data
 
     config = TrainConfig(model=kind, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -161,24 +162,30 @@ def train(source: str, kind: str, hidden: int, epochs: int, lr: float | None, ba
     if data_set.n_empty and not quiet:
         click.echo(f"dropped {data_set.n_empty:,} names with no letters after folding "
                    f"(e.g. {', '.join(map(repr, data_set.dropped_examples[:3]))})", err=True)
-    try:
-        result = train_from_data(data_set, config, out=out, resume=previous, progress=False if quiet else None)
-    except KeyboardInterrupt:
-        if Path(out).exists():
-            raise click.ClickException(f"interrupted; {out} holds the best model saved so far "
-                                       "(continue with --resume)") from None
-        raise click.ClickException("interrupted before the first epoch ended; nothing was written") from None
+    result = train_from_data(data_set, config, out=out, resume=previous, progress=False if quiet else None)
+    if result.interrupted:
+        raise NamesError(f"interrupted after epoch {len(result.history)}; {out} holds the best epoch so far "
+                         f"({result.best_epoch}, valid macro-F1 {result.valid['valid_macro_f1']:.4f}); "
+                         "continue with --resume")
+    report_dir = training_report_dir(out)
+    write_training_report(result, data_set.frame, report_dir, model_path=out)
     test = result.extra["test"]
     summary = {"model": out, "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
                "n_test": test.get("n"), "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 2), "valid": result.valid,
-               "interrupted": result.interrupted}
+               "interrupted": result.interrupted, "report": str(report_dir)}
     if as_json:
         _echo_json(summary)
         return
-    click.echo(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  on {test['n']:,} names "
-               f"(best epoch {result.best_epoch} of {len(result.history)}, {result.seconds:.1f}s)")
+    epochs = f"best epoch {result.best_epoch} of {len(result.history)}, {result.seconds:.1f}s"
+    if test.get("n"):
+        click.echo(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
+                   f"on {test['n']:,} names ({epochs})")
+    else:
+        click.echo(f"no test names (the data set is too small to hold any out) ({epochs})")
     click.echo(f"wrote {out}")
+    click.echo(f"wrote {report_dir}/ (test-split report: report.txt, metrics.json, confusion_matrix.png; "
+               "training curves: training.csv, training.png)")
 
 
 # ----------------------------------------------------------------------------- predict
@@ -259,6 +266,267 @@ def _predict_stream(predictor: Any, handle: Any, k: int, fmt: str, batch_size: i
         raise NamesError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     if skipped and not quiet:
         click.echo(f"{skipped:,} lines had no letters after folding and have no prediction", err=True)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@cli.command()
+@click.argument("source", type=click.Path())
+@_model_option()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the report files. [default: reports/<model stem>/]")
+@click.option("--split", type=click.Choice(["all", "train", "valid", "test"]), default="all",
+              show_default=True, help="Keep only this part of the model's own split (seed from its file).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(source: str, model_path: str, out_dir: str | None, split: str, as_json: bool) -> None:
+    """Score a model on SOURCE and write a report: metrics, confusion matrix (CSV, PNG), errors.
+
+    \b
+      names evaluate data/names --split test      # the model's own held-out names
+      names evaluate other.csv --out reports/other
+    """
+    from .data import load_names
+    from .evaluate import default_report_dir, evaluate_data, format_pair, write_report
+    from .predict import Predictor
+
+    predictor = Predictor.load(model_path)
+    report = evaluate_data(predictor, load_names(source), split=split, model_path=model_path)
+    out = Path(out_dir) if out_dir else default_report_dir(model_path)
+    written = write_report(report, out)
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    if as_json:
+        _echo_json({**report.metrics, "files": [str(p) for p in written]})
+        return
+    click.echo(report.headline())
+    if report.confused_pairs:
+        click.echo("most confused: " + "; ".join(format_pair(p) for p in report.confused_pairs[:3]))
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+# ----------------------------------------------------------------------------- language model
+
+DEFAULT_LM = "models/lm.pt"
+
+
+def _lm_option():
+    return click.option("--model", "model_path", default=lambda: os.environ.get("NAMES_LM", DEFAULT_LM),
+                        show_default=f"$NAMES_LM or {DEFAULT_LM}", type=click.Path(dir_okay=False),
+                        help="Language model file written by `names lm train`.")
+
+
+@cli.group(cls=_Group)
+def lm() -> None:
+    """Train and score next-token language models (for `names generate` and `names complete`).
+
+    \b
+      names lm train data/names                    # char nn.RNN conditioned on language
+      names lm train data/names --cell gru --out models/lm-gru.pt
+      names lm train lines.txt --unit word --out models/words.pt
+      names lm evaluate data/names --model models/lm.pt --split test
+    """
+
+
+@lm.command("train")
+@click.argument("source", type=click.Path())
+@click.option("--unit", type=click.Choice(["char", "word"]), default="char", show_default=True,
+              help="Tokens: characters (names, text) or whitespace-separated words (text files).")
+@click.option("--cell", type=click.Choice(["rnn", "gru", "lstm"]), default="rnn", show_default=True,
+              help="Recurrent cell: nn.RNN (tanh), nn.GRU or nn.LSTM.")
+@click.option("--hidden", type=int, default=256, show_default=True, help="Hidden units.")
+@click.option("--dropout", type=float, default=0.1, show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True, help="At most this many epochs.")
+@click.option("--lr", type=float, default=3e-3, show_default=True, help="AdamW learning rate (cosine decay).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--patience", type=int, default=5, show_default=True,
+              help="Stop after this many epochs without a lower validation loss (0: never).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split and the training.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=DEFAULT_LM, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
+def lm_train(source: str, unit: str, cell: str, hidden: int, dropout: float, epochs: int, lr: float,
+             batch_size: int, patience: int, seed: int, device: str, out: str, force: bool, quiet: bool,
+             as_json: bool) -> None:
+    """Train a language model on SOURCE: next token given the tokens so far.
+
+    SOURCE is a names folder (or CSV/TSV): the model is conditioned on the language and uses the
+    classifier's grouped split (train / select by valid / report test). Or a plain text file, one
+    example per line: not conditioned; split 90/10 with the seed when it has 20+ lines, else every
+    line is used for training and validation.
+
+    \b
+      names lm train data/names                          # ~1.84 nats/char on test names
+      names lm train data/names --cell gru --out models/lm-gru.pt
+      printf 'I ate rice\\nI like apples\\nI code\\n' > toy.txt
+      names lm train toy.txt --unit word --epochs 100 --out toy.pt
+      names complete "I ate" --model toy.pt              # I ate rice
+    """
+    from .lm import LMConfig, train_lm
+
+    if Path(out).exists() and not force:
+        raise NamesError(f"{out} exists: pass --force to overwrite it, or choose another --out")
+    config = LMConfig(unit=unit, cell=cell, hidden=hidden, dropout=dropout, epochs=epochs, lr=lr,
+                      batch_size=batch_size, patience=patience, seed=seed, device=device)
+    try:
+        result = train_lm(source, config, out=out, progress=False if quiet else None)
+    except KeyboardInterrupt:
+        if Path(out).exists():
+            raise click.ClickException(f"interrupted; {out} holds the best model saved so far") from None
+        raise click.ClickException("interrupted before the first epoch ended; nothing was written") from None
+    summary = {"model": out, "unit": unit, "cell": cell, "valid": result.valid, "test": result.test,
+               "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+               "train_seconds": round(result.seconds, 2), "interrupted": result.interrupted}
+    if as_json:
+        _echo_json(summary)
+        return
+    per = "char" if unit == "char" else "word"
+    for name, m in (("test", result.test), ("valid", result.valid)):
+        if m:
+            click.echo(f"{name} {m['nats_per_token']:.4f} nats/{per}  perplexity {m['perplexity']:.3f}  "
+                       f"on {m['examples']:,} examples ({m['tokens']:,} tokens, end tokens included)")
+    click.echo(f"best epoch {result.best_epoch} of {len(result.history)}, {result.seconds:.1f}s")
+    click.echo(f"wrote {out}")
+
+
+@lm.command("evaluate")
+@click.argument("source", type=click.Path())
+@_lm_option()
+@click.option("--split", type=click.Choice(["test", "valid", "train", "all"]), default=None,
+              help="[default: test for names, valid for a text file (it has no test part)]")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def lm_evaluate(source: str, model_path: str, split: str | None, as_json: bool) -> None:
+    """Held-out nats per token (end token counted) and perplexity of a language model on SOURCE.
+
+    The split is rebuilt from the seed stored in the model file, so `--split test` scores exactly
+    the names the training never saw.
+
+    \b
+      names lm evaluate data/names --model models/lm.pt
+      names lm evaluate lines.txt --model models/words.pt --split valid --json
+    """
+    from .generate import load_lm
+    from .lm import evaluate_lm
+
+    metrics = evaluate_lm(load_lm(model_path), source, split)
+    if as_json:
+        _echo_json(metrics)
+        return
+    click.echo(f"{metrics['split']}: {metrics['nats_per_token']:.4f} nats/{metrics['unit']}  "
+               f"perplexity {metrics['perplexity']:.3f}  on {metrics['examples']:,} examples "
+               f"({metrics['tokens']:,} tokens, end tokens included)")
+    if metrics["skipped_unknown_language"]:
+        click.echo(f"{metrics['skipped_unknown_language']:,} names of languages the model does not know "
+                   "were skipped", err=True)
+
+
+@cli.command()
+@click.argument("language", required=False)
+@_lm_option()
+@click.option("-n", "n", type=click.IntRange(1, 100_000), default=10, show_default=True,
+              help="How many names.")
+@click.option("--start", default="", help="Every name starts with this prefix (e.g. Mc, Kowal).")
+@click.option("--temperature", type=click.FloatRange(0.0, min_open=True), default=0.8, show_default=True,
+              help="Below 1: safer, more typical names; above 1: wilder ones.")
+@click.option("--top-k", type=click.IntRange(1), default=None,
+              help="Sample only among the K likeliest letters.")
+@click.option("--seed", type=int, default=None, help="Make the draw reproducible.")
+@click.option("--allow-known", is_flag=True, help="Keep names that are in the training data.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (names and what was skipped).")
+def generate(language: str | None, model_path: str, n: int, start: str, temperature: float, top_k: int | None,
+             seed: int | None, allow_known: bool, as_json: bool) -> None:
+    """Invent N new surnames in LANGUAGE, one per line.
+
+    Names are distinct, and names already in the training data are left out (stderr says how many),
+    so what you see is what the model made up. LANGUAGE is one the model was trained on (any case);
+    leave it out for a model trained on a text file.
+
+    \b
+      names generate Russian                    # ten new Russian-looking surnames
+      names generate italian -n 5 --start Ma --seed 1
+      names generate Japanese --temperature 1.2 --top-k 5
+    """
+    from .generate import generate_names, load_lm
+
+    result = generate_names(load_lm(model_path), language, n=n, start=start, temperature=temperature,
+                            top_k=top_k, seed=seed, allow_known=allow_known)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        for name in result.names:
+            click.echo(name)
+    if result.skipped_known:
+        click.echo(f"skipped {result.skipped_known:,} names already in the training data "
+                   "(--allow-known keeps them)", err=True)
+    if result.exhausted:
+        click.echo(f"found only {len(result.names):,} of {n:,} new names in {result.attempts:,} attempts",
+                   err=True)
+
+
+@cli.command()
+@click.argument("text")
+@_lm_option()
+@click.option("--length", type=click.IntRange(1, 10_000), default=None,
+              help="At most this many new tokens. [default: 100 characters or 20 words]")
+@click.option("--temperature", type=click.FloatRange(0.0), default=0.0, show_default=True,
+              help="0: greedy (deterministic); above 0: sample.")
+@click.option("--top-k", "-k", type=click.IntRange(1), default=None,
+              help="Sample among the K likeliest tokens; with --next, how many to list (default 5).")
+@click.option("--next", "show_next", is_flag=True, help="List the likeliest next tokens with probabilities.")
+@click.option("--language", default=None, help="For a model trained on names: the language to write in.")
+@click.option("--seed", type=int, default=None, help="Make sampling reproducible.")
+def complete(text: str, model_path: str, length: int | None, temperature: float, top_k: int | None,
+             show_next: bool, language: str | None, seed: int | None) -> None:
+    """Continue TEXT with a language model (until its end token or --length).
+
+    \b
+      names complete hello --model chat.pt              # hello how are you
+      names complete "I ate" --next -k 3 --model words.pt
+          0.998  rice
+          0.001  apples
+      names complete Kowal --language Polish --next    # likeliest next letters (<eos>: the name ends)
+    """
+    from .generate import complete as complete_text
+    from .generate import load_lm, next_tokens
+
+    model = load_lm(model_path)
+    if show_next:
+        for token, p in next_tokens(model, text, top_k or 5, language=language):
+            click.echo(f"{p:.3f}  {'<space>' if token == ' ' else token}")
+        return
+    click.echo(complete_text(model, text, length=length, temperature=temperature, top_k=top_k, seed=seed,
+                             language=language))
+
+
+# ----------------------------------------------------------------------------- serve
+
+
+@cli.command()
+@_model_option()
+@click.option("--lm", "lm_path", type=click.Path(dir_okay=False), default=None,
+              help="Also load this language model and answer POST /generate.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0 exposes the API to the network).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="torch threads per request (concurrent requests already use the cores).")
+@click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
+def serve(model_path: str, lm_path: str | None, host: str, port: int, threads: int,
+          no_access_log: bool) -> None:
+    """Serve the model as a JSON HTTP API (docs at /docs).
+
+    \b
+      names serve --model models/names.pt --lm models/lm.pt
+      curl 'http://127.0.0.1:8000/predict?name=Dostoevsky&k=3'
+      curl -X POST http://127.0.0.1:8000/predict -H 'content-type: application/json' \\
+           -d '{"names": ["Nakamura", "O'"'"'Brien"], "k": 2}'
+    """
+    from .serve import serve as run_server
+
+    run_server(model_path, lm_path, host, port, threads=threads, access_log=not no_access_log)
 
 
 def main() -> None:

@@ -16,3 +16,11 @@ class DataError(NamesError):
 
 class ModelFileError(NamesError):
     """A model file is missing, damaged, unsafe, or of an unknown format."""
+
+
+class TrainingInterrupted(NamesError):
+    """Ctrl-C during training. ``saved`` says whether a best checkpoint was written this run."""
+
+    def __init__(self, message: str, saved: bool) -> None:
+        super().__init__(message)
+        self.saved = saved

@@ -4,6 +4,7 @@ log-probabilities ``(B, n_classes)``, so training, prediction and evaluation tre
 
 from __future__ import annotations
 
+import string
 from typing import Any
 
 import torch
@@ -56,15 +57,61 @@ class HandBuiltRNN(nn.Module):
         letters = one_hot(idx)
         batch = idx.size(1)
         hidden = self.init_hidden(batch)
-        last = (lengths.to(idx.device) - 1).unsqueeze(1)
-        logits = torch.zeros(batch, self.i2o.out_features, device=idx.device, dtype=letters.dtype)
+        combined_steps = []
         for t in range(idx.size(0)):
             combined = torch.cat((letters[t], hidden), 1)
-            logits = torch.where(last == t, self.i2o(combined), logits)
+            combined_steps.append(combined)
             hidden = self.i2h(combined)
             if self.tanh:
                 hidden = torch.tanh(hidden)
-        return self.softmax(logits)
+        # The output is only read at each name's last letter, so i2o runs once on those rows
+        # (the same numbers as running it at every step and picking, at a fraction of the cost).
+        last = (lengths.to(idx.device) - 1).clamp(min=0)
+        final = torch.stack(combined_steps)[last, torch.arange(batch, device=idx.device)]
+        return self.softmax(self.i2o(final))
+
+
+class HashedCharNgrams(nn.Module):
+    """fastText-style bag of hashed character n-grams, computed from the padded indices.
+
+    Each name is framed by boundary marks (``<name>``), case-folded, and every window of 1 to
+    ``max_n`` letters is hashed into one of ``buckets`` embeddings, which are averaged. The hashes
+    are tensor arithmetic on the index batch, so there is no per-name Python work at prediction.
+    Which substrings a name contains (``-opoulos``, ``ij``, ``Mc``) is the single strongest cue to
+    its language; the RNN beside it adds order and context.
+    """
+
+    def __init__(self, buckets: int, dim: int, max_n: int = 4) -> None:
+        super().__init__()
+        self.buckets, self.max_n = buckets, max_n
+        self.embedding = nn.Embedding(buckets, dim)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        lower = torch.arange(N_LETTERS + 3)
+        lower[: len(string.ascii_uppercase) * 2] = torch.arange(26).repeat(2)  # 'A' and 'a' -> 0...
+        self.register_buffer("fold", lower, persistent=False)
+
+    def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        width, batch = idx.shape
+        bos, eos, base = N_LETTERS + 1, N_LETTERS + 2, N_LETTERS + 3
+        framed = torch.full((width + 2, batch), PAD_INDEX, dtype=torch.long, device=idx.device)
+        framed[0] = bos
+        framed[1 : width + 1] = idx
+        framed[lengths.to(idx.device) + 1, torch.arange(batch, device=idx.device)] = eos
+        framed = self.fold[framed]
+        valid = framed != self.fold[PAD_INDEX]
+        total = torch.zeros(batch, self.embedding.embedding_dim, device=idx.device)
+        count = torch.zeros(batch, 1, device=idx.device)
+        code = torch.zeros_like(framed)
+        ok = torch.ones_like(valid)
+        for n in range(1, self.max_n + 1):
+            span = framed.size(0) - n + 1
+            code = code[:span] * base + framed[n - 1 : n - 1 + span]
+            ok = ok[:span] & valid[n - 1 : n - 1 + span]
+            bucket = (code * 2654435761 + n * 97) % self.buckets
+            mask = ok.unsqueeze(-1).float()
+            total = total + (self.embedding(bucket) * mask).sum(0)
+            count = count + mask.sum(0)
+        return total / count.clamp(min=1)
 
 
 class RecurrentClassifier(nn.Module):
@@ -85,6 +132,8 @@ class RecurrentClassifier(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.2,
+        ngram_buckets: int = 0,
+        ngram_dim: int = 64,
     ) -> None:
         super().__init__()
         rnn_cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
@@ -99,7 +148,8 @@ class RecurrentClassifier(nn.Module):
         )
         directions = 2 if bidirectional else 1
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(2 * directions * hidden_size, n_classes)
+        self.ngrams = HashedCharNgrams(ngram_buckets, ngram_dim) if ngram_buckets else None
+        self.out = nn.Linear(2 * directions * hidden_size + (ngram_dim if ngram_buckets else 0), n_classes)
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         emb = self.dropout(self.embedding(idx))
@@ -111,7 +161,10 @@ class RecurrentClassifier(nn.Module):
         final = torch.cat(list(hidden[-directions:]), dim=1)
         padded, _ = nn.utils.rnn.pad_packed_sequence(outputs, padding_value=float("-inf"))
         pooled = padded.max(dim=0).values
-        features = self.dropout(torch.cat((final, pooled), dim=1))
+        parts = [final, pooled]
+        if self.ngrams is not None:
+            parts.append(self.ngrams(idx, lengths))
+        features = self.dropout(torch.cat(parts, dim=1))
         return torch.log_softmax(self.out(features), dim=1)
 
 
@@ -129,5 +182,96 @@ def build_classifier(config: dict[str, Any], n_classes: int) -> nn.Module:
             num_layers=config.get("layers", 1),
             bidirectional=config.get("bidirectional", True),
             dropout=config.get("dropout", 0.2),
+            ngram_buckets=config.get("ngram_buckets", 0),
+            ngram_dim=config.get("ngram_dim", 64),
         )
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(CLASSIFIER_KINDS)}")
+
+
+LM_CELLS = ("rnn", "gru", "lstm")
+
+
+class CharLM(nn.Module):
+    """Next-token language model: token embedding (+ language embedding) -> ``nn.RNN`` -> Linear.
+
+    Works on any token vocabulary (characters of names, or words of a text file); the vocabulary
+    itself lives in :mod:`.lm`. Input is padded token indices ``(T, B)`` that start with the begin
+    token; the output at step ``t`` scores the token at ``t + 1``. Padding sits only after the last
+    real token, and the RNN is causal, so padded steps never change a real step's output: no
+    packing is needed, only a masked loss.
+
+    With ``n_languages > 0`` a learned language vector is concatenated to every step's token
+    embedding, as the PyTorch "generating names" tutorial feeds the category at each step: the
+    network is reminded which language it is spelling at every letter, not only at the start.
+    ``lang_init`` also makes the start state from the language, so the first letter depends on it.
+    One extra language slot, :attr:`any_language`, stands for "no language given": training
+    feeds it now and then, and sampling contrasts it with the requested language
+    (classifier-free guidance) to make rare languages recognisable.
+
+    ``never_next`` lists tokens that can never follow (padding, the begin token); their logits are
+    ``-inf``, so sampling cannot pick them and no probability mass is wasted on them.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        n_languages: int = 0,
+        cell: str = "rnn",
+        hidden_size: int = 256,
+        embed_size: int = 64,
+        lang_size: int = 32,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        pad_index: int = 0,
+        never_next: tuple[int, ...] | list[int] = (),
+        lang_init: bool = False,
+    ) -> None:
+        super().__init__()
+        if cell not in LM_CELLS:
+            raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(LM_CELLS)}")
+        self.cell, self.n_languages, self.vocab_size = cell, n_languages, vocab_size
+        self.num_layers, self.hidden_size = num_layers, hidden_size
+        self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=pad_index)
+        self.lang_embedding = nn.Embedding(n_languages + 1, lang_size) if n_languages else None
+        rnn_cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        self.rnn = rnn_cls(embed_size + (lang_size if n_languages else 0), hidden_size, num_layers=num_layers,
+                           dropout=dropout if num_layers > 1 else 0.0)
+        self.lang_to_hidden = (nn.Linear(lang_size, num_layers * hidden_size)
+                               if lang_init and n_languages else None)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, vocab_size)
+        mask = torch.zeros(vocab_size, dtype=torch.bool)
+        mask[list(never_next)] = True
+        self.register_buffer("never_next", mask, persistent=False)
+
+    @property
+    def any_language(self) -> int:
+        """Index of the "no particular language" slot (one past the real languages)."""
+        return self.n_languages
+
+    def forward(
+        self, idx: torch.Tensor, language: torch.Tensor | None = None, hidden: Any = None
+    ) -> tuple[torch.Tensor, Any]:
+        """Logits ``(T, B, vocab)`` for the next token at every step, and the final hidden state.
+
+        ``language`` is ``(B,)`` language indices (required when the model is conditioned);
+        ``hidden`` continues from an earlier call, so sampling feeds one step at a time.
+        """
+        x = self.embedding(idx)
+        if self.lang_embedding is not None:
+            if language is None:
+                raise ValueError("this language model is conditioned on a language: pass `language`")
+            lang_vec = self.lang_embedding(language)
+            x = torch.cat((x, lang_vec.unsqueeze(0).expand(x.size(0), -1, -1)), dim=2)
+            if hidden is None and self.lang_to_hidden is not None:
+                hidden = self.initial_hidden(lang_vec)
+        output, hidden = self.rnn(self.dropout(x), hidden)
+        logits = self.out(self.dropout(output))
+        return logits.masked_fill(self.never_next, float("-inf")), hidden
+
+    def initial_hidden(self, lang_vec: torch.Tensor) -> Any:
+        """The start state made from a language vector (``lang_init``)."""
+        assert self.lang_to_hidden is not None
+        h0 = torch.tanh(self.lang_to_hidden(lang_vec)).view(-1, self.num_layers, self.hidden_size)
+        h0 = h0.transpose(0, 1).contiguous()
+        return (h0, torch.zeros_like(h0)) if self.cell == "lstm" else h0

@@ -28,6 +28,7 @@ _ALLOWED = frozenset(ALPHABET)
 # Apostrophe look-alikes that anyascii would otherwise map to other characters or drop.
 _APOSTROPHES = dict.fromkeys(map(ord, "\u2019\u2018\u201b\u02bc\u02bb\u2032\u00b4\u0060\uff07"), "'")
 _SPACES = re.compile(r"\s+")
+_OUTSIDE = re.compile(r"[^A-Za-z .,;'\-]+")
 
 
 def _strip_latin_marks(text: str) -> str:
@@ -55,7 +56,8 @@ def to_ascii(text: str) -> str:
     """Fold any Unicode string to the model alphabet.
 
     Steps: typographic apostrophes become ``'``; zero-width and control characters vanish;
-    combining marks on Latin letters are dropped (NFD); what is still not ASCII is transliterated
+    combining marks on Latin letters are dropped (NFD); symbols such as emoji are dropped; what is
+    still not ASCII is transliterated
     with anyascii (``Достоевский`` -> ``Dostoevskiy``); anything outside :data:`ALPHABET` is
     dropped and runs of spaces collapse. The result may be empty (``"😀"``, ``"123"``).
 
@@ -63,11 +65,13 @@ def to_ascii(text: str) -> str:
     'Slusarski'
     """
     text = text.translate(_APOSTROPHES)
-    text = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf") or c.isspace())
-    text = _strip_latin_marks(unicodedata.normalize("NFC", text))
-    if not text.isascii():
-        text = anyascii(text)
-    text = "".join(c if c in _ALLOWED else (" " if c.isspace() else "") for c in text)
+    if not text.isascii():  # the per-character work only for text that needs it
+        text = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf") or c.isspace())
+        text = _strip_latin_marks(unicodedata.normalize("NFC", text))
+        # Symbols (emoji, currency, math) are not letters of a name: anyascii would spell 😀 as
+        # ":grinning:", which must not become the "name" grinning.
+        text = anyascii("".join(c for c in text if c.isascii() or unicodedata.category(c)[0] != "S"))
+    text = _OUTSIDE.sub("", _SPACES.sub(" ", text))
     return _SPACES.sub(" ", text).strip()
 
 

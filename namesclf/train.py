@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import save_checkpoint
 from .data import SPLITS, NamesData, split_names
-from .errors import NamesError
+from .errors import NamesError, TrainingInterrupted
 from .models import CLASSIFIER_KINDS, build_classifier
 from .text import batch_indices
 
@@ -193,6 +193,8 @@ class TrainConfig:
     layers: int = 1
     bidirectional: bool = True
     dropout: float = 0.2
+    ngram_buckets: int = 0
+    ngram_dim: int = 64
     tanh: bool = True
     epochs: int = 15
     lr: float | None = None
@@ -393,6 +395,7 @@ def train_classifier(
     def on_best(epoch: int, metrics: dict[str, float], hist: list[dict[str, float]]) -> None:
         best_state["weights"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         best_state["metrics"] = metrics
+        best_state["history"] = list(hist)
         if out is not None:
             full_meta = {**(meta or {}), "history": hist, "best_epoch": epoch, "valid": metrics,
                          "resume": {"epoch": epoch, "optimizer": updater.state_dict(),
@@ -409,9 +412,11 @@ def train_classifier(
                      best_score=best_score, progress=progress, desc=cfg.model)
     except KeyboardInterrupt:
         if not best_state:
-            raise
+            where = f"; {out} is unchanged" if out is not None else ""
+            raise TrainingInterrupted(f"interrupted before the first epoch ended{where}", saved=False) from None
         interrupted = True
-        result = Fit(history, int(best_state["metrics"]["epoch"]), best_state["metrics"]["valid_macro_f1"], False)
+        result = Fit(best_state["history"], int(best_state["metrics"]["epoch"]),
+                     best_state["metrics"]["valid_macro_f1"], False)
     if best_state:
         model.load_state_dict(best_state["weights"])
     model.eval()

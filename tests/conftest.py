@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny hand-made data sets, and one real-data model trained once per session.
+
+Unit tests build their own small files in ``tmp_path``; tests that need the real surname set use
+``data/names`` (``.ci/run`` copies it there) and are skipped with a reason when it is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO / "data" / "names"
+
+TINY = {
+    "Russian": ["Ivanov", "Petrov", "Sidorov", "Smirnov", "Volkov", "Popov", "Sokolov", "Kuznetsov",
+                "Lebedev", "Kozlov", "Novikov", "Morozov"],
+    "Japanese": ["Tanaka", "Suzuki", "Takahashi", "Watanabe", "Yamamoto", "Nakamura", "Kobayashi",
+                 "Yoshida", "Yamada", "Sasaki", "Yamaguchi", "Matsumoto"],
+    "Italian": ["Rossi", "Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci",
+                "Marino", "Greco", "Bruno", "Gallo"],
+}
+
+
+def write_names_dir(folder: Path, languages: dict[str, list[str]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for lang, names in languages.items():
+        (folder / f"{lang}.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def tiny_dir(tmp_path: Path) -> Path:
+    """Three languages, twelve distinct names each."""
+    return write_names_dir(tmp_path / "names", TINY)
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not any(REAL_DATA.glob("*.txt")):
+        pytest.skip("data/names is missing: run `names data fetch` (CI copies ../shared/data/names)")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def trained_model(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default classifier trained once on the real split (shortened to keep CI fast)."""
+    from namesclf.data import load_names
+    from namesclf.train import TrainConfig, train_from_data
+
+    out = tmp_path_factory.mktemp("model") / "names.pt"
+    train_from_data(load_names(real_data), TrainConfig(epochs=6, patience=0), out=out, progress=False)
+    return out

@@ -1,0 +1,107 @@
+"""Model files: round trip, and every way a file can be wrong gives one clear error and runs no code."""
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from namesclf.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from namesclf.cli import cli
+from namesclf.errors import ModelFileError
+from namesclf.models import build_classifier
+from namesclf.predict import Predictor
+from namesclf.train import TrainConfig, classifier_payload
+
+LABELS = ["Greek", "Italian", "Russian"]
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    config = TrainConfig(model="gru", hidden=8).resolved()
+    model = build_classifier(config.__dict__, len(LABELS))
+    return save_checkpoint(tmp_path / "m.pt", classifier_payload(model, config, LABELS, {"split_seed": 0}))
+
+
+def test_round_trip_is_self_describing(model_file: Path) -> None:
+    payload = load_checkpoint(model_file, kind="classifier")
+    assert payload["format_version"] == FORMAT_VERSION and payload["labels"] == LABELS
+    predictor = Predictor.load(str(model_file))
+    proba = predictor.predict_proba(["Rossi", "Ivanov"])
+    assert proba.shape == (2, 3)
+    assert abs(float(proba.sum()) - 2.0) < 1e-5
+
+
+class Exploit:
+    """Unpickling this calls Path.touch on a marker file: what a malicious model would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _bad_files(tmp_path: Path, model_file: Path) -> list[tuple[Path, str]]:
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
+    text = tmp_path / "text.pt"
+    text.write_text("hello, I am not a model\n")
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    newer = tmp_path / "newer.pt"
+    payload = load_checkpoint(model_file)
+    payload["format_version"] = FORMAT_VERSION + 1
+    torch.save(payload, newer)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    return [(tmp_path / "missing.pt", "no such model file"), (truncated, "cannot read model file"),
+            (text, "model"), (other, "not a namesclf model file"),
+            (newer, "newer than this namesclf reads"), (empty, "model")]
+
+
+def test_bad_model_files_give_one_line(tmp_path: Path, model_file: Path) -> None:
+    for path, message in _bad_files(tmp_path, model_file):
+        with pytest.raises(ModelFileError, match=message):
+            load_checkpoint(path)
+        result = CliRunner().invoke(cli, ["predict", "Smith", "--model", str(path)])
+        assert result.exit_code == 1, (path, result.output)
+        assert "Traceback" not in result.output and result.output.startswith("Error: ")
+        assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("container", ["torch", "raw-pickle"])
+def test_crafted_pickle_is_refused_and_runs_nothing(tmp_path: Path, container: str) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    payload = {"format": "namesclf", "format_version": 1, "kind": "classifier", "x": Exploit(marker)}
+    if container == "torch":
+        torch.save(payload, evil)
+    else:
+        evil.write_bytes(pickle.dumps(payload))
+    assert not marker.exists()
+    with pytest.raises(ModelFileError, match="refused|not a namesclf|cannot read"):
+        load_checkpoint(evil)
+    assert not marker.exists(), "loading the model ran code"
+    result = CliRunner().invoke(cli, ["predict", "Smith", "--model", str(evil)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert not marker.exists()
+
+
+def test_wrong_kind_is_refused(model_file: Path) -> None:
+    with pytest.raises(ModelFileError, match="expected a lm model"):
+        load_checkpoint(model_file, kind="lm")
+
+
+def test_failed_save_leaves_the_old_file(model_file: Path) -> None:
+    before = model_file.read_bytes()
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(Exception, match="disk full"):
+        save_checkpoint(model_file, {"kind": "classifier", "x": Boom()})
+    assert model_file.read_bytes() == before
+    assert [p.name for p in model_file.parent.iterdir()] == ["m.pt"]  # no temp file left behind

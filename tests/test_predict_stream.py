@@ -1,0 +1,212 @@
+"""Batch prediction over a file or stdin: ``names predict --input`` and :meth:`Predictor.stream`.
+
+What matters for a million names: the output keeps input order and one row per input line (an
+unreadable line gets an empty row, not a silent gap), the input is consumed lazily one batch at a
+time, and peak memory does not grow with the number of names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from namesclf.cli import cli
+from namesclf.predict import Predictor
+
+from .conftest import TINY, write_names_dir
+
+NAMES = ["Ivanov", "Tanaka", "Rossi", "Ślusàrski", "O’Brien", "Достоевский", "Yamamoto", "Bianchi", "Kozlov",
+         "Sato", "Ferrari", "Morozov", "Nakamura", "Greco"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small GRU on three hand-made languages: trains in a few seconds, predicts fast."""
+    from namesclf.data import load_names
+    from namesclf.train import TrainConfig, train_from_data
+
+    root = tmp_path_factory.mktemp("stream")
+    data = write_names_dir(root / "names", TINY)
+    out = root / "clf.pt"
+    train_from_data(load_names(data), TrainConfig(epochs=2, hidden=16, patience=0), out=out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model: Path) -> Predictor:
+    return Predictor.load(str(tiny_model))
+
+
+def run_predict(model: Path, path: Path, *args: str) -> tuple[str, str, int]:
+    result = CliRunner().invoke(cli, ["predict", "--model", str(model), "--input", str(path), *args])
+    return result.stdout, result.stderr, result.exit_code
+
+
+# ----------------------------------------------------------------------------- CLI output
+
+
+def test_csv_keeps_input_order_with_header_and_top_k_columns(tiny_model: Path, tmp_path: Path) -> None:
+    lines = [*NAMES, "123", "", *NAMES[:3]]
+    src = tmp_path / "in.txt"
+    src.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")  # CRLF is read as well as LF
+    stdout, stderr, code = run_predict(tiny_model, src, "--format", "csv", "-k", "2", "--batch-size", "4")
+    assert code == 0, stderr
+    rows = list(csv.reader(io.StringIO(stdout)))
+    assert rows[0] == ["name", "language", "probability", "language_2", "probability_2"]
+    assert [r[0] for r in rows[1:]] == lines
+    assert all(len(r) == 5 for r in rows)
+    for line, row in zip(lines, rows[1:], strict=True):
+        if line in ("123", ""):
+            assert row[1:] == ["", "", "", ""]
+        else:
+            assert row[1] in TINY and row[3] in TINY and row[1] != row[3]
+            assert 1.0 >= float(row[2]) >= float(row[4]) >= 0.0
+    assert "2 lines had no letters" in stderr
+
+
+def test_k_above_the_number_of_languages_is_clamped(tiny_model: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("Ivanov\n", encoding="utf-8")
+    stdout, _, code = run_predict(tiny_model, src, "-k", "10")
+    assert code == 0
+    header, row = list(csv.reader(io.StringIO(stdout)))
+    assert header[-1] == "probability_3" and len(row) == 7
+
+
+def test_jsonl_keeps_input_order(tiny_model: Path, tmp_path: Path) -> None:
+    lines = [*NAMES, "😀"]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    stdout, stderr, code = run_predict(tiny_model, src, "--format", "jsonl", "-k", "3", "--batch-size", "5")
+    assert code == 0, stderr
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["name"] for r in records] == lines
+    assert all(len(r["predictions"]) == 3 for r in records[:-1])
+    assert records[-1]["predictions"] == [] and records[-1]["ascii"] == ""
+    assert records[5]["ascii"] == "Dostoevskiy"
+    assert "1 lines had no letters" in stderr
+
+
+def test_stdin_and_quiet(tiny_model: Path) -> None:
+    result = CliRunner().invoke(cli, ["predict", "--model", str(tiny_model), "--input", "-", "-q", "-k", "1"],
+                                input="Tanaka\n123\n")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "name,language,probability"
+    assert lines[1].split(",")[:2] in (["Tanaka", lang] for lang in TINY) and lines[2] == "123,,"
+    assert result.stderr == ""
+
+
+def test_invalid_utf8_is_a_one_line_error(tiny_model: Path, tmp_path: Path) -> None:
+    src = tmp_path / "bad.txt"
+    src.write_bytes(b"Ivanov\n\xff\xfe\n")
+    _, stderr, code = run_predict(tiny_model, src)
+    assert code == 1
+    assert "not valid UTF-8" in stderr and "Traceback" not in stderr
+
+
+# ----------------------------------------------------------------------------- Predictor.stream
+
+
+def test_stream_consumes_its_input_lazily(predictor: Predictor) -> None:
+    consumed = 0
+
+    def names() -> Iterator[str]:
+        nonlocal consumed
+        for name in itertools.cycle(NAMES):  # endless: a list() anywhere would never return
+            consumed += 1
+            yield name
+
+    stream = predictor.stream(names(), k=2, batch_size=8)
+    first = next(stream)
+    assert first.name == NAMES[0] and len(first.languages) == 2
+    assert consumed == 8  # exactly one batch read, not the whole input
+    rest = list(itertools.islice(stream, 7))
+    assert consumed == 8 and [p.name for p in rest] == NAMES[1:8]
+    next(stream)
+    assert consumed == 16
+    assert [p.name for p in itertools.islice(predictor.stream(names(), batch_size=3), 100)] == \
+        list(itertools.islice(itertools.cycle(NAMES), 100))
+
+
+def test_stream_matches_top_k_across_batch_boundaries(predictor: Predictor) -> None:
+    names = [*NAMES, "!!!", *NAMES]
+    whole = predictor.top_k(names, 3, strict=False)
+    for batch_size in (1, 4, 7, 4096):
+        streamed = list(predictor.stream(iter(names), k=3, batch_size=batch_size))
+        assert [p.name for p in streamed] == names
+        for a, b in zip(streamed, whole, strict=True):
+            assert [lang for lang, _ in a.languages] == [lang for lang, _ in b.languages]
+            assert [p for _, p in a.languages] == pytest.approx([p for _, p in b.languages], abs=1e-5)
+    assert whole[len(NAMES)].languages == []
+
+
+def test_top_k_agrees_with_predict_proba(predictor: Predictor) -> None:
+    proba = predictor.predict_proba(NAMES)
+    for row, pred in zip(proba, predictor.top_k(NAMES, 3), strict=True):
+        order = np.argsort(-row, kind="stable")[:3]
+        assert [lang for lang, _ in pred.languages] == [predictor.labels[j] for j in order]
+        assert [p for _, p in pred.languages] == pytest.approx(row[order].tolist())
+        assert all(isinstance(p, float) for _, p in pred.languages)
+
+
+def test_forward_batch_size_does_not_change_probabilities(predictor: Predictor) -> None:
+    folded = ["Ivanov", "Sato", "Ferrari", "Kuznetsov", "Yamaguchi", "Bruno", "Li"]
+    whole = predictor.proba_ascii(folded)
+    assert predictor.proba_ascii(folded, batch_size=2) == pytest.approx(whole, abs=1e-5)
+
+
+# ----------------------------------------------------------------------------- real process
+
+
+def test_subprocess_predict_on_thousands_of_lines(tiny_model: Path, tmp_path: Path) -> None:
+    lines = [f"{NAMES[i % len(NAMES)]}{'' if i < len(NAMES) else chr(97 + i % 26)}" for i in range(3000)]
+    lines[1234] = "0000"
+    src = tmp_path / "names.txt"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "namesclf", "predict", "--input", str(src), "--model",
+                           str(tiny_model)], capture_output=True, text=True, encoding="utf-8", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.reader(io.StringIO(proc.stdout)))
+    assert rows[0][:3] == ["name", "language", "probability"] and len(rows[0]) == 7
+    assert [r[0] for r in rows[1:]] == lines
+    assert rows[1235][1:] == [""] * 6
+    assert "1 lines had no letters" in proc.stderr
+
+
+MAXRSS = """
+import resource, sys
+from namesclf.cli import main
+sys.argv = ["names", "predict", "--quiet", "--input", sys.argv[1], "--model", sys.argv[2]]
+try:
+    main()
+finally:
+    sys.stderr.write(f"MAXRSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+"""
+
+
+def test_peak_memory_does_not_grow_with_the_number_of_names(tiny_model: Path, tmp_path: Path) -> None:
+    """Peak RSS for 120,000 names is within a few MB of that for 20,000: nothing accumulates."""
+    def peak_kb(n: int) -> int:
+        src = tmp_path / f"{n}.txt"
+        with src.open("w", encoding="utf-8") as fh:
+            for i in range(n):
+                fh.write(f"{NAMES[i % len(NAMES)]}{chr(97 + (i // len(NAMES)) % 26)}\n")
+        proc = subprocess.run([sys.executable, "-c", MAXRSS, str(src), str(tiny_model)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return int(proc.stderr.rsplit("MAXRSS_KB ", 1)[1].split()[0])
+
+    small, large = peak_kb(20_000), peak_kb(120_000)
+    # 100,000 more Prediction objects and CSV rows held in memory would be well over 40 MB.
+    assert large - small < 25_000, (small, large)

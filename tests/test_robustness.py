@@ -1,0 +1,199 @@
+"""Issue 8: bad input, interruption, determinism, and property tests. Nothing the user had is lost."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from namesclf import to_ascii
+from namesclf.checkpoint import load_checkpoint
+from namesclf.cli import cli
+from namesclf.data import load_names
+from namesclf.errors import NamesError
+from namesclf.models import build_classifier
+from namesclf.predict import Predictor
+from namesclf.text import ALPHABET, MAX_NAME_LENGTH
+
+from .conftest import REPO, write_names_dir
+
+ALLOWED = set(ALPHABET)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture(scope="module")
+def small_predictor() -> Predictor:
+    torch.manual_seed(0)
+    model = build_classifier({"model": "gru", "hidden": 8}, 3)
+    return Predictor(model, ["Greek", "Italian", "Russian"])
+
+
+# ----------------------------------------------------------------------------- text properties
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=200))
+def test_to_ascii_never_raises_and_stays_in_alphabet(text: str) -> None:
+    folded = to_ascii(text)
+    assert set(folded) <= ALLOWED
+    assert folded == folded.strip() and "  " not in folded
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(min_size=1, max_size=120))
+def test_prediction_never_raises_on_a_foldable_name(small_predictor: Predictor, text: str) -> None:
+    if not to_ascii(text):
+        with pytest.raises(NamesError):
+            small_predictor.top_k([text])
+        return
+    [pred] = small_predictor.top_k([text], k=2)
+    assert len(pred.languages) == 2 and 0.0 <= pred.languages[0][1] <= 1.0
+
+
+# ----------------------------------------------------------------------------- names at prediction
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\u200d\u200d", "😀", "123"])
+def test_names_with_no_letters_are_a_clear_error(small_predictor: Predictor, name: str) -> None:
+    with pytest.raises(NamesError, match="no letters"):
+        small_predictor.top_k([name])
+
+
+@pytest.mark.parametrize("name", ["Smith\u200dJones", "Иван Smith", "محمد", "שרון", "ﾅｶﾑﾗ", "Nguyễn Văn"])
+def test_odd_scripts_get_an_answer(small_predictor: Predictor, name: str) -> None:
+    [pred] = small_predictor.top_k([name])
+    assert pred.ascii and set(pred.ascii) <= ALLOWED and len(pred.languages) == 3
+
+
+def test_very_long_name_is_capped_and_fast(small_predictor: Predictor) -> None:
+    name = "Papadopoulos" * 8_400  # ~100,000 characters
+    started = time.perf_counter()
+    [pred] = small_predictor.top_k([name])
+    assert time.perf_counter() - started < 1.0
+    assert len(pred.languages) == 3
+    assert small_predictor.proba_ascii([to_ascii(name)]).shape == (1, 3)
+    assert len(pred.ascii) > MAX_NAME_LENGTH  # folding keeps it; encoding caps it
+
+
+# ----------------------------------------------------------------------------- data edge cases
+
+
+def test_big_single_line_file_and_only_one_language(tmp_path: Path) -> None:
+    big = write_names_dir(tmp_path / "big", {"Greek": ["Papadopoulos"], "Italian": ["Rossi"]})
+    (big / "Greek.txt").write_text("A" * 1_000_000 + "\nPapadopoulos\n")
+    frame = load_names(big).frame
+    assert len(frame) == 3
+    one = write_names_dir(tmp_path / "one", {"Greek": ["Papadopoulos", "Georgiou", "Nikolaidis"]})
+    result = invoke("train", str(one), "--out", str(tmp_path / "m.pt"), "--quiet")
+    assert result.exit_code == 1 and "one language" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_names_that_fold_to_nothing_are_dropped_and_counted(tmp_path: Path) -> None:
+    folder = write_names_dir(tmp_path / "d", {"Greek": ["Papadopoulos", "Georgiou", "😀", "123"],
+                                               "Italian": ["Rossi", "Russo", "Bianchi"]})
+    result = invoke("train", str(folder), "--out", str(tmp_path / "m.pt"), "--epochs", "1", "--hidden", "8")
+    assert result.exit_code == 0, result.output
+    assert "dropped 2 names with no letters" in result.output
+
+
+# ----------------------------------------------------------------------------- overwrite, resume, SIGINT
+
+
+def test_out_needs_force_and_force_replaces(tiny_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"my precious model")
+    result = invoke("train", str(tiny_dir), "--out", str(out), "--epochs", "1", "--hidden", "8", "--quiet")
+    assert result.exit_code == 1 and "--force" in result.output
+    assert out.read_bytes() == b"my precious model"
+    result = invoke("train", str(tiny_dir), "--out", str(out), "--epochs", "1", "--hidden", "8", "--quiet", "--force")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out, kind="classifier")["labels"] == ["Italian", "Japanese", "Russian"]
+
+
+def test_resume_continues_from_the_saved_epoch(tiny_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    base = ["train", str(tiny_dir), "--out", str(out), "--hidden", "8", "--patience", "0", "--quiet"]
+    assert invoke(*base, "--epochs", "2").exit_code == 0
+    assert len(load_checkpoint(out)["meta"]["history"]) == 2
+    result = invoke(*base, "--epochs", "5", "--resume", "--json")
+    assert result.exit_code == 0, result.output
+    history = load_checkpoint(out)["meta"]["history"]
+    assert [int(h["epoch"]) for h in history] == [1, 2, 3, 4, 5]
+    assert json.loads(result.output)["epochs_run"] == 5
+
+
+def test_same_seed_same_model(tiny_dir: Path, tmp_path: Path) -> None:
+    metrics = []
+    for name in ("a.pt", "b.pt"):
+        out = tmp_path / name
+        invoke("train", str(tiny_dir), "--out", str(out), "--epochs", "3", "--hidden", "16", "--seed", "7", "-q")
+        payload = load_checkpoint(out)
+        metrics.append((payload["meta"]["test"], payload["state_dict"]))
+    (test_a, state_a), (test_b, state_b) = metrics
+    for key in ("accuracy", "macro_f1"):
+        assert abs(test_a[key] - test_b[key]) <= 1e-9
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared in time"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_sigint_mid_training_leaves_a_loadable_best_checkpoint(real_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "namesclf", "train", str(real_data), "--out", str(out), "--model", "gru",
+         "--hidden", "64", "--epochs", "100", "--patience", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        _wait_for(out, proc, timeout=240)
+        time.sleep(1.0)  # mid-way through a later epoch
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, (stdout, stderr)
+    assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    payload = load_checkpoint(out, kind="classifier")
+    assert payload["meta"]["best_epoch"] >= 1
+    assert Predictor.from_payload(payload).top_k(["Dostoevsky"])[0].languages
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp files left
+
+
+@pytest.mark.slow
+def test_sigint_before_first_epoch_keeps_the_previous_model(real_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"previous model bytes")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "namesclf", "train", str(real_data), "--out", str(out), "--force",
+         "--hidden", "512", "--epochs", "3"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8.0)  # imports and data loading done, first epoch under way
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1 and "Traceback" not in stderr
+    assert out.read_bytes() == b"previous model bytes"

@@ -1,0 +1,395 @@
+"""The HTTP API, tested the way it is used: a real ``python -m namesclf serve`` subprocess on a free
+loopback port, spoken to over HTTP with httpx, plus a few in-process checks of ``create_app``.
+
+Every server started here is terminated in its fixture's teardown, and only 127.0.0.1 is ever
+contacted. Waits are bounded: the server must answer /health within :data:`STARTUP_S`, every
+request has a timeout, and the load test has an overall deadline.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from namesclf.serve import MAX_BATCH, MAX_BODY_BYTES, MAX_NAME_CHARS
+
+from .conftest import TINY, write_names_dir
+
+STARTUP_S = 120.0
+TIMEOUT = httpx.Timeout(60.0)
+JSON = {"content-type": "application/json"}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A ``names serve`` subprocess and where its log goes."""
+
+    def __init__(self, args: list[str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        cmd = [sys.executable, "-m", "namesclf", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+               *args]
+        # The log goes to a file, not a pipe: 2,000 access-log lines would fill a pipe nobody reads.
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"server did not answer /health within {STARTUP_S:.0f}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def server(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The real-data classifier behind a real server (no language model)."""
+    srv = Server(["--model", str(trained_model)], tmp_path_factory.mktemp("serve") / "server.log")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+    assert srv.proc.returncode is not None
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_names_dir(tmp_path_factory.mktemp("tiny") / "names", TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_clf(tiny_data: Path) -> Path:
+    """A small classifier on three hand-made languages (seconds)."""
+    from namesclf.data import load_names
+    from namesclf.train import TrainConfig, train_from_data
+
+    out = tiny_data.parent / "clf.pt"
+    config = TrainConfig(epochs=1, hidden=16, patience=0)
+    train_from_data(load_names(tiny_data), config, out=out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_data: Path) -> Path:
+    """A small language model on the same three languages (seconds)."""
+    from namesclf.lm import LMConfig, train_lm
+
+    out = tiny_data.parent / "lm.pt"
+    train_lm(tiny_data, LMConfig(epochs=1, hidden=16, embed=8, lang_embed=4, device="cpu"), out=out,
+             progress=False)
+    return out
+
+
+def check_prediction(body: dict[str, Any], name: str, k: int) -> None:
+    assert body["name"] == name
+    preds = body["predictions"]
+    assert len(preds) == k
+    probs = [p["probability"] for p in preds]
+    assert probs == sorted(probs, reverse=True)
+    assert all(0.0 <= p <= 1.0 for p in probs) and sum(probs) <= 1.0 + 1e-5
+    assert len({p["language"] for p in preds}) == k
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+def test_health_and_languages(client: httpx.Client, trained_model: Path) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok"
+    assert health["model"] == str(trained_model)
+    assert health["languages"] == 18 and health["lm"] is None
+    languages = client.get("/languages").json()["languages"]
+    assert len(languages) == 18 and "Russian" in languages
+    assert client.get("/docs").status_code == 200
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_get_predict_dostoevsky_is_russian(client: httpx.Client) -> None:
+    resp = client.get("/predict", params={"name": "Dostoevsky", "k": 3})
+    assert resp.status_code == 200
+    body = resp.json()
+    check_prediction(body, "Dostoevsky", 3)
+    assert body["ascii"] == "Dostoevsky"
+    assert body["predictions"][0]["language"] == "Russian"
+
+
+def test_get_predict_folds_unicode_and_defaults_k(client: httpx.Client) -> None:
+    body = client.get("/predict", params={"name": "Достоевский"}).json()
+    check_prediction(body, "Достоевский", 3)
+    assert body["ascii"] == "Dostoevskiy"
+    assert body["predictions"][0]["language"] == "Russian"
+
+
+def test_post_predict_batch_keeps_input_order_and_matches_get(client: httpx.Client) -> None:
+    names = ["Nakamura", "O'Brien", "Dostoevsky", "Ślusàrski", "Rossi", "Schmidt", "Nguyen"] * 5
+    resp = client.post("/predict", json={"names": names, "k": 2})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert [b["name"] for b in body] == names
+    for b in body:
+        check_prediction(b, b["name"], 2)
+    assert body[0]["predictions"][0]["language"] == "Japanese"
+    single = client.get("/predict", params={"name": "O'Brien", "k": 2}).json()
+    assert single["predictions"][0]["language"] == body[1]["predictions"][0]["language"]
+    assert single["predictions"][0]["probability"] == pytest.approx(body[1]["predictions"][0]["probability"],
+                                                                      abs=1e-5)
+    assert client.post("/predict", json={"names": []}).json() == []
+    assert len(client.post("/predict", json={"names": ["Ivanov"], "k": 18}).json()[0]["predictions"]) == 18
+
+
+def test_generate_without_lm_is_404(client: httpx.Client) -> None:
+    resp = client.post("/generate", json={"language": "Russian", "n": 3})
+    assert resp.status_code == 404
+    assert "--lm" in resp.json()["error"]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+LONG = "a" * (MAX_NAME_CHARS + 1)
+BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int]] = [
+    ("not-json", "POST", "/predict", {"content": b'{"names": [', "headers": JSON}, 422),
+    ("not-utf8", "POST", "/predict", {"content": b'{"names": ["\xff"]}', "headers": JSON}, 400),
+    ("text-plain", "POST", "/predict", {"content": b"Ivanov", "headers": {"content-type": "text/plain"}},
+     422),
+    ("no-body", "POST", "/predict", {}, 422),
+    ("json-list-not-object", "POST", "/predict", {"json": ["Ivanov"]}, 422),
+    ("missing-names", "POST", "/predict", {"json": {"k": 2}}, 422),
+    ("unknown-field", "POST", "/predict", {"json": {"name": "Ivanov"}}, 422),
+    ("names-not-list", "POST", "/predict", {"json": {"names": "Ivanov"}}, 422),
+    ("names-not-strings", "POST", "/predict", {"json": {"names": [1, 2]}}, 422),
+    ("empty-name-in-list", "POST", "/predict", {"json": {"names": ["Ivanov", ""]}}, 422),
+    ("no-letters-in-list", "POST", "/predict", {"json": {"names": ["Ivanov", "123", "😀"]}}, 422),
+    ("long-name-in-list", "POST", "/predict", {"json": {"names": [LONG]}}, 422),
+    ("too-many-names", "POST", "/predict", {"json": {"names": ["Ivanov"] * (MAX_BATCH + 1)}}, 422),
+    ("k-zero-post", "POST", "/predict", {"json": {"names": ["Ivanov"], "k": 0}}, 422),
+    ("k-over-languages-post", "POST", "/predict", {"json": {"names": ["Ivanov"], "k": 19}}, 422),
+    ("k-fraction", "POST", "/predict", {"json": {"names": ["Ivanov"], "k": 2.5}}, 422),
+    ("deeply-nested", "POST", "/predict", {"content": b"[" * 100_000 + b"]" * 100_000, "headers": JSON}, 400),
+    ("missing-name", "GET", "/predict", {}, 422),
+    ("empty-name", "GET", "/predict", {"params": {"name": ""}}, 422),
+    ("blank-name", "GET", "/predict", {"params": {"name": "   "}}, 422),
+    ("no-letters", "GET", "/predict", {"params": {"name": "12345"}}, 422),
+    ("emoji-only", "GET", "/predict", {"params": {"name": "😀"}}, 422),
+    ("long-name", "GET", "/predict", {"params": {"name": LONG}}, 422),
+    ("k-zero", "GET", "/predict", {"params": {"name": "Ivanov", "k": 0}}, 422),
+    ("k-negative", "GET", "/predict", {"params": {"name": "Ivanov", "k": -3}}, 422),
+    ("k-over-languages", "GET", "/predict", {"params": {"name": "Ivanov", "k": 19}}, 422),
+    ("k-huge", "GET", "/predict", {"params": {"name": "Ivanov", "k": "9" * 30}}, 422),
+    ("k-not-int", "GET", "/predict", {"params": {"name": "Ivanov", "k": "three"}}, 422),
+    ("generate-bad-n", "POST", "/generate", {"json": {"language": "Russian", "n": 0}}, 422),
+    ("unknown-path", "GET", "/nothing", {}, 404),
+    ("wrong-method", "DELETE", "/predict", {}, 405),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status"), [b[1:] for b in BAD_REQUESTS],
+                         ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_input_is_a_4xx_json_error(client: httpx.Client, method: str, path: str, kwargs: dict[str, Any],
+                                       status: int) -> None:
+    resp = client.request(method, path, **kwargs)
+    assert resp.status_code == status, resp.text[:500]
+    body = resp.json()
+    assert isinstance(body["error"], str) and body["error"]
+    assert len(resp.content) < 20_000  # inputs are not echoed back
+    assert client.get("/health").status_code == 200
+
+
+def test_no_letters_in_batch_names_the_positions(client: httpx.Client) -> None:
+    resp = client.post("/predict", json={"names": ["Ivanov", "123", "Tanaka", "😀"]})
+    assert resp.status_code == 422
+    assert resp.json()["positions"] == [1, 3]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_over_the_cap_is_413(server: Server, chunked: bool) -> None:
+    body = b'{"names": [' + b'"Ivanov",' * (MAX_BODY_BYTES // 9 + 10) + b'"Petrov"]}'
+    assert len(body) > MAX_BODY_BYTES
+    content: Any = body
+    if chunked:  # an iterator makes httpx send Transfer-Encoding: chunked, with no length up front
+        content = iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as http:
+        resp = http.post("/predict", content=content, headers=JSON)
+        assert resp.status_code == 413
+        assert "too large" in resp.json()["error"]
+    assert httpx.get(f"{server.url}/health", timeout=TIMEOUT).status_code == 200
+
+
+def test_server_still_serves_after_bad_input(client: httpx.Client) -> None:
+    assert client.get("/health").json()["status"] == "ok"
+    body = client.get("/predict", params={"name": "Dostoevsky"}).json()
+    assert body["predictions"][0]["language"] == "Russian"
+
+
+# ----------------------------------------------------------------------------- load
+
+CLIENTS, PER_CLIENT, DEADLINE_S = 8, 250, 300.0
+LOAD_NAMES = ["Dostoevsky", "Nakamura", "O'Brien", "Rossi", "Schmidt", "Kowalski", "Nguyen", "Papadopoulos",
+              "Tanaka", "Ivanov", "Dubois", "Yamamoto", "Abbas", "Smirnov", "Kim", "Ślusàrski"]
+
+
+def test_load_8_clients_2000_requests_all_answered_correctly(client: httpx.Client, server: Server) -> None:
+    """8 concurrent keep-alive clients x 250 requests (every 10th a 20-name POST): none lost or wrong."""
+    expected = {b["name"]: b for b in client.post("/predict", json={"names": LOAD_NAMES, "k": 3}).json()}
+    ok_count = 0
+    failures: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + DEADLINE_S
+
+    def same(got: dict[str, Any], want: dict[str, Any]) -> bool:
+        languages = [p["language"] for p in want["predictions"]]
+        return (got["name"] == want["name"]
+                and [p["language"] for p in got["predictions"]] == languages
+                and all(abs(g["probability"] - w["probability"]) < 1e-4
+                        for g, w in zip(got["predictions"], want["predictions"], strict=True)))
+
+    def run(cid: int) -> None:
+        nonlocal ok_count
+        good, bad = 0, []
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as http:
+            for i in range(PER_CLIENT):
+                if time.monotonic() > deadline:
+                    bad.append(f"client {cid}: deadline passed at request {i}")
+                    break
+                try:
+                    if i % 10 == 9:
+                        names = [LOAD_NAMES[(cid + i + j) % len(LOAD_NAMES)] for j in range(20)]
+                        resp = http.post("/predict", json={"names": names, "k": 3})
+                        right = resp.status_code == 200 and len(resp.json()) == 20 and all(
+                            same(g, expected[n]) for g, n in zip(resp.json(), names, strict=True))
+                    else:
+                        name = LOAD_NAMES[(cid * 5 + i) % len(LOAD_NAMES)]
+                        resp = http.get("/predict", params={"name": name, "k": 3})
+                        right = resp.status_code == 200 and same(resp.json(), expected[name])
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    bad.append(f"client {cid} request {i}: {type(exc).__name__}: {exc}")
+                    continue
+                if right:
+                    good += 1
+                else:
+                    bad.append(f"client {cid} request {i}: {resp.status_code} {resp.text[:200]}")
+        with lock:
+            ok_count += good
+            failures.extend(bad)
+
+    threads = [threading.Thread(target=run, args=(c,), daemon=True) for c in range(CLIENTS)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(1.0, deadline + 30 - time.monotonic()))
+    elapsed = time.monotonic() - start
+    assert not any(t.is_alive() for t in threads), "clients still running after the deadline"
+    assert failures == [], failures[:10]
+    assert ok_count == CLIENTS * PER_CLIENT == 2000
+    print(f"\n{ok_count} requests from {CLIENTS} clients in {elapsed:.1f}s ({ok_count / elapsed:.0f} req/s)")
+    assert server.proc.poll() is None
+    assert client.get("/health").status_code == 200
+
+
+# ----------------------------------------------------------------------------- with a language model
+
+
+@pytest.fixture(scope="module")
+def lm_server(tiny_clf: Path, tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(["--model", str(tiny_clf), "--lm", str(tiny_lm), "--no-access-log"],
+                 tmp_path_factory.mktemp("serve-lm") / "server.log")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_generate_with_lm(lm_server: Server, tiny_lm: Path) -> None:
+    with httpx.Client(base_url=lm_server.url, timeout=TIMEOUT) as http:
+        health = http.get("/health").json()
+        assert health["lm"] == str(tiny_lm) and health["languages"] == 3
+        assert http.get("/languages").json()["lm_languages"] == ["Italian", "Japanese", "Russian"]
+        resp = http.post("/generate", json={"language": "Russian", "n": 5, "seed": 1, "allow_known": True})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["language"] == "Russian"
+        assert 1 <= len(body["names"]) <= 5 and all(isinstance(n, str) and n for n in body["names"])
+        again = http.post("/generate", json={"language": "Russian", "n": 5, "seed": 1, "allow_known": True})
+        assert again.json()["names"] == body["names"]  # a seed makes the draw reproducible
+        resp = http.post("/generate", json={"language": "Russian", "n": 3, "start": "Ko", "seed": 2,
+                                            "allow_known": True})
+        assert resp.status_code == 200 and all(n.startswith("Ko") for n in resp.json()["names"])
+        for bad in ({"language": "Klingon"}, {"language": "Russian", "n": 100_000}, {"language": "Russian",
+                    "temperature": 0}, {"language": "Russian", "top_k": 0}, {"lang": "Russian"}, {}):
+            resp = http.post("/generate", json=bad)
+            assert resp.status_code == 422, (bad, resp.text)
+            assert resp.json()["error"]
+        assert "Klingon" in http.post("/generate", json={"language": "Klingon"}).json()["error"]
+        assert http.get("/health").status_code == 200
+
+
+def test_serve_with_missing_model_fails_fast(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "namesclf", "serve", "--model", str(tmp_path / "none.pt"),
+                           "--port", str(free_port())], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "no such model file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- in-process
+
+
+@pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
+def test_create_app_in_process(tiny_clf: Path) -> None:
+    """The factory works without a server (TestClient), and NamesError becomes a 422."""
+    from fastapi.testclient import TestClient
+
+    from namesclf.predict import Predictor
+    from namesclf.serve import create_app
+
+    app = create_app(Predictor.load(str(tiny_clf)), model_path="m.pt")
+    with TestClient(app) as http:
+        assert http.get("/health").json()["model"] == "m.pt"
+        body = http.get("/predict", params={"name": "Yamamoto", "k": 2}).json()
+        check_prediction(body, "Yamamoto", 2)
+        assert http.get("/predict", params={"name": "Yamamoto", "k": 4}).status_code == 422
+        resp = http.get("/predict", params={"name": "!!!"})
+        assert resp.status_code == 422 and "no letters" in resp.json()["error"]
+        assert http.post("/generate", json={"language": "Russian"}).status_code == 404
