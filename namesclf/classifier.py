@@ -26,9 +26,9 @@ from .train import TrainConfig, classifier_payload, train_classifier
 class NameClassifier(ClassifierMixin, BaseEstimator):
     """Which language a surname comes from. Parameters mirror ``names train``'s options."""
 
-    def __init__(self, model: str = TrainConfig.model, hidden: int = TrainConfig.hidden,
-                 epochs: int = TrainConfig.epochs, lr: float | None = None,
-                 batch_size: int = TrainConfig.batch_size, optimizer: str | None = None,
+    def __init__(self, model: str = TrainConfig.model, hidden: int | None = None,
+                 epochs: int | None = None, lr: float | None = None,
+                 batch_size: int | None = None, optimizer: str | None = None,
                  class_weight: str = "none", tanh: bool = TrainConfig.tanh, patience: int = TrainConfig.patience,
                  valid_fraction: float = 0.1, seed: int = 0, device: str = "cpu", progress: bool = False) -> None:
         self.model = model

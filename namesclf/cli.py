@@ -116,16 +116,18 @@ def data_fetch(source: str | None, dest: str, no_verify: bool) -> None:
 
 @cli.command()
 @click.argument("source", type=click.Path())
-@click.option("--model", "kind", type=click.Choice(["handbuilt", "rnn", "gru", "lstm"]), default="gru",
-              show_default=True, help="handbuilt: the tutorial's RNN with manual SGD; rnn/gru/lstm: torch cells.")
-@click.option("--hidden", type=int, default=256, show_default=True, help="Hidden units per direction.")
-@click.option("--epochs", type=int, default=15, show_default=True, help="At most this many epochs.")
-@click.option("--lr", type=float, default=None, help="Learning rate. [default: 0.5 for SGD, 3e-3 for Adam(W)]")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--model", "kind", type=click.Choice(["handbuilt", "rnn", "gru", "lstm"]), default=None,
+              help="handbuilt: the tutorial's RNN with manual SGD; rnn/gru/lstm: torch cells. "
+              "[default: the best measured, see README]")
+@click.option("--hidden", type=int, default=None, help="Hidden units per direction. [default: 128 handbuilt, 256 others]")
+@click.option("--epochs", type=int, default=None, help="At most this many epochs. [default: 10 handbuilt, 15 others]")
+@click.option("--lr", type=float, default=None, help="Learning rate. [default: 1.0 handbuilt (SGD), 3e-3 others (AdamW)]")
+@click.option("--batch-size", type=int, default=None, help="[default: 32 handbuilt, 64 others]")
 @click.option("--optimizer", type=click.Choice(["manual", "sgd", "adam", "adamw"]), default=None,
               help="[default: manual for handbuilt, adamw otherwise]")
-@click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True,
-              help="balanced: weigh rare languages up (raises macro-F1, lowers accuracy).")
+@click.option("--class-weight", type=click.Choice(["none", "sqrt", "balanced"]), default="none", show_default=True,
+              help="Weigh rare languages up: sqrt (1/sqrt(count)) or balanced (1/count). Raises macro-F1, "
+              "costs accuracy.")
 @click.option("--patience", type=int, default=5, show_default=True, help="Stop after this many epochs without a better validation macro-F1 (0: never).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split and the training.")
@@ -134,7 +136,7 @@ def data_fetch(source: str | None, dest: str, no_verify: bool) -> None:
 @click.option("--resume", is_flag=True, help="Continue training the model in --out from its last saved epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
-def train(source: str, kind: str, hidden: int, epochs: int, lr: float | None, batch_size: int,
+def train(source: str, kind: str | None, hidden: int | None, epochs: int | None, lr: float | None, batch_size: int | None,
           optimizer: str | None, class_weight: str, patience: int, device: str, seed: int, out: str,
           force: bool, resume: bool, quiet: bool, as_json: bool) -> None:
     """Train a classifier on SOURCE and write one self-describing model file.
@@ -149,13 +151,14 @@ def train(source: str, kind: str, hidden: int, epochs: int, lr: float | None, ba
     from .evaluate import training_report_dir, write_training_report
     from .train import TrainConfig, train_from_data
 
-    config = TrainConfig(model=kind, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size,
+    config = TrainConfig(model=kind or TrainConfig.model, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size,
                          optimizer=optimizer, class_weight=class_weight, patience=patience, device=device,
                          seed=seed)
     previous = None
     if resume:
         previous = load_checkpoint(out, kind="classifier")
-        config = TrainConfig.from_dict({**previous["config"], "epochs": epochs, "device": device})
+        config = TrainConfig.from_dict({**previous["config"], "epochs": epochs or previous["config"]["epochs"],
+                                        "device": device})
     elif Path(out).exists() and not force:
         raise NamesError(f"{out} exists: pass --force to overwrite it, --resume to continue it, or choose --out")
     data_set = load_names(source)
@@ -337,9 +340,13 @@ def lm() -> None:
               help="Recurrent cell: nn.RNN (tanh), nn.GRU or nn.LSTM.")
 @click.option("--hidden", type=int, default=256, show_default=True, help="Hidden units.")
 @click.option("--dropout", type=float, default=0.1, show_default=True)
+@click.option("--balance", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Names folder: sample languages by 1/count**BALANCE (1: all equal). Helps rare "
+                   "languages, costs held-out nats.")
 @click.option("--epochs", type=int, default=20, show_default=True, help="At most this many epochs.")
 @click.option("--lr", type=float, default=3e-3, show_default=True, help="AdamW learning rate (cosine decay).")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", "batch_size", type=int, default=64, show_default=True,
+              help="Examples per step (language model).")
 @click.option("--patience", type=int, default=5, show_default=True,
               help="Stop after this many epochs without a lower validation loss (0: never).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split and the training.")
@@ -348,9 +355,9 @@ def lm() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
-def lm_train(source: str, unit: str, cell: str, hidden: int, dropout: float, epochs: int, lr: float,
-             batch_size: int, patience: int, seed: int, device: str, out: str, force: bool, quiet: bool,
-             as_json: bool) -> None:
+def lm_train(source: str, unit: str, cell: str, hidden: int, dropout: float, balance: float, epochs: int,
+             lr: float, batch_size: int, patience: int, seed: int, device: str, out: str, force: bool,
+             quiet: bool, as_json: bool) -> None:
     """Train a language model on SOURCE: next token given the tokens so far.
 
     SOURCE is a names folder (or CSV/TSV): the model is conditioned on the language and uses the
@@ -369,8 +376,8 @@ def lm_train(source: str, unit: str, cell: str, hidden: int, dropout: float, epo
 
     if Path(out).exists() and not force:
         raise NamesError(f"{out} exists: pass --force to overwrite it, or choose another --out")
-    config = LMConfig(unit=unit, cell=cell, hidden=hidden, dropout=dropout, epochs=epochs, lr=lr,
-                      batch_size=batch_size, patience=patience, seed=seed, device=device)
+    config = LMConfig(unit=unit, cell=cell, hidden=hidden, dropout=dropout, balance=balance, epochs=epochs,
+                      lr=lr, batch_size=batch_size, patience=patience, seed=seed, device=device)
     try:
         result = train_lm(source, config, out=out, progress=False if quiet else None)
     except KeyboardInterrupt:
@@ -435,9 +442,11 @@ def lm_evaluate(source: str, model_path: str, split: str | None, as_json: bool) 
               help="Sample only among the K likeliest letters.")
 @click.option("--seed", type=int, default=None, help="Make the draw reproducible.")
 @click.option("--allow-known", is_flag=True, help="Keep names that are in the training data.")
+@click.option("--guidance", type=click.FloatRange(0.0), default=1.0, show_default=True,
+              help="How strongly to favour what sets LANGUAGE apart (0: sample the model as trained).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (names and what was skipped).")
 def generate(language: str | None, model_path: str, n: int, start: str, temperature: float, top_k: int | None,
-             seed: int | None, allow_known: bool, as_json: bool) -> None:
+             seed: int | None, allow_known: bool, guidance: float, as_json: bool) -> None:
     """Invent N new surnames in LANGUAGE, one per line.
 
     Names are distinct, and names already in the training data are left out (stderr says how many),
@@ -452,7 +461,7 @@ def generate(language: str | None, model_path: str, n: int, start: str, temperat
     from .generate import generate_names, load_lm
 
     result = generate_names(load_lm(model_path), language, n=n, start=start, temperature=temperature,
-                            top_k=top_k, seed=seed, allow_known=allow_known)
+                            top_k=top_k, seed=seed, allow_known=allow_known, guidance=guidance)
     if as_json:
         _echo_json(result.to_dict())
     else:

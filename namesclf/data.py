@@ -146,7 +146,7 @@ def split_names(frame: pd.DataFrame, seed: int = 0, valid: float = 0.1, test: fl
     groups = counts.drop_duplicates("key").set_index("key")["language"]
     names, labels = groups.index.to_numpy(), groups.to_numpy()
     held = valid + test
-    rest, heldout = _split(names, labels, held, seed)
+    _, heldout = _split(names, labels, held, seed)
     if test > 0:
         held_labels = groups.loc[heldout].to_numpy()
         valid_names, test_names = _split(heldout, held_labels, test / held, seed + 1)

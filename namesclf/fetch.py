@@ -30,11 +30,13 @@ def expected_sums() -> dict[str, str]:
 
 def _download(url: str, timeout: float = 30.0) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http/https only)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             data = response.read(MAX_ARCHIVE_BYTES + 1)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DataError(f"cannot download {url} ({reason}); offline? use `names data fetch --from ZIP_OR_FOLDER`") from None
+        raise DataError(
+            f"cannot download {url} ({reason}); offline? use `names data fetch --from ZIP_OR_FOLDER`"
+        ) from None
     if len(data) > MAX_ARCHIVE_BYTES:
         raise DataError(f"{url}: the download is larger than {MAX_ARCHIVE_BYTES:,} bytes; not the names archive")
     return data

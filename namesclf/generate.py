@@ -8,6 +8,7 @@ only recites its training data would look perfect if they were kept).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,10 @@ __all__ = ["GenerationResult", "LanguageModel", "complete", "fidelity", "generat
 MAX_BATCH = 4096
 #: Default completion lengths, in tokens.
 DEFAULT_LENGTH = {"char": 100, "word": 20}
+#: Classifier-free guidance strength for :func:`generate_names` (picked by measurement, README).
+DEFAULT_GUIDANCE = 1.0
+#: Guided sampling only picks tokens with at least this share of the likeliest token's probability.
+PLAUSIBLE = 0.01
 
 
 def load_lm(path: str | Path, device: str = "cpu") -> LanguageModel:
@@ -72,22 +77,50 @@ def _pick(logits: torch.Tensor, temperature: float, top_k: int | None,
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def _guide(logits: torch.Tensor, count: int, guidance: float, plausible: float | None = None) -> torch.Tensor:
+    """Classifier-free guidance: ``cond + g * (cond - any)`` in log-probabilities.
+
+    Rows ``:count`` are conditioned on the requested language, rows ``count:`` on "any language";
+    what the language adds to the generic spelling is amplified by ``g``, so an Arabic name gets
+    more of what makes it Arabic rather than drifting to the English-and-Russian average the data
+    is dominated by. A ratio of two tiny probabilities is noise, so only tokens the language model
+    itself finds plausible (at least ``plausible`` times its top token's probability, contrastive
+    decoding's constraint) may be picked: without it 8% of guided names started with a lower-case
+    letter. Impossible tokens (``-inf``) stay impossible.
+    """
+    plausible = PLAUSIBLE if plausible is None else plausible
+    cond = torch.log_softmax(logits[:count].float(), dim=-1)
+    uncond = torch.log_softmax(logits[count:].float(), dim=-1)
+    guided = torch.where(torch.isfinite(cond), cond + guidance * (cond - uncond), cond)
+    if plausible > 0:
+        floor = cond.max(dim=-1, keepdim=True).values + math.log(plausible)
+        guided = guided.masked_fill(cond < floor, float("-inf"))
+    return guided
+
+
 @torch.inference_mode()
 def sample_tokens(lm: LanguageModel, prefix: Sequence[int], count: int, max_new: int, *,
                   language: int | None = None, temperature: float = 1.0, top_k: int | None = None,
-                  generator: torch.Generator | None = None) -> list[tuple[list[int], bool]]:
+                  generator: torch.Generator | None = None, guidance: float = 0.0
+                  ) -> list[tuple[list[int], bool]]:
     """``count`` continuations of ``<bos> prefix``, advanced together one token a step.
 
     Each result is ``(new tokens without the end token, finished)``; ``finished`` is False when the
     sequence had not ended after ``max_new`` tokens (an unfinished name is not a name, but an
-    unfinished text completion is still worth showing).
+    unfinished text completion is still worth showing). ``guidance > 0`` (conditioned models only)
+    runs a second, "any language" copy of the batch and samples from :func:`_guide`.
     """
     model = lm.model.eval()
     device = lm.device
-    x = torch.tensor([BOS_ID, *prefix], dtype=torch.long, device=device).unsqueeze(1).expand(-1, count)
-    lang = torch.full((count,), language, dtype=torch.long, device=device) if language is not None else None
+    guided = guidance > 0 and language is not None
+    rows = 2 * count if guided else count
+    x = torch.tensor([BOS_ID, *prefix], dtype=torch.long, device=device).unsqueeze(1).expand(-1, rows)
+    lang = None
+    if language is not None:
+        lang = torch.full((rows,), language, dtype=torch.long, device=device)
+        lang[count:] = model.any_language
     logits, hidden = model(x, lang)
-    last = logits[-1]
+    last = _guide(logits[-1], count, guidance) if guided else logits[-1]
     steps = torch.full((max_new, count), PAD_ID, dtype=torch.long, device=device)
     done = torch.zeros(count, dtype=torch.bool, device=device)
     for t in range(max_new):
@@ -96,8 +129,8 @@ def sample_tokens(lm: LanguageModel, prefix: Sequence[int], count: int, max_new:
         done |= nxt == EOS_ID
         if bool(done.all()) or t == max_new - 1:
             break
-        logits, hidden = model(nxt.unsqueeze(0), lang, hidden)
-        last = logits[0]
+        logits, hidden = model((torch.cat((nxt, nxt)) if guided else nxt).unsqueeze(0), lang, hidden)
+        last = _guide(logits[0], count, guidance) if guided else logits[0]
     out: list[tuple[list[int], bool]] = []
     for column in steps.t().tolist():
         finished = EOS_ID in column
@@ -123,13 +156,15 @@ def generate_names(
     seed: int | None = None,
     allow_known: bool = False,
     max_attempts: int | None = None,
+    guidance: float | None = None,
 ) -> GenerationResult:
     """``n`` distinct names in ``language`` that start with ``start``.
 
     Names seen in training are skipped (and counted) unless ``allow_known``. Candidates are drawn
     in batches until ``n`` are found or ``max_attempts`` samples (default ``50 * n + 500``) were
     tried, so a model that cannot produce ``n`` new names returns fewer instead of looping forever;
-    check :attr:`GenerationResult.exhausted`.
+    check :attr:`GenerationResult.exhausted`. ``guidance`` (default :data:`DEFAULT_GUIDANCE`)
+    sharpens the language, see :func:`_guide`; 0 samples the model as trained.
     """
     if n < 1:
         raise NamesError("n must be at least 1")
@@ -137,6 +172,9 @@ def generate_names(
         raise NamesError("temperature must be above 0 for generation (0 would give one name only)")
     if top_k is not None and top_k < 1:
         raise NamesError("top-k must be at least 1")
+    guidance = DEFAULT_GUIDANCE if guidance is None else guidance
+    if guidance < 0:
+        raise NamesError("guidance must be 0 or more")
     lang_id = lm.language_index(language)
     prefix_text = lm.vocab.fold(start, prompt=True)
     prefix = lm.vocab.encode(start, prompt=True)
@@ -153,7 +191,7 @@ def generate_names(
     while len(result.names) < n and result.attempts < limit:
         count = min(MAX_BATCH, limit - result.attempts, max(64, 2 * (n - len(result.names))))
         batch = sample_tokens(lm, prefix, count, max_new, language=lang_id, temperature=temperature,
-                              top_k=top_k, generator=generator)
+                              top_k=top_k, generator=generator, guidance=guidance)
         for tokens, finished in batch:
             result.attempts += 1
             if not finished:
@@ -219,7 +257,7 @@ def next_tokens(lm: LanguageModel, text: str, k: int = 5, language: str | None =
 
 
 def fidelity(lm: LanguageModel, predictor: Any, languages: Sequence[str], n: int = 100, seed: int = 0,
-             temperature: float = 0.8) -> dict[str, Any]:
+             temperature: float = 0.8, guidance: float | None = None) -> dict[str, Any]:
     """Do generated names read as the language asked for, and are they new?
 
     For each language, ``n`` distinct names are sampled *with* known names allowed (so the share of
@@ -229,7 +267,8 @@ def fidelity(lm: LanguageModel, predictor: Any, languages: Sequence[str], n: int
     """
     per: dict[str, dict[str, float]] = {}
     for i, language in enumerate(languages):
-        res = generate_names(lm, language, n=n, temperature=temperature, seed=seed + i, allow_known=True)
+        res = generate_names(lm, language, n=n, temperature=temperature, seed=seed + i, allow_known=True,
+                             guidance=guidance)
         if not res.names:
             per[language] = {"n": 0, "in_language": 0.0, "new": 0.0}
             continue
@@ -245,5 +284,7 @@ def fidelity(lm: LanguageModel, predictor: Any, languages: Sequence[str], n: int
     scored = [v for v in per.values() if v["n"]]
     mean = {key: sum(v[key] for v in scored) / len(scored) if scored else 0.0
             for key in ("in_language", "new")}
-    return {"n": n, "seed": seed, "temperature": temperature, "per_language": per, "mean": mean}
+    shown = DEFAULT_GUIDANCE if guidance is None else guidance
+    return {"n": n, "seed": seed, "temperature": temperature, "guidance": shown, "per_language": per,
+            "mean": mean}
 

@@ -424,6 +424,8 @@ def train_lm(
     device = resolve_device(cfg.device)
     train_texts, train_langs = src.splits["train"]
     valid_texts, valid_langs = src.splits["valid"]
+    if not valid_texts:  # a names set too small to hold out any: select on train, as for tiny text files
+        valid_texts, valid_langs = train_texts, train_langs
     vocab = Vocab.build(cfg.unit, train_texts)
     languages = list(src.languages)
     max_tokens = MAX_NAME_LENGTH if src.kind == "names" else None

@@ -54,20 +54,26 @@ class HandBuiltRNN(nn.Module):
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """A padded batch: each name's output is read at its own last letter, not after padding."""
-        letters = one_hot(idx)
+        # i2h(cat(x, h)) = W_x x + W_h h + b, and with one-hot letters W_x x is a column of W_x:
+        # the input half of every step is one gather up front, and the loop does only W_h h.
+        # Same parameters, same numbers as step() (a test checks it to 1e-6), far fewer ops.
         batch = idx.size(1)
+        n = self.n_letters
+        w_x, w_h = self.i2h.weight[:, :n], self.i2h.weight[:, n:]
+        padded_w_x = torch.cat((w_x.t(), w_x.new_zeros(1, self.hidden_size)))  # padding row: zeros
+        inputs = padded_w_x[idx] + self.i2h.bias  # (T, B, hidden)
         hidden = self.init_hidden(batch)
-        combined_steps = []
-        for t in range(idx.size(0)):
-            combined = torch.cat((letters[t], hidden), 1)
-            combined_steps.append(combined)
-            hidden = self.i2h(combined)
+        hiddens = [hidden]
+        for t in range(idx.size(0) - 1):  # the state after the last letter is never read
+            hidden = torch.addmm(inputs[t], hidden, w_h.t())
             if self.tanh:
                 hidden = torch.tanh(hidden)
-        # The output is only read at each name's last letter, so i2o runs once on those rows
-        # (the same numbers as running it at every step and picking, at a fraction of the cost).
+            hiddens.append(hidden)
+        # The output is read at each name's last letter only: i2o runs once, on cat(letter, hidden)
+        # of those rows, instead of at every step.
         last = (lengths.to(idx.device) - 1).clamp(min=0)
-        final = torch.stack(combined_steps)[last, torch.arange(batch, device=idx.device)]
+        rows = torch.arange(batch, device=idx.device)
+        final = torch.cat((one_hot(idx[last, rows]), torch.stack(hiddens)[last, rows]), 1)
         return self.softmax(self.i2o(final))
 
 

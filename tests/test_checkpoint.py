@@ -81,7 +81,7 @@ def test_crafted_pickle_is_refused_and_runs_nothing(tmp_path: Path, container: s
     else:
         evil.write_bytes(pickle.dumps(payload))
     assert not marker.exists()
-    with pytest.raises(ModelFileError, match="refused|not a namesclf|cannot read"):
+    with pytest.raises(ModelFileError, match=r"refused|not a namesclf|cannot read"):
         load_checkpoint(evil)
     assert not marker.exists(), "loading the model ran code"
     result = CliRunner().invoke(cli, ["predict", "Smith", "--model", str(evil)])

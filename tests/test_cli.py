@@ -6,7 +6,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from namesclf.cli import cli

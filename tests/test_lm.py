@@ -237,3 +237,26 @@ def test_cli_missing_model_is_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["complete", "hello", "--model", str(tmp_path / "none.pt")])
     assert result.exit_code == 1 and "no such model file" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_balanced_batches_keep_the_epoch_size_and_favour_rare_languages() -> None:
+    import numpy as np
+
+    from namesclf.lm import balanced_batches
+
+    vocab = Vocab.build("char", [])
+    langs = [0] * 90 + [1] * 10
+    enc = EncodedLM.build(["Ab"] * 100, vocab, langs)
+    rows = np.concatenate(list(balanced_batches(enc, 16, np.random.default_rng(0), power=1.0)))
+    assert len(rows) == 100
+    share_rare = float(np.mean(enc.languages.numpy()[rows] == 1))
+    assert 0.35 < share_rare < 0.65  # power 1: about half, against 10% in the data
+
+
+def test_a_names_set_too_small_to_split_still_trains(tmp_path: Path) -> None:
+    folder = tmp_path / "few"
+    folder.mkdir()
+    (folder / "Greek.txt").write_text("Pappas\nKoulos\n", encoding="utf-8")
+    (folder / "Irish.txt").write_text("Murphy\n", encoding="utf-8")
+    result = train_lm(folder, LMConfig(hidden=8, embed=4, epochs=2, device="cpu"), progress=False)
+    assert math.isfinite(result.valid["nats_per_token"])

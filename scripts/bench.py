@@ -1,0 +1,832 @@
+#!/usr/bin/env python
+"""The project against the PyTorch tutorial and the peers, side by side, in one process and one split.
+
+    python scripts/bench.py                     # the full run (an estimated 30-40 min on 2 quiet cores)
+    python scripts/bench.py --quick             # 1 repeat, 20,000 tutorial steps, 4 epochs per model
+    python scripts/bench.py --rows tutorial,handbuilt --repeats 5 --out tutorial.json
+
+Why one script and one process: figures taken on different days, splits or thread settings are
+not comparable, and the comparisons this project makes (the batched hand-built RNN against the
+tutorial's one-name-per-step loop, the default model against the n-gram baseline a practitioner
+would try first, the neural language model against a count-based 4-gram) only mean something
+when every row sees the same train/valid/test names (:func:`namesclf.data.split_names`, grouped by
+name, 80/10/10), the same pinned number of torch threads and the same machine. The header of the
+JSON says which machine, how busy it was (load average before and after) and the exact command.
+
+Rows (``--rows`` takes their keys):
+
+* ``tutorial``: "Classifying Names with a Character-Level RNN" re-implemented here: one random
+  (language, name) pair from the train split per step, a one-hot line tensor, the linear
+  hand-built RNN stepped letter by letter, NLLLoss and ``p.add_(p.grad, alpha=-0.005)``.
+* ``handbuilt``: the same network in the project's batched loop at ``TrainConfig(model="handbuilt")``.
+* ``default``: ``TrainConfig()``; and one row per other recurrent kind (``rnn``, ``lstm``...).
+* ``char-ngram-linear``: TF-IDF over character 1-4-grams + LinearSVC (scikit-learn defaults).
+* ``lm-4gram``: a language-conditioned character 4-gram model (interpolated Kneser-Ney per
+  language, mixed with the all-language model; discount and mixture tuned on valid).
+* ``charlm``: the project's CharLM at ``LMConfig()``, and ``charlm-gru`` with a GRU cell.
+  Language models are scored in nats per character on the test names, the end token counted;
+  their accuracy is the Bayes classifier ``argmax_lang log p(name | lang) + log p(lang)``.
+
+Every timed figure is the median of ``--repeats`` runs. Training is seeded and every repeat uses
+the same seed, so repeats re-make the same model: accuracy, macro-F1 and nats come from the
+first run (each run's figures are kept under ``runs``), and the repeats are there for the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import random
+import shlex
+import statistics
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.svm import LinearSVC
+from torch import nn
+
+from namesclf import generate
+from namesclf.data import load_names, split_names
+from namesclf.files import atomic_write_text
+from namesclf.lm import EncodedLM, LMConfig, LMSource, LMTrainResult, masked_nll, train_lm
+from namesclf.models import CLASSIFIER_KINDS, HandBuiltRNN
+from namesclf.predict import CPU_BATCH, GPU_BATCH, Predictor
+from namesclf.text import ALPHABET, MAX_NAME_LENGTH, N_LETTERS, line_to_tensor
+from namesclf.train import TrainConfig, TrainResult, classification_scores, evaluate_split, train_classifier
+
+# ----------------------------------------------------------------------------- settings
+
+#: The tutorial's hyper-parameters, as published.
+TUTORIAL_HIDDEN = 128
+TUTORIAL_LR = 0.005
+#: The best language-model option measured so far; a row of its own when it is not the default.
+BEST_LM_CELL = "gru"
+#: Issue 7's targets.
+TARGET_SPEEDUP = 15.0
+TARGET_ACCURACY_GAIN = 0.25
+TARGET_PREDICT_PER_S = 50_000
+TARGET_QUICK_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much work a run does; ``--quick`` and ``--smoke`` trade fidelity for time."""
+
+    mode: str
+    repeats: int
+    tutorial_steps: int
+    #: Epochs for every project model (classifiers and language models); None keeps their defaults.
+    epochs: int | None
+    #: Names per timed prediction pass for batched predictors (the test names, repeated).
+    predict_names: int
+    #: The same for rows that score one name at a time (tutorial) or under every language (LMs):
+    #: they are 10-100x slower, and a smaller sample measures a steady rate just as well.
+    predict_names_slow: int
+    fidelity_n: int
+
+
+PLANS = {
+    "full": Plan("full", 3, 100_000, None, 50_000, 10_000, 100),
+    # Four epochs keep --quick under 5 minutes on 2 quiet cores; its accuracies are below the full run's.
+    "quick": Plan("quick", 1, 20_000, 4, 50_000, 5_000, 30),
+    "smoke": Plan("smoke", 1, 200, 1, 500, 100, 4),
+}
+
+
+# ----------------------------------------------------------------------------- shared state
+
+
+@dataclass
+class Bench:
+    """The data, the split and what rows hand to later rows (the default classifier for fidelity)."""
+
+    plan: Plan
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    labels: list[str]
+    seed: int
+    device: str
+    predict_batch: int | None
+    source: str
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    def y_test(self) -> np.ndarray:
+        index = {lang: i for i, lang in enumerate(self.labels)}
+        return np.array([index[x] for x in self.test["language"]])
+
+    def repeated_test(self, at_least: int) -> list[str]:
+        """The test names (folded) repeated until there are ``at_least`` of them."""
+        names = self.test["ascii"].tolist()
+        return names * max(1, math.ceil(at_least / max(1, len(names))))
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
+    """Median wall time of ``repeats`` calls (and every call's time)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), times
+
+
+def timed_prediction(bench: Bench, predict: Callable[[list[str]], Any], slow: bool = False) -> dict[str, Any]:
+    """Names per second of ``predict`` over the repeated test names, median of the repeats.
+
+    One small warm-up call first, so one-off costs (allocator, lazy init) are not timed.
+    """
+    names = bench.repeated_test(bench.plan.predict_names_slow if slow else bench.plan.predict_names)
+    predict(names[: min(len(names), 256)])
+    seconds, times = median_seconds(lambda: predict(names), bench.plan.repeats)
+    return {"predict_names_per_s": len(names) / seconds, "predict_names": len(names),
+            "predict_seconds": seconds, "predict_seconds_runs": times}
+
+
+def train_figures(runs: list[dict[str, Any]], names_per_run: float) -> dict[str, Any]:
+    """Median training seconds and names per second; quality figures from the first run."""
+    seconds = statistics.median(r["train_seconds"] for r in runs)
+    first = runs[0]
+    out = {"train_seconds": seconds, "train_names_per_s": names_per_run / seconds}
+    out.update({k: first[k] for k in ("accuracy", "macro_f1", "nats_per_char", "epochs") if k in first})
+    out["runs"] = runs
+    return out
+
+
+# ----------------------------------------------------------------------------- the tutorial
+
+
+def tutorial_train_step(rnn: HandBuiltRNN, criterion: nn.Module, category_tensor: torch.Tensor,
+                        line_tensor: torch.Tensor) -> float:
+    """The tutorial's ``train()``: one name, letter by letter, then a manual SGD step."""
+    hidden = rnn.init_hidden()
+    rnn.zero_grad()
+    output = None
+    for i in range(line_tensor.size(0)):
+        output, hidden = rnn.step(line_tensor[i], hidden)
+    loss = criterion(output, category_tensor)
+    loss.backward()
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.add_(p.grad, alpha=-TUTORIAL_LR)
+    return loss.item()
+
+
+@torch.no_grad()
+def tutorial_predict(rnn: HandBuiltRNN, names: Sequence[str]) -> list[int]:
+    """The tutorial's ``evaluate()`` then ``topk(1)``, one name at a time."""
+    return [int(rnn.forward_line(line_to_tensor(name)).argmax(1)) for name in names]
+
+
+def row_tutorial(bench: Bench) -> dict[str, Any]:
+    """``randomTrainingExample`` from the train split: a random language, then a random name of it."""
+    languages = [lang for lang in bench.labels if (bench.train["language"] == lang).any()]
+    by_language = {lang: bench.train.loc[bench.train["language"] == lang, "ascii"].tolist()
+                   for lang in languages}
+    label_of = {lang: bench.labels.index(lang) for lang in languages}
+    steps = bench.plan.tutorial_steps
+    runs, first = [], None
+    for _ in range(bench.plan.repeats):
+        torch.manual_seed(bench.seed)
+        rng = random.Random(bench.seed)
+        rnn = HandBuiltRNN(N_LETTERS, TUTORIAL_HIDDEN, len(bench.labels), tanh=False)
+        criterion = nn.NLLLoss()
+        losses = []
+        started = time.perf_counter()
+        for _step in range(steps):
+            category = rng.choice(languages)
+            line = rng.choice(by_language[category])
+            category_tensor = torch.tensor([label_of[category]], dtype=torch.long)
+            losses.append(tutorial_train_step(rnn, criterion, category_tensor, line_to_tensor(line)))
+        seconds = time.perf_counter() - started
+        pred = tutorial_predict(rnn, bench.test["ascii"].tolist())
+        tail = losses[-min(len(losses), 1000):]
+        runs.append({"train_seconds": seconds, **classification_scores(bench.y_test(), np.array(pred)),
+                     "final_loss": sum(tail) / max(1, len(tail))})
+        if first is None:
+            first = rnn
+    assert first is not None
+    row = {"steps": steps, **train_figures(runs, steps)}
+    row.update(timed_prediction(bench, lambda names: tutorial_predict(first, names), slow=True))
+    row["predict_batch"] = 1
+    return row
+
+
+# ----------------------------------------------------------------------------- project classifiers
+
+
+def bench_config(bench: Bench, config: TrainConfig) -> TrainConfig:
+    """The row's config with the bench's device, seed and (for --quick/--epochs) epoch count."""
+    changes: dict[str, Any] = {"device": bench.device, "seed": bench.seed}
+    if bench.plan.epochs is not None:
+        changes["epochs"] = bench.plan.epochs
+    return dataclasses.replace(config, **changes)
+
+
+def row_classifier(bench: Bench, config: TrainConfig, keep_as: str | None = None) -> dict[str, Any]:
+    """Train ``repeats`` times with the project's loop, test the first model, time its Predictor."""
+    cfg = bench_config(bench, config)
+    runs, first = [], None
+    for _ in range(bench.plan.repeats):
+        started = time.perf_counter()
+        result = train_classifier(bench.train, bench.valid, cfg, progress=False)
+        seconds = time.perf_counter() - started
+        test = evaluate_split(result.model, bench.test, result.labels, torch.device(bench.device))
+        runs.append({"train_seconds": seconds, "epochs": len(result.history), "best_epoch": result.best_epoch,
+                     "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]})
+        if first is None:
+            first = result
+    assert first is not None
+    row = {**train_figures(runs, len(bench.train) * runs[0]["epochs"]),
+           "config": dataclasses.asdict(first.config)}
+    predictor = Predictor(first.model, first.labels, bench.device)
+    row.update(timed_prediction(bench, lambda names: predictor.proba_ascii(names, bench.predict_batch)))
+    row["predict_batch"] = bench.predict_batch or (CPU_BATCH if predictor.device.type == "cpu" else GPU_BATCH)
+    if keep_as:
+        bench.shared[keep_as] = first
+    return row
+
+
+def row_ngram_linear(bench: Bench) -> dict[str, Any]:
+    """TF-IDF character 1-4-grams (``char_wb``) + LinearSVC, scikit-learn defaults, on the folded names."""
+    runs, first = [], None
+    index = {lang: i for i, lang in enumerate(bench.labels)}
+    for _ in range(bench.plan.repeats):
+        pipe: Pipeline = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4)),
+                                       LinearSVC(random_state=bench.seed))
+        started = time.perf_counter()
+        pipe.fit(bench.train["ascii"].tolist(), bench.train["language"].tolist())
+        seconds = time.perf_counter() - started
+        pred = np.array([index[x] for x in pipe.predict(bench.test["ascii"].tolist())])
+        runs.append({"train_seconds": seconds, **classification_scores(bench.y_test(), pred)})
+        if first is None:
+            first = pipe
+    assert first is not None
+    row = train_figures(runs, len(bench.train))
+    row.update(timed_prediction(bench, first.predict))
+    row["predict_batch"] = "all at once"
+    return row
+
+
+# ----------------------------------------------------------------------------- count-based 4-gram LM
+
+BOS, EOS = "\x02", "\x03"
+#: What a character model predicts: every letter of the alphabet, or the end of the name.
+N_OUTCOMES = len(ALPHABET) + 1
+DISCOUNTS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
+MIXTURES = tuple(round(x, 2) for x in np.arange(0.3, 1.0001, 0.05))
+
+
+class KneserNey:
+    """Interpolated Kneser-Ney over characters: ``p(c | the previous order - 1 characters)``.
+
+    Written out (not nltk's ``KneserNeyInterpolated``, which is slow and mishandles unseen
+    contexts) because the recursion is a few lines: the highest order uses raw counts, lower
+    orders use continuation counts (how many different characters precede an n-gram; Kneser and
+    Ney's insight that ``"z"`` after many letters is a better guess in a new context than a
+    frequent letter that only ever follows one), except n-grams that start at the name's start,
+    which have no left context and keep raw counts. Names are framed as ``BOS * (order - 1) name
+    EOS``, and the end token is predicted like any letter. The recursion bottoms out in the
+    uniform distribution over the :data:`N_OUTCOMES` outcomes, so nothing gets probability 0.
+    """
+
+    def __init__(self, texts: Sequence[str], order: int = 4) -> None:
+        self.order = order
+        raw: Counter[str] = Counter()
+        for text in texts:
+            padded = BOS * (order - 1) + text[:MAX_NAME_LENGTH] + EOS
+            for i in range(order - 1, len(padded)):
+                raw[padded[i - order + 1 : i + 1]] += 1
+        adjusted: dict[int, Counter[str]] = {order: raw}
+        for k in range(order - 1, 0, -1):
+            counts: Counter[str] = Counter(gram[1:] for gram in adjusted[k + 1] if gram[1] != BOS)
+            for gram, c in raw.items():
+                if gram[-k] == BOS:
+                    counts[gram[-k:]] += c
+            adjusted[k] = counts
+        # tables[k]: context of k characters -> (counts of the next character, their sum, how many types)
+        self.tables: list[dict[str, tuple[dict[str, int], int, int]]] = []
+        for k in range(1, order + 1):
+            grouped: dict[str, dict[str, int]] = defaultdict(dict)
+            for gram, c in adjusted[k].items():
+                grouped[gram[:-1]][gram[-1]] = c
+            self.tables.append({h: (ws, sum(ws.values()), len(ws)) for h, ws in grouped.items()})
+
+    def prob(self, history: str, char: str, discount: float) -> float:
+        """``p(char | history)`` for a history of exactly ``order - 1`` characters (BOS-padded)."""
+        p = 1.0 / N_OUTCOMES
+        n = len(history)
+        for k, table in enumerate(self.tables):
+            entry = table.get(history[n - k :])
+            if entry is not None:
+                counts, total, types = entry
+                c = counts.get(char, 0)
+                p = ((c - discount if c > discount else 0.0) + discount * types * p) / total
+        return p
+
+
+def framed(text: str, order: int) -> list[tuple[str, str]]:
+    """(history, next character) for every predicted position of a name, the end token included."""
+    padded = BOS * (order - 1) + text[:MAX_NAME_LENGTH] + EOS
+    return [(padded[i - order + 1 : i], padded[i]) for i in range(order - 1, len(padded))]
+
+
+class NgramLM:
+    """A language-conditioned 4-gram: ``lam * KN_language + (1 - lam) * KN_all_languages``.
+
+    Per-language counts alone are thin for the small languages (about 100 Arabic names), so each
+    language's model is mixed with the model of all names; the discount and the mixture weight
+    are the two numbers tuned on the valid split, by grid search on nats per character.
+    """
+
+    def __init__(self, texts: Sequence[str], languages: Sequence[str], order: int = 4) -> None:
+        self.order = order
+        by_language: dict[str, list[str]] = defaultdict(list)
+        for text, lang in zip(texts, languages, strict=True):
+            by_language[lang].append(text)
+        self.models = {lang: KneserNey(names, order) for lang, names in by_language.items()}
+        self.everyone = KneserNey(texts, order)
+        self.discount, self.mixture = 0.75, 0.7
+
+    def token_probs(self, text: str, lang: str, discount: float) -> tuple[list[float], list[float]]:
+        """Per-position probabilities under the language's model and the all-language model."""
+        model = self.models[lang]
+        positions = framed(text, self.order)
+        return ([model.prob(h, c, discount) for h, c in positions],
+                [self.everyone.prob(h, c, discount) for h, c in positions])
+
+    def tune(self, texts: Sequence[str], languages: Sequence[str]) -> dict[str, float]:
+        """Pick the discount and mixture with the fewest nats per character on ``texts``."""
+        best = (math.inf, self.discount, self.mixture)
+        pairs = [(t, lang) for t, lang in zip(texts, languages, strict=True) if lang in self.models]
+        for discount in DISCOUNTS:
+            own, every = [], []
+            for text, lang in pairs:
+                a, b = self.token_probs(text, lang, discount)
+                own += a
+                every += b
+            p_own, p_every = np.array(own), np.array(every)
+            for mixture in MIXTURES:
+                nats = float(-np.log(mixture * p_own + (1 - mixture) * p_every).mean())
+                if nats < best[0]:
+                    best = (nats, discount, mixture)
+        _, self.discount, self.mixture = best
+        return {"valid_nats_per_char": best[0], "discount": self.discount, "mixture": self.mixture}
+
+    def nats(self, texts: Sequence[str], languages: Sequence[str]) -> float:
+        """Nats per character (end token counted) of ``texts`` under their own languages."""
+        total, count = 0.0, 0
+        for text, lang in zip(texts, languages, strict=True):
+            a, b = self.token_probs(text, lang, self.discount)
+            lam = self.mixture
+            total -= sum(math.log(lam * x + (1 - lam) * y) for x, y in zip(a, b, strict=True))
+            count += len(a)
+        return total / count
+
+    def log_likelihoods(self, texts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+        """``log p(name | language)`` for every name and every language of ``labels``: ``(N, L)``."""
+        out = np.full((len(texts), len(labels)), -np.inf)
+        lam, d = self.mixture, self.discount
+        for i, text in enumerate(texts):
+            positions = framed(text, self.order)
+            every = [(1 - lam) * self.everyone.prob(h, c, d) for h, c in positions]
+            for j, lang in enumerate(labels):
+                model = self.models.get(lang)
+                if model is not None:
+                    out[i, j] = sum(math.log(lam * model.prob(h, c, d) + e)
+                                    for (h, c), e in zip(positions, every, strict=True))
+        return out
+
+
+def log_prior(bench: Bench) -> np.ndarray:
+    """``log p(language)`` from the train split (add-one, so no language is impossible)."""
+    counts = bench.train["language"].value_counts()
+    n = np.array([counts.get(lang, 0) + 1 for lang in bench.labels], dtype=float)
+    return np.log(n / n.sum())
+
+
+def bayes_scores(bench: Bench, log_likelihood: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 of ``argmax_lang log p(name | lang) + log p(lang)`` on the test names."""
+    pred = (log_likelihood + log_prior(bench)).argmax(axis=1)
+    return classification_scores(bench.y_test(), pred)
+
+
+def row_ngram_lm(bench: Bench) -> dict[str, Any]:
+    """Count, tune on valid, score the test names in nats per character and as a Bayes classifier."""
+    runs, first = [], None
+    test_texts, test_langs = bench.test["ascii"].tolist(), bench.test["language"].tolist()
+    for _ in range(bench.plan.repeats):
+        started = time.perf_counter()
+        lm = NgramLM(bench.train["ascii"].tolist(), bench.train["language"].tolist())
+        tuned = lm.tune(bench.valid["ascii"].tolist(), bench.valid["language"].tolist())
+        seconds = time.perf_counter() - started
+        scores = bayes_scores(bench, lm.log_likelihoods(test_texts, bench.labels))
+        runs.append({"train_seconds": seconds, "nats_per_char": lm.nats(test_texts, test_langs), **scores,
+                     **tuned})
+        if first is None:
+            first = lm
+    assert first is not None
+    row = {"order": first.order, **train_figures(runs, len(bench.train)),
+           "discount": first.discount, "mixture": first.mixture}
+    row.update(timed_prediction(bench, lambda names: first.log_likelihoods(names, bench.labels), slow=True))
+    row["predict_batch"] = 1
+    return row
+
+
+# ----------------------------------------------------------------------------- the project's CharLM
+
+
+def lm_source(bench: Bench) -> LMSource:
+    """The bench's split as an :class:`LMSource`, so the LM sees exactly the classifiers' names."""
+    splits: dict[str, tuple[list[str], list[str] | None]] = {
+        name: (part["ascii"].tolist(), part["language"].tolist())
+        for name, part in (("train", bench.train), ("valid", bench.valid), ("test", bench.test))
+    }
+    everything = pd.concat([bench.train, bench.valid, bench.test])
+    splits["all"] = (everything["ascii"].tolist(), everything["language"].tolist())
+    return LMSource("names", bench.source, splits, list(bench.labels), bench.seed)
+
+
+@torch.inference_mode()
+def charlm_log_likelihoods(result: LMTrainResult, texts: Sequence[str], labels: Sequence[str],
+                           batch_size: int = 1024) -> np.ndarray:
+    """``log p(name | language)`` under a trained CharLM for every name and language: ``(N, L)``."""
+    lm = result.lm
+    model = lm.model.eval()
+    lm_index = {lang: i for i, lang in enumerate(lm.languages)}
+    base = EncodedLM.build(texts, lm.vocab, [0] * len(texts), MAX_NAME_LENGTH)
+    order = torch.argsort(base.lengths, stable=True)
+    out = np.full((len(texts), len(labels)), -np.inf)
+    for j, lang in enumerate(labels):
+        if lang not in lm_index:
+            continue
+        encoded = EncodedLM(base.seq, base.lengths, torch.full_like(base.languages, lm_index[lang]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            x, y, language = encoded.batch(rows, lm.device)
+            logits, _ = model(x, language)
+            nll = masked_nll(logits, y, reduction="none").view(y.shape).sum(0)
+            out[rows.numpy(), j] = -nll.double().cpu().numpy()
+    return out
+
+
+def row_charlm(bench: Bench, config: LMConfig, keep_as: str | None = None) -> dict[str, Any]:
+    """Train the project's CharLM through :func:`namesclf.lm.train_lm`; nats from its own test figure."""
+    changes: dict[str, Any] = {"device": bench.device, "seed": bench.seed}
+    if bench.plan.epochs is not None:
+        changes["epochs"] = bench.plan.epochs
+    cfg = dataclasses.replace(config, **changes)
+    source = lm_source(bench)
+    texts = bench.test["ascii"].tolist()
+    runs, first = [], None
+    for _ in range(bench.plan.repeats):
+        started = time.perf_counter()
+        result = train_lm(source, cfg, progress=False)
+        seconds = time.perf_counter() - started
+        scores = bayes_scores(bench, charlm_log_likelihoods(result, texts, bench.labels))
+        runs.append({"train_seconds": seconds, "epochs": len(result.history), "best_epoch": result.best_epoch,
+                     "nats_per_char": result.test["nats_per_token"], **scores})
+        if first is None:
+            first = result
+    assert first is not None
+    row = {**train_figures(runs, len(bench.train) * runs[0]["epochs"]), "config": dataclasses.asdict(cfg)}
+    row.update(timed_prediction(bench, lambda names: charlm_log_likelihoods(first, names, bench.labels),
+                                slow=True))
+    row["predict_batch"] = 1024
+    default = bench.shared.get("default")
+    if keep_as and default is not None and hasattr(generate, "fidelity"):
+        row.update(generation_fidelity(bench, first, default))
+    return row
+
+
+def generation_fidelity(bench: Bench, lm_result: LMTrainResult, classifier: TrainResult) -> dict[str, Any]:
+    """Generated names judged by the default classifier: in the asked language? new?
+
+    Reported, not fatal: a failure here is recorded as ``fidelity_error`` so the other figures
+    of a long run survive (the smoke test insists it is absent).
+    """
+    predictor = Predictor(classifier.model, classifier.labels, bench.device)
+    try:
+        fid = generate.fidelity(lm_result.lm, predictor, lm_result.lm.languages, n=bench.plan.fidelity_n,
+                                seed=bench.seed)
+    except Exception as exc:  # see the docstring
+        return {"fidelity_error": f"{type(exc).__name__}: {exc}"}
+    per = {lang: {k: v for k, v in fig.items() if k in ("n", "in_language", "new")}
+           for lang, fig in fid["per_language"].items()}
+    return {"fidelity_in_language": fid["mean"]["in_language"], "fidelity_new": fid["mean"]["new"],
+            "fidelity_n_per_language": bench.plan.fidelity_n, "fidelity_per_language": per,
+            "fidelity_settings": {k: fid.get(k) for k in ("temperature", "guidance", "seed")}}
+
+
+# ----------------------------------------------------------------------------- rows and targets
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    name: str
+    run: Callable[[Bench], dict[str, Any]]
+    language_model: bool = False
+
+
+def all_rows() -> list[Row]:
+    """Every row, in table order; names are read from the configs so they cannot go stale."""
+    default = TrainConfig()
+    rows = [Row("tutorial", "tutorial", row_tutorial)]
+    if default.model != "handbuilt":
+        rows.append(Row("handbuilt", "handbuilt",
+                        lambda b: row_classifier(b, TrainConfig(model="handbuilt"))))
+    rows.append(Row("default", f"default ({default.model})",
+                    lambda b: row_classifier(b, TrainConfig(), keep_as="default")))
+    for kind in CLASSIFIER_KINDS:
+        if kind not in ("handbuilt", default.model):
+            rows.append(Row(kind, kind, lambda b, kind=kind: row_classifier(b, TrainConfig(model=kind))))
+    rows.append(Row("char-ngram-linear", "char-ngram-linear", row_ngram_linear))
+    rows.append(Row("lm-4gram", "lm-4gram", row_ngram_lm, language_model=True))
+    lm_default = LMConfig()
+    rows.append(Row("charlm", f"charlm ({lm_default.cell})",
+                    lambda b: row_charlm(b, LMConfig(), keep_as="charlm"), language_model=True))
+    if lm_default.cell != BEST_LM_CELL:
+        rows.append(Row(f"charlm-{BEST_LM_CELL}", f"charlm ({BEST_LM_CELL})",
+                        lambda b: row_charlm(b, LMConfig(cell=BEST_LM_CELL)), language_model=True))
+    return rows
+
+
+def select_rows(spec: str | None) -> list[Row]:
+    """``--rows a,b,c`` (keys; the default model's kind is an alias of ``default``), in table order."""
+    rows = all_rows()
+    if not spec:
+        return rows
+    keys = {r.key for r in rows}
+    wanted = set()
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item == TrainConfig().model:
+            item = "default"
+        if item not in keys:
+            raise SystemExit(f"bench.py: unknown row {item!r}; rows are {', '.join(r.key for r in rows)}")
+        wanted.add(item)
+    return [r for r in rows if r.key in wanted]
+
+
+def check_targets(rows: dict[str, dict[str, Any]], plan: Plan, wall_seconds: float) -> list[dict[str, Any]]:
+    """Issue 7's targets as PASS / FAIL / SKIP (a target whose rows were not run is skipped)."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, needs: Sequence[str], test: Callable[[], tuple[bool, str]]) -> None:
+        missing = [k for k in needs if k not in rows]
+        if missing:
+            out.append({"target": name, "status": "SKIP", "detail": f"row(s) not run: {', '.join(missing)}"})
+            return
+        ok, detail = test()
+        out.append({"target": name, "status": "PASS" if ok else "FAIL", "detail": detail})
+
+    def speedup() -> tuple[bool, str]:
+        ratio = rows["handbuilt"]["train_names_per_s"] / rows["tutorial"]["train_names_per_s"]
+        return ratio >= TARGET_SPEEDUP, f"{ratio:.1f}x (target >= {TARGET_SPEEDUP:g}x)"
+
+    def gain() -> tuple[bool, str]:
+        diff = rows["handbuilt"]["accuracy"] - rows["tutorial"]["accuracy"]
+        return diff >= TARGET_ACCURACY_GAIN, (f"{rows['handbuilt']['accuracy']:.4f} vs "
+                                              f"{rows['tutorial']['accuracy']:.4f}: {diff:+.4f} "
+                                              f"(target >= +{TARGET_ACCURACY_GAIN})")
+
+    def beats_baseline() -> tuple[bool, str]:
+        d, b = rows["default"], rows["char-ngram-linear"]
+        ok = d["accuracy"] > b["accuracy"] and d["macro_f1"] > b["macro_f1"]
+        return ok, (f"accuracy {d['accuracy']:.4f} vs {b['accuracy']:.4f}, "
+                    f"macro-F1 {d['macro_f1']:.4f} vs {b['macro_f1']:.4f}")
+
+    def predicts_fast() -> tuple[bool, str]:
+        rate = rows["default"]["predict_names_per_s"]
+        return rate >= TARGET_PREDICT_PER_S, f"{rate:,.0f} names/s (target >= {TARGET_PREDICT_PER_S:,})"
+
+    add("handbuilt trains >= 15x more names/s than tutorial", ("handbuilt", "tutorial"), speedup)
+    add("handbuilt accuracy >= tutorial + 0.25", ("handbuilt", "tutorial"), gain)
+    add("default beats char-ngram-linear on accuracy and macro-F1", ("default", "char-ngram-linear"),
+        beats_baseline)
+    add("default predicts >= 50,000 names/s in batch", ("default",), predicts_fast)
+    if plan.mode == "quick":
+        detail = (f"{wall_seconds:.0f} s (target < {TARGET_QUICK_SECONDS:.0f} s on 2 quiet cores; "
+                  f"load average now {load_average()})")
+        out.append({"target": "--quick finishes in under 5 minutes",
+                    "status": "PASS" if wall_seconds < TARGET_QUICK_SECONDS else "FAIL", "detail": detail})
+    return out
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def cpu_model() -> str:
+    """The CPU's name from /proc/cpuinfo (``model name`` on x86, ``Hardware`` on some ARM boards)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip().lower(), value.strip())
+    except OSError:
+        pass
+    for key in ("model name", "hardware", "cpu model", "processor"):
+        if fields.get(key) and not fields[key].isdigit():
+            return fields[key]
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_header(args: argparse.Namespace, plan: Plan, threads: int) -> dict[str, Any]:
+    """What a reader needs to judge the numbers: machine, software, settings, and how busy it was."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:
+        available = os.cpu_count()
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_available": available,
+        "torch_threads": threads,
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit_learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "load_average_start": load_average(),
+        "mode": plan.mode,
+        "repeats": plan.repeats,
+        "tutorial_steps": plan.tutorial_steps,
+        "epochs": plan.epochs if plan.epochs is not None else "each model's default",
+        "seed": args.seed,
+        "device": args.device,
+        "data": str(args.data),
+        "quality_figures": "from the first run (every repeat uses the same seed); timings: median of repeats",
+    }
+
+
+def fmt(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width table of the headline figures, one line per row."""
+    head = (f"{'row':<20} {'accuracy':>8} {'macro-F1':>8} {'nats/ch':>7} {'epochs':>6} {'train s':>8} "
+            f"{'train names/s':>13} {'predict names/s':>15}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['name']:<20} {fmt(r.get('accuracy'), '.4f'):>8} {fmt(r.get('macro_f1'), '.4f'):>8} "
+                     f"{fmt(r.get('nats_per_char'), '.3f'):>7} {fmt(r.get('epochs'), 'd'):>6} "
+                     f"{fmt(r.get('train_seconds'), '.1f'):>8} {fmt(r.get('train_names_per_s'), ',.0f'):>13} "
+                     f"{fmt(r.get('predict_names_per_s'), ',.0f'):>15}")
+    return "\n".join(lines)
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON: numpy scalars to Python, NaN and infinities to null (strict JSON has neither)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Atomically, after every row: a long run that dies keeps the rows it finished."""
+    atomic_write_text(path, json.dumps(jsonable(report), indent=2, allow_nan=False) + "\n")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true",
+                      help="1 repeat, 20,000 tutorial steps, 4 epochs per model")
+    mode.add_argument("--smoke", action="store_true",
+                      help="seconds, for CI: a few steps and 1 epoch per model")
+    parser.add_argument("--out", type=Path, default=Path("bench.json"),
+                        help="JSON report, written after every row (default bench.json)")
+    parser.add_argument("--data", type=Path, default=Path("data/names"), help="names folder or CSV")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--rows", default=None, help="comma-separated row keys (default: all)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="runs per timed figure (default 3; quick 1)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="tutorial steps (default 100,000; quick 20,000)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs for every project model (default: each model's own; quick 4)")
+    parser.add_argument("--predict-batch", type=int, default=None,
+                        help="names per forward pass when timing prediction (default: the Predictor's)")
+    parser.add_argument("--seed", type=int, default=0, help="split and training seed (default 0)")
+    parser.add_argument("--device", default="cpu", help="torch device for the project's models (default cpu)")
+    args = parser.parse_args(argv)
+    for name in ("threads", "repeats", "steps", "epochs", "predict_batch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    changes = {k: v for k, v in (("repeats", args.repeats), ("tutorial_steps", args.steps),
+                                 ("epochs", args.epochs)) if v is not None}
+    return dataclasses.replace(plan, **changes)
+
+
+def pin_threads(threads: int) -> int:
+    """Pin torch's intra-op (and, where still allowed, inter-op) threads; return what took."""
+    torch.set_num_threads(threads)
+    # Inter-op threads are only settable before the first parallel region; intra-op is what matters.
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(threads)
+    return torch.get_num_threads()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = parse_args(argv)
+    rows_to_run = select_rows(args.rows)
+    plan = make_plan(args)
+    threads = pin_threads(args.threads)
+    data = load_names(args.data)
+    split = split_names(data.frame, seed=args.seed)
+    parts = {name: data.frame[split == name].reset_index(drop=True) for name in ("train", "valid", "test")}
+    bench = Bench(plan, parts["train"], parts["valid"], parts["test"], data.languages, args.seed, args.device,
+                  args.predict_batch, str(args.data))
+    header = machine_header(args, plan, threads)
+    header["split"] = {name: len(part) for name, part in parts.items()}
+    header["languages"] = len(bench.labels)
+    report: dict[str, Any] = {"header": header, "rows": [], "targets": []}
+    print(f"bench: {plan.mode} run, {threads} torch thread(s), {header['cpu']}, "
+          f"load average {header['load_average_start']}")
+    print(f"split: train {len(bench.train):,}  valid {len(bench.valid):,}  test {len(bench.test):,} "
+          f"(name, language) pairs, {len(bench.labels)} languages; {plan.repeats} repeat(s)", flush=True)
+    done: dict[str, dict[str, Any]] = {}
+    for row in rows_to_run:
+        row_started = time.perf_counter()
+        figures = row.run(bench)
+        result = {"key": row.key, "name": row.name, **figures}
+        done[row.key] = result
+        report["rows"].append(result)
+        write_report(args.out, report)
+        nats = f"  nats/char {result['nats_per_char']:.3f}" if "nats_per_char" in result else ""
+        print(f"  {row.name:<20} accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}{nats}  "
+              f"train {result['train_seconds']:.1f} s  "
+              f"({time.perf_counter() - row_started:.0f} s with repeats and timing)", flush=True)
+        if "fidelity_in_language" in result:
+            print(f"  {'':<20} generated names: {result['fidelity_in_language']:.0%} read as the asked "
+                  f"language by the default classifier, {result['fidelity_new']:.0%} new "
+                  f"({result['fidelity_n_per_language']} per language)", flush=True)
+        elif "fidelity_error" in result:
+            print(f"  {'':<20} generation fidelity failed: {result['fidelity_error']}", flush=True)
+    wall = time.perf_counter() - started
+    report["targets"] = check_targets(done, plan, wall)
+    header["wall_seconds"] = wall
+    header["load_average_end"] = load_average()
+    write_report(args.out, report)
+    print()
+    print(table(report["rows"]))
+    print()
+    for target in report["targets"]:
+        print(f"{target['status']:<4}  {target['target']}: {target['detail']}")
+    if plan.mode != "quick":
+        print(f"INFO  total wall time {wall:.0f} s ({plan.mode} run)")
+    print(f"load average at start {header['load_average_start']}, at end {header['load_average_end']} "
+          f"(numbers are only comparable on a quiet machine)")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

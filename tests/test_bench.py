@@ -1,0 +1,128 @@
+"""CI smoke test of ``scripts/bench.py``: it runs end to end and its JSON keeps its shape.
+
+A benchmark that only runs by hand rots: a renamed config field or a changed training API
+breaks it silently until the day the numbers are needed. So CI runs it with ``--smoke`` (a few
+tutorial steps, one epoch per model, one repeat) on a made-up 4-language data set, as a
+subprocess exactly as a person would, and checks every row and every key the README promises.
+The 4-gram model's smoothing is also checked directly: probabilities that do not sum to one
+would make its nats per character meaningless.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from namesclf.lm import LMConfig
+from namesclf.models import CLASSIFIER_KINDS
+from namesclf.train import TrainConfig
+
+from .conftest import write_names_dir
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "bench.py"
+ROW_KEYS = ("name", "accuracy", "macro_f1", "train_seconds", "train_names_per_s", "predict_names_per_s")
+HEADER_KEYS = ("cpu", "cores", "torch", "torch_threads", "date", "command", "mode", "split", "wall_seconds")
+
+#: Syllables that give each made-up language a recognisable spelling.
+SYLLABLES = {
+    "Russian": (["vo", "ko", "pe", "sa", "mi", "ra"], ["rov", "nov", "kin", "vich", "sky"]),
+    "Japanese": (["ta", "ka", "mo", "shi", "na", "yu"], ["mura", "moto", "kawa", "da", "no"]),
+    "Italian": (["ro", "bi", "fe", "lu", "ca", "ma"], ["ini", "etti", "one", "ari", "ucci"]),
+    "Dutch": (["van", "de", "hoo", "kl", "ber", "jan"], ["sen", "dijk", "hof", "man", "stra"]),
+}
+
+
+def made_up_names(n: int = 30, seed: int = 0) -> dict[str, list[str]]:
+    """``n`` distinct invented surnames per language (deterministic)."""
+    rng = random.Random(seed)
+    out: dict[str, list[str]] = {}
+    for lang, (starts, ends) in SYLLABLES.items():
+        names: set[str] = set()
+        while len(names) < n:
+            body = "".join(rng.choice(starts) for _ in range(rng.randint(1, 2)))
+            names.add((body + rng.choice(ends)).capitalize())
+        out[lang] = sorted(names)
+    return out
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_script", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_script"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def expected_rows() -> set[str]:
+    kinds = {k for k in CLASSIFIER_KINDS if k not in ("handbuilt", TrainConfig().model)}
+    lm_rows = {"charlm"} | ({"charlm-gru"} if LMConfig().cell != "gru" else set())
+    return {"tutorial", "handbuilt", "default", "char-ngram-linear", "lm-4gram"} | kinds | lm_rows
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    data = write_names_dir(tmp_path / "names", made_up_names())
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--data", str(data), "--out", str(out), "--threads", "1"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    header = report["header"]
+    for key in HEADER_KEYS:
+        assert key in header, key
+    assert header["torch_threads"] == 1 and header["mode"] == "smoke" and header["repeats"] == 1
+    assert header["split"]["test"] > 0
+
+    rows = {row["key"]: row for row in report["rows"]}
+    assert set(rows) == expected_rows()
+    assert rows["default"]["name"] == f"default ({TrainConfig().model})"
+    for key, row in rows.items():
+        for field in ROW_KEYS:
+            assert field in row, (key, field)
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_f1"] <= 1.0, key
+        assert row["train_seconds"] > 0 and row["train_names_per_s"] > 0, key
+        assert row["predict_names_per_s"] > 0 and row["predict_names"] >= header["split"]["test"], key
+        assert len(row["runs"]) == 1, key
+    for key in ("lm-4gram", "charlm", "charlm-gru"):
+        if key in rows:
+            nats = rows[key]["nats_per_char"]
+            assert nats is not None and 0 < nats < 10, (key, nats)
+    assert "nats_per_char" not in rows["default"]
+    assert rows["tutorial"]["steps"] == 200
+    assert "fidelity_error" not in rows["charlm"]
+    assert 0.0 <= rows["charlm"]["fidelity_in_language"] <= 1.0
+
+    statuses = {t["target"]: t["status"] for t in report["targets"]}
+    assert len(statuses) == 4 and set(statuses.values()) <= {"PASS", "FAIL"}
+    assert "PASS" in proc.stdout or "FAIL" in proc.stdout
+    assert "tutorial" in proc.stdout and f"wrote {out}" in proc.stdout
+
+
+def test_kneser_ney_sums_to_one() -> None:
+    bench = load_script()
+    names = [n for names in made_up_names(12).values() for n in names]
+    model = bench.KneserNey(names, order=4)
+    outcomes = [*bench.ALPHABET, bench.EOS]
+    assert len(outcomes) == bench.N_OUTCOMES
+    for history in (bench.BOS * 3, bench.BOS * 2 + "V", "ova", "zzq", "ura"):
+        for discount in (0.5, 1.0):
+            total = sum(model.prob(history, c, discount) for c in outcomes)
+            assert math.isclose(total, 1.0, rel_tol=1e-9), (history, discount, total)
+
+
+def test_unknown_row_is_refused() -> None:
+    bench = load_script()
+    with pytest.raises(SystemExit, match="unknown row 'nope'"):
+        bench.select_rows("tutorial,nope")
+    assert [r.key for r in bench.select_rows(f"{TrainConfig().model},tutorial")] == ["tutorial", "default"]
