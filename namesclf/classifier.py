@@ -77,7 +77,8 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         return self._check().predict_proba(list(X))
 
     def predict(self, X: Sequence[str]) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # checks fitted first
+        return self.classes_[proba.argmax(axis=1)]
 
     def top_k(self, X: Sequence[str], k: int = 3) -> list[Prediction]:
         return self._check().top_k(list(X), k)
@@ -86,7 +87,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         """Write the same self-describing model file as ``names train`` (atomically)."""
         predictor = self._check()
         config = TrainConfig.from_dict(predictor.config)
-        return save_checkpoint(path, classifier_payload(predictor.model, config, list(self.classes_),
+        return save_checkpoint(path, classifier_payload(predictor.model, config, [str(c) for c in self.classes_],
                                                         predictor.meta))
 
     @classmethod

@@ -252,8 +252,8 @@ def class_weights(y: np.ndarray, n_classes: int, scheme: str) -> np.ndarray:
 #: The hand-built RNN wants many small manual-SGD steps at a high rate; the torch cells train
 #: with AdamW and larger batches.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "handbuilt": {"hidden": 128, "epochs": 10, "lr": 1.0, "batch_size": 32, "optimizer": "manual"},
-    **{kind: {"hidden": 256, "epochs": 15, "lr": 3e-3, "batch_size": 64, "optimizer": "adamw"}
+    "handbuilt": {"hidden": 128, "epochs": 25, "lr": 1.0, "batch_size": 32, "optimizer": "manual"},
+    **{kind: {"hidden": 64, "epochs": 15, "lr": 3e-3, "batch_size": 64, "optimizer": "adamw"}
        for kind in ("rnn", "gru", "lstm")},
 }
 
@@ -342,7 +342,7 @@ def classifier_payload(model: nn.Module, config: TrainConfig, labels: list[str],
     return {
         "kind": "classifier",
         "config": asdict(config),
-        "labels": list(labels),
+        "labels": [str(label) for label in labels],  # plain str: numpy strings would not load weights_only
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "meta": meta,
     }

@@ -37,9 +37,12 @@ from namesclf.models import CharLM
 from namesclf.text import ALPHABET
 
 # The classic toys: tiny, so they are learnt by heart; greedy decoding makes the checks exact.
+# Three lines are one step per epoch, and after "hello how are you" the RNN must still remember
+# "hello" to end there rather than go on with " doing": 200 epochs without dropout passed for
+# seeds 0-9 (60 epochs, or dropout 0.1, failed for some seeds).
 WORD_LINES = ["I ate rice", "I like apples", "I code"]
 CHAR_LINES = ["hello how are you", "i am fine", "how are you doing"]
-TOY = {"epochs": 60, "patience": 0, "batch_size": 8, "dropout": 0.0, "device": "cpu", "seed": 0}
+TOY = {"epochs": 200, "patience": 0, "batch_size": 8, "dropout": 0.0, "device": "cpu", "seed": 0}
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
