@@ -16,15 +16,10 @@ from namesclf.errors import NamesError
 from namesclf.generate import complete, fidelity, generate_names, load_lm
 from namesclf.lm import LanguageModel, LMConfig, train_lm
 
+from .conftest import TINY
+
 # The three languages of conftest's TINY set, as files this module's fixture writes once.
-NAMES = {
-    "Russian": ["Ivanov", "Petrov", "Sidorov", "Smirnov", "Volkov", "Popov", "Sokolov", "Kuznetsov",
-                "Lebedev", "Kozlov", "Novikov", "Morozov"],
-    "Japanese": ["Tanaka", "Suzuki", "Takahashi", "Watanabe", "Yamamoto", "Nakamura", "Kobayashi",
-                 "Yoshida", "Yamada", "Sasaki", "Yamaguchi", "Matsumoto"],
-    "Italian": ["Rossi", "Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci",
-                "Marino", "Greco", "Bruno", "Gallo"],
-}
+NAMES = TINY
 
 
 @pytest.fixture(scope="module")
