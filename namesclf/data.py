@@ -9,7 +9,6 @@ duplicates and lets a model score by memory (Arabic has 2,000 lines but only 108
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,10 +198,3 @@ def stats(data: NamesData, seed: int = 0) -> dict:
         "splits": {s: int((split == s).sum()) for s in SPLITS},
         "per_language": per_language,
     }
-
-
-def iter_batches(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
-    """Index batches over ``range(n)``: shuffled when ``rng`` is given, in order otherwise."""
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
