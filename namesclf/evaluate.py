@@ -40,7 +40,7 @@ from sklearn.metrics import (
 
 from .data import SPLITS, NamesData, split_names
 from .errors import NamesError
-from .files import atomic_write_text, atomic_write_with
+from .files import atomic_write_text, atomic_write_with, jsonable
 
 #: What ``--split`` accepts: the model's own train/valid/test split, or every row.
 SPLIT_CHOICES = ("all", *SPLITS)
@@ -256,7 +256,7 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
     errors = errors.sort_values(["language", "probability"], ascending=[True, False], kind="stable")
     ctx = dict(context or {})
     metrics.update({k: v for k, v in ctx.items() if k not in metrics})
-    return EvaluationReport(_jsonable(metrics), confusion, confusion_normalized, predictions,
+    return EvaluationReport(jsonable(metrics), confusion, confusion_normalized, predictions,
                             errors.reset_index(drop=True), confused, text_report, ctx)
 
 
@@ -466,21 +466,6 @@ def write_training_report(result: Any, frame: pd.DataFrame, out_dir: str | Path,
             written += write_report(report, out_dir)
     written += write_training_curves(result.history, out_dir, best_epoch=result.best_epoch or None)
     return written
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain Python numbers for ``json.dumps`` (scikit-learn returns numpy scalars in places)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 __all__ = [

@@ -6,11 +6,14 @@ A crash or Ctrl-C mid-write leaves either the old file or the new one, never hal
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -49,3 +52,19 @@ def atomic_write_with(path: str | Path, writer: Callable[[IO], None], binary: bo
     with atomic_open(path, "wb" if binary else "w") as handle:
         writer(handle)
     return Path(path)
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON values: numpy scalars to Python, NaN and infinities to null (strict JSON has neither).
+
+    scikit-learn and numpy hand back numpy scalars in metrics; ``json.dumps`` refuses them.
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

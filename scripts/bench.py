@@ -64,7 +64,7 @@ from torch import nn
 
 from namesclf import generate
 from namesclf.data import load_names, split_names
-from namesclf.files import atomic_write_text
+from namesclf.files import atomic_write_text, jsonable
 from namesclf.lm import EncodedLM, LMConfig, LMSource, LMTrainResult, masked_nll, train_lm
 from namesclf.models import CLASSIFIER_KINDS, HandBuiltRNN
 from namesclf.predict import CPU_BATCH, GPU_BATCH, Predictor
@@ -703,19 +703,6 @@ def table(rows: list[dict[str, Any]]) -> str:
                      f"{fmt(r.get('train_seconds'), '.1f'):>8} {fmt(r.get('train_names_per_s'), ',.0f'):>13} "
                      f"{fmt(r.get('predict_names_per_s'), ',.0f'):>15}")
     return "\n".join(lines)
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON: numpy scalars to Python, NaN and infinities to null (strict JSON has neither)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
