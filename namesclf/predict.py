@@ -13,7 +13,8 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .errors import NamesError
 from .models import build_classifier
-from .text import batch_indices, to_ascii
+from .text import to_ascii
+from .train import EncodedSplit, predict_log_proba
 
 #: Names per forward pass on CPU / on an accelerator (see :meth:`Predictor.proba_ascii`).
 CPU_BATCH = 2048
@@ -69,13 +70,10 @@ class Predictor:
         """
         if batch_size is None:
             batch_size = CPU_BATCH if self.device.type == "cpu" else GPU_BATCH
-        out = np.empty((len(folded), len(self.labels)), dtype=np.float32)
-        order = np.argsort([len(n) for n in folded], kind="stable")
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            idx, lengths = batch_indices([folded[i] for i in rows])
-            out[rows] = self.model(idx.to(self.device), lengths).exp().float().cpu().numpy()
-        return out
+        if not len(folded):
+            return np.empty((0, len(self.labels)), dtype=np.float32)
+        encoded = EncodedSplit.from_names(folded)
+        return predict_log_proba(self.model, encoded, self.device, batch_size).exp().numpy()
 
     def predict_proba(self, names: Sequence[str]) -> np.ndarray:
         """Probabilities for raw names; a name with no letters after folding is a :class:`NamesError`."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -267,10 +267,16 @@ class EncodedSplit:
     labels: torch.Tensor  # (N,)
 
     @classmethod
+    def from_names(cls, names: Sequence[str]) -> EncodedSplit:
+        """Folded, non-empty names without labels (for prediction; labels are zeros)."""
+        idx, lengths = batch_indices(list(names))
+        return cls(idx, lengths, torch.zeros(len(lengths), dtype=torch.long))
+
+    @classmethod
     def from_frame(cls, frame: pd.DataFrame, label_index: dict[str, int]) -> EncodedSplit:
-        idx, lengths = batch_indices(frame["ascii"].tolist())
-        labels = torch.tensor([label_index[x] for x in frame["language"]], dtype=torch.long)
-        return cls(idx, lengths, labels)
+        encoded = cls.from_names(frame["ascii"].tolist())
+        encoded.labels = torch.tensor([label_index[x] for x in frame["language"]], dtype=torch.long)
+        return encoded
 
     def __len__(self) -> int:
         return len(self.labels)
