@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .errors import ModelFileError
-from .files import atomic_write_with
+from .files import atomic_write_with, jsonable
 from .text import ALPHABET
 
 FORMAT = "namesclf"
@@ -25,6 +25,8 @@ FORMAT_VERSION = 1
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (plus format fields and the alphabet) atomically to ``path``."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "alphabet": ALPHABET, **payload}
+    if "meta" in payload:  # numpy scalars (from scikit-learn metrics) would not load with weights_only
+        payload["meta"] = jsonable(payload["meta"])
     return atomic_write_with(path, lambda handle: torch.save(payload, handle))
 
 

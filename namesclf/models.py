@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .ngram import NgramBayes
 from .text import N_LETTERS, PAD_INDEX, one_hot
 
 CLASSIFIER_KINDS = ("handbuilt", "rnn", "gru", "lstm")
@@ -159,13 +160,18 @@ class RecurrentClassifier(nn.Module):
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         emb = self.dropout(self.embedding(idx))
-        packed = pack_padded_sequence(emb, lengths.cpu(), enforce_sorted=False)
-        outputs, hidden = self.rnn(packed)
+        if bool((lengths == idx.size(0)).all()):
+            # No padding (prediction batches are cut at length changes): the plain tensor path
+            # gives the same numbers as packing, ~30% faster on CPU.
+            padded, hidden = self.rnn(emb)
+        else:
+            packed = pack_padded_sequence(emb, lengths.cpu(), enforce_sorted=False)
+            outputs, hidden = self.rnn(packed)
+            padded, _ = nn.utils.rnn.pad_packed_sequence(outputs, padding_value=float("-inf"))
         if isinstance(hidden, tuple):  # LSTM: (h, c)
             hidden = hidden[0]
         directions = 2 if self.rnn.bidirectional else 1
         final = torch.cat(list(hidden[-directions:]), dim=1)
-        padded, _ = nn.utils.rnn.pad_packed_sequence(outputs, padding_value=float("-inf"))
         pooled = padded.max(dim=0).values
         parts = [final, pooled]
         if self.ngrams is not None:
@@ -174,8 +180,37 @@ class RecurrentClassifier(nn.Module):
         return torch.log_softmax(self.out(features), dim=1)
 
 
-def build_classifier(config: dict[str, Any], n_classes: int) -> nn.Module:
-    """Build a classifier from the ``config`` stored in a model file (see :mod:`.checkpoint`)."""
+class NgramEnsemble(nn.Module):
+    """A neural classifier and the n-gram Bayes classifier, pooled log-linearly.
+
+    ``log p(l | name) = softmax((log p_net(l) + weight * log p_ngram(l) - shift * log prior(l)) / T)``.
+    The RNN is discriminative and leans on the frequent languages; the n-gram model is generative,
+    models each language on its own and is best on the rare ones; their errors differ, so the
+    product beats both (README, "Choosing defaults"). ``shift`` takes back part of the class prior
+    that both halves learned (logit adjustment, for macro-F1) and the temperature ``T`` makes the
+    pooled probabilities calibrated again; all three are fitted on the validation names.
+    """
+
+    def __init__(self, net: nn.Module, ngram: NgramBayes) -> None:
+        super().__init__()
+        self.net, self.ngram = net, ngram
+        self.register_buffer("weight", torch.tensor(1.0))
+        self.register_buffer("shift", torch.tensor(0.0))
+        self.register_buffer("temperature", torch.tensor(1.0))
+
+    def pool(self, net_logp: torch.Tensor, ngram_logp: torch.Tensor, weight: float | torch.Tensor,
+             shift: float | torch.Tensor, temperature: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """The pooled log-probabilities from the two halves' outputs (also used to fit the knobs)."""
+        scores = net_logp + weight * ngram_logp - shift * self.ngram.log_prior
+        return torch.log_softmax(scores / temperature, dim=1)
+
+    def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.net(idx, lengths), self.ngram(idx, lengths), self.weight, self.shift,
+                         self.temperature)
+
+
+def build_network(config: dict[str, Any], n_classes: int) -> nn.Module:
+    """The neural half of a classifier config (the whole classifier when ``ngram_order`` is 0)."""
     kind = config["model"]
     if kind == "handbuilt":
         return HandBuiltRNN(N_LETTERS, config["hidden"], n_classes, tanh=config.get("tanh", False))
@@ -192,6 +227,15 @@ def build_classifier(config: dict[str, Any], n_classes: int) -> nn.Module:
             ngram_dim=config.get("ngram_dim", 64),
         )
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(CLASSIFIER_KINDS)}")
+
+
+def build_classifier(config: dict[str, Any], n_classes: int) -> nn.Module:
+    """Build a classifier from the ``config`` stored in a model file (see :mod:`.checkpoint`)."""
+    net = build_network(config, n_classes)
+    order = config.get("ngram_order") or 0
+    if order:
+        return NgramEnsemble(net, NgramBayes(n_classes, order, fold_case=False))
+    return net
 
 
 LM_CELLS = ("rnn", "gru", "lstm")

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from .checkpoint import save_checkpoint
 from .data import SPLITS, NamesData, split_names
 from .errors import NamesError, TrainingInterrupted
-from .models import CLASSIFIER_KINDS, build_classifier
+from .models import CLASSIFIER_KINDS, NgramEnsemble, build_network
+from .ngram import NgramBayes
 from .text import batch_indices
 
 # ----------------------------------------------------------------------------- updates
@@ -195,6 +196,7 @@ class TrainConfig:
     dropout: float = 0.2
     ngram_buckets: int = 0
     ngram_dim: int = 64
+    ngram_order: int | None = None
     tanh: bool = True
     epochs: int | None = None
     lr: float | None = None
@@ -222,6 +224,8 @@ class TrainConfig:
         for name in ("hidden", "epochs", "batch_size"):
             if getattr(cfg, name) < 1:
                 raise NamesError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0 <= cfg.ngram_order <= MAX_NGRAM_ORDER:
+            raise NamesError(f"--ngram-order must be between 0 (off) and {MAX_NGRAM_ORDER}")
         return cfg
 
     @classmethod
@@ -252,10 +256,16 @@ def class_weights(y: np.ndarray, n_classes: int, scheme: str) -> np.ndarray:
 #: The hand-built RNN wants many small manual-SGD steps at a high rate; the torch cells train
 #: with AdamW and larger batches.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "handbuilt": {"hidden": 128, "epochs": 25, "lr": 1.0, "batch_size": 32, "optimizer": "manual"},
-    **{kind: {"hidden": 64, "epochs": 15, "lr": 3e-3, "batch_size": 64, "optimizer": "adamw"}
+    "handbuilt": {"hidden": 128, "epochs": 25, "lr": 1.0, "batch_size": 32, "optimizer": "manual", "ngram_order": 0},
+    **{kind: {"hidden": 64, "epochs": 15, "lr": 3e-3, "batch_size": 64, "optimizer": "adamw", "ngram_order": 4}
        for kind in ("rnn", "gru", "lstm")},
 }
+#: Highest n-gram order accepted: past 6 the tables grow and held-out names gain nothing.
+MAX_NGRAM_ORDER = 6
+#: Grids for the pooling knobs of :class:`.models.NgramEnsemble`, searched on the validation names.
+POOL_WEIGHTS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+POOL_SHIFTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2)
+TEMPERATURES = tuple(round(float(x), 2) for x in np.arange(0.5, 3.001, 0.05))
 
 
 @dataclass
@@ -304,15 +314,20 @@ def bucketed_batches(lengths: torch.Tensor, batch_size: int, rng: np.random.Gene
 @torch.inference_mode()
 def predict_log_proba(model: nn.Module, encoded: EncodedSplit, device: torch.device,
                       batch_size: int = 2048) -> torch.Tensor:
-    """Log-probabilities for a whole encoded split, in its order (length-sorted batches inside)."""
+    """Log-probabilities for a whole encoded split, in its order (batches of one length inside)."""
     model.eval()
     order = torch.argsort(encoded.lengths, stable=True)
+    sorted_lengths = encoded.lengths[order]
     out = torch.empty(len(encoded), 0)
     parts = []
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size].numpy()
-        idx, lengths, _ = encoded.batch(rows, device)
+    start = 0
+    while start < len(order):
+        # Each batch holds names of one length: no padding, so recurrent models skip packing.
+        same = int(torch.searchsorted(sorted_lengths, sorted_lengths[start], right=True))
+        stop = min(start + batch_size, same)
+        idx, lengths, _ = encoded.batch(order[start:stop].numpy(), device)
         parts.append(model(idx, lengths).float().cpu())
+        start = stop
     if parts:
         out = torch.empty(len(encoded), parts[0].size(1))
         out[order] = torch.cat(parts)
@@ -341,6 +356,49 @@ class TrainResult:
     stopped_early: bool
     interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    pooling: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_ngram(enc_train: EncodedSplit, enc_valid: EncodedSplit | None, order: int,
+              n_classes: int) -> tuple[NgramBayes, dict[str, Any]]:
+    """Count the n-gram half on the training names; tune its discount and mixture on the
+    validation names (nats per character). Counting takes well under a second."""
+    ngram = NgramBayes(n_classes, order).fit(enc_train.idx, enc_train.lengths, enc_train.labels)
+    info: dict[str, Any] = {"ngram_order": order}
+    if enc_valid is not None and len(enc_valid):
+        info.update(ngram.tune(enc_valid.idx, enc_valid.lengths, enc_valid.labels))
+    return ngram, info
+
+
+@torch.no_grad()
+def choose_pooling(ensemble: NgramEnsemble, net_logp: torch.Tensor, ngram_logp: torch.Tensor,
+                   y: torch.Tensor) -> dict[str, Any]:
+    """Set the pooling knobs of ``ensemble`` from held-out log-probabilities of its two halves.
+
+    The weight and prior shift maximise ``(accuracy + macro-F1) / 2``, the two figures we report
+    (the shift trades a little accuracy for the rare languages, so it is chosen on both); the
+    temperature comes last and minimises the log-loss, so the pooled probabilities are calibrated
+    (it cannot change which language wins). Returns the knobs and the pooled scores.
+    """
+    y_np = y.numpy()
+    best: tuple[float, float, float] | None = None
+    for weight in POOL_WEIGHTS:
+        for shift in POOL_SHIFTS:
+            scores = classification_scores(y_np, ensemble.pool(net_logp, ngram_logp, weight, shift).argmax(1).numpy())
+            objective = (scores["accuracy"] + scores["macro_f1"]) / 2
+            if best is None or objective > best[0] + 1e-12:
+                best = (objective, weight, shift)
+    assert best is not None
+    _, weight, shift = best
+    losses = {t: float(nn.functional.nll_loss(ensemble.pool(net_logp, ngram_logp, weight, shift, t), y))
+              for t in TEMPERATURES}
+    temperature = min(losses, key=losses.__getitem__)
+    ensemble.weight.fill_(weight)
+    ensemble.shift.fill_(shift)
+    ensemble.temperature.fill_(temperature)
+    pooled = ensemble.pool(net_logp, ngram_logp, weight, shift, temperature)
+    return {"weight": weight, "shift": shift, "temperature": temperature, "loss": losses[temperature],
+            **classification_scores(y_np, pooled.argmax(1).numpy())}
 
 
 def classifier_payload(model: nn.Module, config: TrainConfig, labels: list[str], meta: dict[str, Any]) -> dict:
@@ -381,7 +439,19 @@ def train_classifier(
     label_index = {lang: i for i, lang in enumerate(labels)}
     enc_train = EncodedSplit.from_frame(train, label_index)
     enc_valid = EncodedSplit.from_frame(valid, label_index) if len(valid) else None
-    model = build_classifier(asdict(cfg), len(labels)).to(device)
+    model = build_network(asdict(cfg), len(labels)).to(device)
+    # The whole classifier: the network alone, or pooled with an n-gram half that is counted now,
+    # before training, so every saved epoch is the complete model and epochs are chosen by the
+    # pooled validation score (the network that pools best is not always the best alone).
+    whole: nn.Module = model
+    pooling: dict[str, Any] = {}
+    ngram_valid = None
+    if cfg.ngram_order:
+        ngram, pooling = fit_ngram(enc_train, enc_valid, cfg.ngram_order, len(labels))
+        whole = NgramEnsemble(model, ngram.to(device))
+        if enc_valid is not None:
+            ngram_valid = predict_log_proba(ngram, enc_valid, device)
+            pooling["valid_ngram"] = classification_scores(enc_valid.labels.numpy(), ngram_valid.argmax(1).numpy())
     updater = make_updater(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     weight = None
     if cfg.class_weight != "none":
@@ -391,7 +461,10 @@ def train_classifier(
     if resume is not None:
         if resume.get("labels") != labels:
             raise NamesError("cannot resume: the checkpoint was trained on other languages")
-        model.load_state_dict(resume["state_dict"])
+        state_dict = resume["state_dict"]
+        if any(k.startswith("net.") for k in state_dict):  # a pooled model: carry on with its network
+            state_dict = {k[len("net."):]: v for k, v in state_dict.items() if k.startswith("net.")}
+        model.load_state_dict(state_dict)
         state = resume.get("meta", {}).get("resume", {})
         if "optimizer" in state:
             updater.load_state_dict(state["optimizer"])
@@ -415,18 +488,25 @@ def train_classifier(
         logp = predict_log_proba(m, enc_valid, device)
         y = enc_valid.labels
         scores = classification_scores(y.numpy(), logp.argmax(1).numpy())
-        return {"valid_loss": float(nn.functional.nll_loss(logp, y)),
-                "valid_accuracy": scores["accuracy"], "valid_macro_f1": scores["macro_f1"]}
+        metrics = {"valid_loss": float(nn.functional.nll_loss(logp, y)),
+                   "valid_accuracy": scores["accuracy"], "valid_macro_f1": scores["macro_f1"]}
+        if isinstance(whole, NgramEnsemble) and ngram_valid is not None:
+            pooled = choose_pooling(whole, logp, ngram_valid, y)
+            metrics = {**{f"net_{k}": v for k, v in metrics.items()}, "valid_loss": pooled["loss"],
+                       "valid_accuracy": pooled["accuracy"], "valid_macro_f1": pooled["macro_f1"],
+                       "pool_weight": pooled["weight"], "pool_shift": pooled["shift"],
+                       "temperature": pooled["temperature"]}
+        return metrics
 
     def on_best(epoch: int, metrics: dict[str, float], hist: list[dict[str, float]]) -> None:
-        best_state["weights"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        best_state["weights"] = {k: v.detach().cpu().clone() for k, v in whole.state_dict().items()}
         best_state["metrics"] = metrics
         best_state["history"] = list(hist)
         if out is not None:
             full_meta = {**(meta or {}), "history": hist, "best_epoch": epoch, "valid": metrics,
-                         "resume": {"epoch": epoch, "optimizer": updater.state_dict(),
-                                    "best_score": metrics["valid_macro_f1"]}}
-            save_checkpoint(out, classifier_payload(model, cfg, labels, full_meta))
+                         "pooling": pooling, "resume": {"epoch": epoch, "optimizer": updater.state_dict(),
+                                                        "best_score": metrics["valid_macro_f1"]}}
+            save_checkpoint(out, classifier_payload(whole, cfg, labels, full_meta))
 
     best_state: dict[str, Any] = {}
     started = time.perf_counter()
@@ -444,11 +524,14 @@ def train_classifier(
         result = Fit(best_state["history"], int(best_state["metrics"]["epoch"]),
                      best_state["metrics"]["valid_macro_f1"], False)
     if best_state:
-        model.load_state_dict(best_state["weights"])
-    model.eval()
-    valid_metrics = best_state.get("metrics", result.history[-1] if result.history else {})
-    return TrainResult(model, cfg, labels, result.history, result.best_epoch, valid_metrics,
-                       time.perf_counter() - started, result.stopped_early, interrupted)
+        whole.load_state_dict(best_state["weights"])  # the network and, pooled, its knobs
+    whole.eval()
+    if isinstance(whole, NgramEnsemble):
+        pooling.update({"weight": float(whole.weight), "shift": float(whole.shift),
+                        "temperature": float(whole.temperature)})
+    valid_metrics = dict(best_state.get("metrics", result.history[-1] if result.history else {}))
+    return TrainResult(whole, cfg, labels, result.history, result.best_epoch, valid_metrics,
+                       time.perf_counter() - started, result.stopped_early, interrupted, pooling=pooling)
 
 
 def evaluate_split(model: nn.Module, frame: pd.DataFrame, labels: list[str], device: torch.device,
@@ -486,7 +569,8 @@ def train_from_data(
     device = next(result.model.parameters()).device
     test = evaluate_split(result.model, parts["test"], result.labels, device)
     meta.update({"history": result.history, "best_epoch": result.best_epoch, "valid": result.valid,
-                 "test": test, "train_seconds": result.seconds, "interrupted": result.interrupted,
+                 "pooling": result.pooling, "test": test, "train_seconds": result.seconds,
+                 "interrupted": result.interrupted,
                  "resume": {"epoch": len(result.history) and int(result.history[-1]["epoch"]),
                             "best_score": result.valid.get("valid_macro_f1")}})
     if out is not None and not result.interrupted:

@@ -22,7 +22,8 @@ Rows (``--rows`` takes their keys):
 * ``default``: ``TrainConfig()``; and one row per other recurrent kind (``rnn``, ``lstm``...).
 * ``char-ngram-linear``: TF-IDF over character 1-4-grams + LinearSVC (scikit-learn defaults).
 * ``lm-4gram``: a language-conditioned character 4-gram model (interpolated Kneser-Ney per
-  language, mixed with the all-language model; discount and mixture tuned on valid).
+  language, mixed with the all-language model; discount and mixture tuned on valid): the
+  package's :class:`namesclf.ngram.NgramBayes`, which is also the n-gram half of the default model.
 * ``charlm``: the project's CharLM at ``LMConfig()``, and ``charlm-gru`` with a GRU cell.
   Language models are scored in nats per character on the test names, the end token counted;
   their accuracy is the Bayes classifier ``argmax_lang log p(name | lang) + log p(lang)``.
@@ -47,7 +48,6 @@ import shlex
 import statistics
 import sys
 import time
-from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +67,18 @@ from namesclf.data import load_names, split_names
 from namesclf.files import atomic_write_text, jsonable
 from namesclf.lm import EncodedLM, LMConfig, LMSource, LMTrainResult, masked_nll, train_lm
 from namesclf.models import CLASSIFIER_KINDS, HandBuiltRNN
+from namesclf.ngram import NgramBayes
 from namesclf.predict import CPU_BATCH, GPU_BATCH, Predictor
-from namesclf.text import ALPHABET, MAX_NAME_LENGTH, N_LETTERS, line_to_tensor
-from namesclf.train import TrainConfig, TrainResult, classification_scores, evaluate_split, train_classifier
+from namesclf.text import MAX_NAME_LENGTH, N_LETTERS, line_to_tensor
+from namesclf.train import (
+    EncodedSplit,
+    TrainConfig,
+    TrainResult,
+    classification_scores,
+    evaluate_split,
+    predict_log_proba,
+    train_classifier,
+)
 
 # ----------------------------------------------------------------------------- settings
 
@@ -287,132 +296,9 @@ def row_ngram_linear(bench: Bench) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- count-based 4-gram LM
 
-BOS, EOS = "\x02", "\x03"
-#: What a character model predicts: every letter of the alphabet, or the end of the name.
-N_OUTCOMES = len(ALPHABET) + 1
-DISCOUNTS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
-MIXTURES = tuple(round(x, 2) for x in np.arange(0.3, 1.0001, 0.05))
 
-
-class KneserNey:
-    """Interpolated Kneser-Ney over characters: ``p(c | the previous order - 1 characters)``.
-
-    Written out (not nltk's ``KneserNeyInterpolated``, which is slow and mishandles unseen
-    contexts) because the recursion is a few lines: the highest order uses raw counts, lower
-    orders use continuation counts (how many different characters precede an n-gram; Kneser and
-    Ney's insight that ``"z"`` after many letters is a better guess in a new context than a
-    frequent letter that only ever follows one), except n-grams that start at the name's start,
-    which have no left context and keep raw counts. Names are framed as ``BOS * (order - 1) name
-    EOS``, and the end token is predicted like any letter. The recursion bottoms out in the
-    uniform distribution over the :data:`N_OUTCOMES` outcomes, so nothing gets probability 0.
-    """
-
-    def __init__(self, texts: Sequence[str], order: int = 4) -> None:
-        self.order = order
-        raw: Counter[str] = Counter()
-        for text in texts:
-            padded = BOS * (order - 1) + text[:MAX_NAME_LENGTH] + EOS
-            for i in range(order - 1, len(padded)):
-                raw[padded[i - order + 1 : i + 1]] += 1
-        adjusted: dict[int, Counter[str]] = {order: raw}
-        for k in range(order - 1, 0, -1):
-            counts: Counter[str] = Counter(gram[1:] for gram in adjusted[k + 1] if gram[1] != BOS)
-            for gram, c in raw.items():
-                if gram[-k] == BOS:
-                    counts[gram[-k:]] += c
-            adjusted[k] = counts
-        # tables[k]: context of k characters -> (counts of the next character, their sum, how many types)
-        self.tables: list[dict[str, tuple[dict[str, int], int, int]]] = []
-        for k in range(1, order + 1):
-            grouped: dict[str, dict[str, int]] = defaultdict(dict)
-            for gram, c in adjusted[k].items():
-                grouped[gram[:-1]][gram[-1]] = c
-            self.tables.append({h: (ws, sum(ws.values()), len(ws)) for h, ws in grouped.items()})
-
-    def prob(self, history: str, char: str, discount: float) -> float:
-        """``p(char | history)`` for a history of exactly ``order - 1`` characters (BOS-padded)."""
-        p = 1.0 / N_OUTCOMES
-        n = len(history)
-        for k, table in enumerate(self.tables):
-            entry = table.get(history[n - k :])
-            if entry is not None:
-                counts, total, types = entry
-                c = counts.get(char, 0)
-                p = ((c - discount if c > discount else 0.0) + discount * types * p) / total
-        return p
-
-
-def framed(text: str, order: int) -> list[tuple[str, str]]:
-    """(history, next character) for every predicted position of a name, the end token included."""
-    padded = BOS * (order - 1) + text[:MAX_NAME_LENGTH] + EOS
-    return [(padded[i - order + 1 : i], padded[i]) for i in range(order - 1, len(padded))]
-
-
-class NgramLM:
-    """A language-conditioned 4-gram: ``lam * KN_language + (1 - lam) * KN_all_languages``.
-
-    Per-language counts alone are thin for the small languages (about 100 Arabic names), so each
-    language's model is mixed with the model of all names; the discount and the mixture weight
-    are the two numbers tuned on the valid split, by grid search on nats per character.
-    """
-
-    def __init__(self, texts: Sequence[str], languages: Sequence[str], order: int = 4) -> None:
-        self.order = order
-        by_language: dict[str, list[str]] = defaultdict(list)
-        for text, lang in zip(texts, languages, strict=True):
-            by_language[lang].append(text)
-        self.models = {lang: KneserNey(names, order) for lang, names in by_language.items()}
-        self.everyone = KneserNey(texts, order)
-        self.discount, self.mixture = 0.75, 0.7
-
-    def token_probs(self, text: str, lang: str, discount: float) -> tuple[list[float], list[float]]:
-        """Per-position probabilities under the language's model and the all-language model."""
-        model = self.models[lang]
-        positions = framed(text, self.order)
-        return ([model.prob(h, c, discount) for h, c in positions],
-                [self.everyone.prob(h, c, discount) for h, c in positions])
-
-    def tune(self, texts: Sequence[str], languages: Sequence[str]) -> dict[str, float]:
-        """Pick the discount and mixture with the fewest nats per character on ``texts``."""
-        best = (math.inf, self.discount, self.mixture)
-        pairs = [(t, lang) for t, lang in zip(texts, languages, strict=True) if lang in self.models]
-        for discount in DISCOUNTS:
-            own, every = [], []
-            for text, lang in pairs:
-                a, b = self.token_probs(text, lang, discount)
-                own += a
-                every += b
-            p_own, p_every = np.array(own), np.array(every)
-            for mixture in MIXTURES:
-                nats = float(-np.log(mixture * p_own + (1 - mixture) * p_every).mean())
-                if nats < best[0]:
-                    best = (nats, discount, mixture)
-        _, self.discount, self.mixture = best
-        return {"valid_nats_per_char": best[0], "discount": self.discount, "mixture": self.mixture}
-
-    def nats(self, texts: Sequence[str], languages: Sequence[str]) -> float:
-        """Nats per character (end token counted) of ``texts`` under their own languages."""
-        total, count = 0.0, 0
-        for text, lang in zip(texts, languages, strict=True):
-            a, b = self.token_probs(text, lang, self.discount)
-            lam = self.mixture
-            total -= sum(math.log(lam * x + (1 - lam) * y) for x, y in zip(a, b, strict=True))
-            count += len(a)
-        return total / count
-
-    def log_likelihoods(self, texts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
-        """``log p(name | language)`` for every name and every language of ``labels``: ``(N, L)``."""
-        out = np.full((len(texts), len(labels)), -np.inf)
-        lam, d = self.mixture, self.discount
-        for i, text in enumerate(texts):
-            positions = framed(text, self.order)
-            every = [(1 - lam) * self.everyone.prob(h, c, d) for h, c in positions]
-            for j, lang in enumerate(labels):
-                model = self.models.get(lang)
-                if model is not None:
-                    out[i, j] = sum(math.log(lam * model.prob(h, c, d) + e)
-                                    for (h, c), e in zip(positions, every, strict=True))
-        return out
+def encoded(frame: pd.DataFrame, labels: Sequence[str]) -> EncodedSplit:
+    return EncodedSplit.from_frame(frame, {lang: i for i, lang in enumerate(labels)})
 
 
 def log_prior(bench: Bench) -> np.ndarray:
@@ -429,24 +315,28 @@ def bayes_scores(bench: Bench, log_likelihood: np.ndarray) -> dict[str, float]:
 
 
 def row_ngram_lm(bench: Bench) -> dict[str, Any]:
-    """Count, tune on valid, score the test names in nats per character and as a Bayes classifier."""
+    """The package's :class:`~namesclf.ngram.NgramBayes` (order 4): count, tune on valid, then nats
+    per character and the Bayes classifier on the test names. It is also the n-gram half of the
+    default classifier, so this row shows what that half does alone."""
     runs, first = [], None
-    test_texts, test_langs = bench.test["ascii"].tolist(), bench.test["language"].tolist()
+    train, valid, test = (encoded(part, bench.labels) for part in (bench.train, bench.valid, bench.test))
     for _ in range(bench.plan.repeats):
         started = time.perf_counter()
-        lm = NgramLM(bench.train["ascii"].tolist(), bench.train["language"].tolist())
-        tuned = lm.tune(bench.valid["ascii"].tolist(), bench.valid["language"].tolist())
+        lm = NgramBayes(len(bench.labels), order=4).fit(train.idx, train.lengths, train.labels)
+        tuned = lm.tune(valid.idx, valid.lengths, valid.labels)
         seconds = time.perf_counter() - started
-        scores = bayes_scores(bench, lm.log_likelihoods(test_texts, bench.labels))
-        runs.append({"train_seconds": seconds, "nats_per_char": lm.nats(test_texts, test_langs), **scores,
-                     **tuned})
+        with torch.inference_mode():
+            scores = bayes_scores(bench, lm.log_likelihood(test.idx, test.lengths).double().numpy())
+        runs.append({"train_seconds": seconds, "nats_per_char": lm.nats_per_char(test.idx, test.lengths, test.labels),
+                     **scores, **tuned})
         if first is None:
             first = lm
     assert first is not None
     row = {"order": first.order, **train_figures(runs, len(bench.train)),
-           "discount": first.discount, "mixture": first.mixture}
-    row.update(timed_prediction(bench, lambda names: first.log_likelihoods(names, bench.labels), slow=True))
-    row["predict_batch"] = 1
+           "discount": float(first.discount), "mixture": float(first.mixture)}
+    row.update(timed_prediction(bench, lambda names: predict_log_proba(first, EncodedSplit.from_names(names),
+                                                                       torch.device("cpu"))))
+    row["predict_batch"] = 2048
     return row
 
 

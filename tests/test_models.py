@@ -116,3 +116,19 @@ def test_recurrent_classifier_cells_and_shapes() -> None:
             out = m(idx, lengths)
             assert out.shape == (len(NAMES), 4)
             assert torch.allclose(out.exp().sum(1), torch.ones(len(NAMES)), atol=1e-5)
+
+
+def test_unpadded_batches_skip_packing_with_the_same_numbers() -> None:
+    """A batch of one length takes the plain-tensor path; it must agree with the packed path
+    (forced here by one longer name in the batch) for every cell and direction."""
+    same = ["Abel", "Cruz", "Dede", "Nemo"]
+    torch.manual_seed(0)
+    for cell in ("rnn", "gru", "lstm"):
+        for bidirectional in (True, False):
+            m = build_classifier({"model": cell, "hidden": 16, "bidirectional": bidirectional}, 4).eval()
+            idx, lengths = batch_indices(same)
+            mixed_idx, mixed_lengths = batch_indices([*same, "Abramovich"])
+            with torch.inference_mode():
+                dense = m(idx, lengths)
+                packed = m(mixed_idx, mixed_lengths)[: len(same)]
+            torch.testing.assert_close(dense, packed, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,189 @@
+"""The n-gram Bayes classifier and its pooling with the network: hand values, normalisation,
+save/load, and the ensemble's formula."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from namesclf.models import NgramEnsemble, RecurrentClassifier, build_classifier
+from namesclf.ngram import NgramBayes
+from namesclf.text import ALPHABET, N_LETTERS, batch_indices
+from namesclf.train import (
+    POOL_SHIFTS,
+    POOL_WEIGHTS,
+    EncodedSplit,
+    choose_pooling,
+    classification_scores,
+    fit_ngram,
+    predict_log_proba,
+)
+
+from .conftest import TINY
+
+
+def fitted(names: list[str], labels: list[int], n_classes: int, order: int, fold_case: bool = False) -> NgramBayes:
+    idx, lengths = batch_indices(names)
+    return NgramBayes(n_classes, order, fold_case).fit(idx, lengths, torch.tensor(labels))
+
+
+def probs(model: NgramBayes, names: list[str], discount: float | None = None) -> torch.Tensor:
+    idx, lengths = batch_indices(names)
+    p, _ = model.token_probs(idx, lengths, discount)
+    return p
+
+
+def test_unigram_probability_by_hand() -> None:
+    # Order 1, one name "ab": counts a:1 b:1 end:1, so with discount d and 59 outcomes (58 letters
+    # and the end), p(a) = (1 - d + d * 3 / 59) / 3 under the language and under "all".
+    model = fitted(["ab"], [0], 1, order=1)
+    d = 0.75
+    p = probs(model, ["a"], d)  # position 0 predicts "a"
+    expected = (1 - d + d * 3 / (N_LETTERS + 1)) / 3
+    assert p[0, 0, 0].item() == pytest.approx(expected, rel=1e-6)
+    assert p[0, 0, 1].item() == pytest.approx(expected, rel=1e-6)
+    # an unseen letter gets only the backed-off share: d * 3 / 59 / 3
+    assert probs(model, ["z"], d)[0, 0, 0].item() == pytest.approx(d / (N_LETTERS + 1), rel=1e-6)
+
+
+def test_bigram_uses_continuation_counts_by_hand() -> None:
+    # Order 2, names "ab" and "cb". Bigram context "a": b:1 -> p(b|a) = (1 - d + d * 1 * p1(b)) / 1.
+    # Unigram level, continuation counts (in how many contexts each symbol was seen): b after a
+    # and after c -> 2; a, c (after the begin mark) and the end mark (after b) -> 1 each.
+    # total 5, types 4: p1(b) = (2 - d + d * 4 / 59) / 5.
+    model = fitted(["ab", "cb"], [0, 0], 1, order=2)
+    d = 0.5
+    p1_b = (2 - d + d * 4 / (N_LETTERS + 1)) / 5
+    p = probs(model, ["ab"], d)
+    assert p[1, 0, 0].item() == pytest.approx(1 - d + d * p1_b, rel=1e-6)
+
+
+@pytest.mark.parametrize(("order", "fold_case"), [(2, False), (3, False), (4, False), (4, True)])
+def test_every_distribution_sums_to_one(order: int, fold_case: bool) -> None:
+    """Kneser-Ney is a proper distribution over the next symbol (letters and the end), for seen
+    and unseen histories and for every language, whatever the discount."""
+    names = [n for lang in TINY.values() for n in lang]
+    labels = [i for i, lang in enumerate(TINY.values()) for _ in lang]
+    model = fitted(names, labels, len(TINY), order, fold_case)
+    letters = ALPHABET if not fold_case else ALPHABET[:26] + ALPHABET[52:]
+    for history in ("Ivan", "Yama", "Qxzw", "ro"):
+        batch = [history + c for c in letters] + [history]  # the last one predicts the end mark
+        for d in (0.5, 0.9):
+            p = probs(model, batch, d)[len(history)]  # (59 or 33, n_classes + 1)
+            torch.testing.assert_close(p.sum(0), torch.ones(len(TINY) + 1), atol=1e-5, rtol=0)
+
+
+def test_classifies_and_prefers_its_own_language() -> None:
+    names = [n for lang in TINY.values() for n in lang]
+    labels = [i for i, lang in enumerate(TINY.values()) for _ in lang]
+    model = fitted(names, labels, len(TINY), order=3)
+    idx, lengths = batch_indices(["Pavlov", "Kawasaki", "Martino"])
+    with torch.inference_mode():
+        logp = model(idx, lengths)
+    assert logp.argmax(1).tolist() == [0, 1, 2]
+    assert torch.allclose(logp.exp().sum(1), torch.ones(3))
+
+
+def test_tune_picks_the_grid_point_with_fewest_nats() -> None:
+    names = [n for lang in TINY.values() for n in lang]
+    labels = torch.tensor([i for i, lang in enumerate(TINY.values()) for _ in lang])
+    idx, lengths = batch_indices(names)
+    model = NgramBayes(len(TINY), 3).fit(idx[:, ::2], lengths[::2], labels[::2])
+    held = (idx[:, 1::2], lengths[1::2], labels[1::2])
+    tuned = model.tune(*held, discounts=(0.5, 0.9), mixtures=(0.3, 0.9))
+    grid = {(d, m): model.nats_per_char(*held, discount=d, mixture=m) for d in (0.5, 0.9) for m in (0.3, 0.9)}
+    best = min(grid, key=grid.__getitem__)
+    assert (tuned["discount"], tuned["mixture"]) == best
+    assert tuned["valid_nats_per_char"] == pytest.approx(grid[best], rel=1e-5)
+    assert model.nats_per_char(*held) == pytest.approx(grid[best], rel=1e-5)
+
+
+def test_state_dict_round_trip_through_weights_only_load() -> None:
+    names = [n for lang in TINY.values() for n in lang]
+    labels = [i for i, lang in enumerate(TINY.values()) for _ in lang]
+    model = fitted(names, labels, len(TINY), order=4)
+    model.discount.fill_(0.6)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = NgramBayes(len(TINY), 4)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    idx, lengths = batch_indices(["Ivanova", "Qwerty", "Rossini"])
+    torch.testing.assert_close(fresh(idx, lengths), model(idx, lengths))
+
+
+def test_dense_and_searchsorted_lookups_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = [n for lang in TINY.values() for n in lang]
+    labels = [i for i, lang in enumerate(TINY.values()) for _ in lang]
+    model = fitted(names, labels, len(TINY), order=3)
+    idx, lengths = batch_indices(["Ivanova", "Qwerty", "Rossini", "Yamamura"])
+    dense = model(idx, lengths)
+    monkeypatch.setattr("namesclf.ngram.DENSE_LIMIT", 0)
+    model._index = {}
+    torch.testing.assert_close(model(idx, lengths), dense)
+
+
+def test_ensemble_is_the_pooled_formula() -> None:
+    names = [n for lang in TINY.values() for n in lang]
+    labels = [i for i, lang in enumerate(TINY.values()) for _ in lang]
+    torch.manual_seed(0)
+    net = RecurrentClassifier("gru", len(TINY), hidden_size=8, embed_size=8).eval()
+    ngram = fitted(names, labels, len(TINY), order=3)
+    ensemble = NgramEnsemble(net, ngram)
+    ensemble.weight.fill_(0.75)
+    ensemble.shift.fill_(0.4)
+    ensemble.temperature.fill_(1.5)
+    idx, lengths = batch_indices(["Ivanova", "Kawasaki"])
+    with torch.inference_mode():
+        scores = net(idx, lengths) + 0.75 * ngram(idx, lengths) - 0.4 * ngram.log_prior
+        torch.testing.assert_close(ensemble(idx, lengths), torch.log_softmax(scores / 1.5, dim=1))
+    # and it is what build_classifier makes from a config with ngram_order
+    rebuilt = build_classifier({"model": "gru", "hidden": 8, "embed": 8, "ngram_order": 3}, len(TINY))
+    rebuilt.load_state_dict(ensemble.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(rebuilt.eval()(idx, lengths), ensemble(idx, lengths))
+
+
+def test_choose_pooling_picks_knobs_on_held_out_names_and_calibrates() -> None:
+    names = [n for lang in TINY.values() for n in lang]
+    labels = [i for i, lang in enumerate(TINY.values()) for _ in lang]
+    enc = EncodedSplit.from_names(names)
+    enc.labels = torch.tensor(labels)
+    pick = lambda rows: EncodedSplit(enc.idx[:, rows], enc.lengths[rows], enc.labels[rows])  # noqa: E731
+    train = pick([i for i in range(len(names)) if i % 3])
+    valid = pick([i for i in range(len(names)) if not i % 3])
+    ngram, info = fit_ngram(train, valid, 3, len(TINY))
+    assert info["discount"] == pytest.approx(ngram.discount.item())
+    assert info["mixture"] == pytest.approx(ngram.mixture.item())
+    torch.manual_seed(0)
+    net = RecurrentClassifier("gru", len(TINY), hidden_size=8, embed_size=8).eval()
+    ensemble = NgramEnsemble(net, ngram)
+    cpu = torch.device("cpu")
+    net_logp, ngram_logp = predict_log_proba(net, valid, cpu), predict_log_proba(ngram, valid, cpu)
+    chosen = choose_pooling(ensemble, net_logp, ngram_logp, valid.labels)
+    assert (chosen["weight"], chosen["shift"]) == (ensemble.weight.item(), ensemble.shift.item())
+    # no grid point scores better on the held-out names than the chosen one
+    best = (chosen["accuracy"] + chosen["macro_f1"]) / 2
+    for w in POOL_WEIGHTS:
+        for shift in POOL_SHIFTS:
+            pred = ensemble.pool(net_logp, ngram_logp, w, shift).argmax(1).numpy()
+            scores = classification_scores(valid.labels.numpy(), pred)
+            assert (scores["accuracy"] + scores["macro_f1"]) / 2 <= best + 1e-12
+    # the temperature is no worse on held-out log-loss than none, and it is what the model applies
+    with torch.inference_mode():
+        loss = torch.nn.functional.nll_loss(ensemble(valid.idx, valid.lengths), valid.labels).item()
+        ensemble.temperature.fill_(1.0)
+        plain = torch.nn.functional.nll_loss(ensemble(valid.idx, valid.lengths), valid.labels).item()
+    assert loss == pytest.approx(chosen["loss"], rel=1e-5)
+    assert loss <= plain + 1e-6
+
+
+def test_an_unfitted_model_is_uniform_not_an_error() -> None:
+    """A model file written before any counting (or a language with no names) still scores."""
+    idx, lengths = batch_indices(["Rossi", "Ivanov"])
+    with torch.inference_mode():
+        logp = NgramBayes(3, 4)(idx, lengths)
+    torch.testing.assert_close(logp, torch.full((2, 3), -math.log(3)))
