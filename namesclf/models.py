@@ -159,8 +159,11 @@ class RecurrentClassifier(nn.Module):
         self.out = nn.Linear(2 * directions * hidden_size + (ngram_dim if ngram_buckets else 0), n_classes)
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        unpadded = bool((lengths == idx.size(0)).all())
+        if unpadded and self._fast_inference_ok():
+            return self._unpadded_inference(idx)
         emb = self.dropout(self.embedding(idx))
-        if bool((lengths == idx.size(0)).all()):
+        if unpadded:
             # No padding (prediction batches are cut at length changes): the plain tensor path
             # gives the same numbers as packing, ~30% faster on CPU.
             padded, hidden = self.rnn(emb)
@@ -172,11 +175,52 @@ class RecurrentClassifier(nn.Module):
             hidden = hidden[0]
         directions = 2 if self.rnn.bidirectional else 1
         final = torch.cat(list(hidden[-directions:]), dim=1)
-        pooled = padded.max(dim=0).values
+        pooled = padded.amax(dim=0)  # amax: no argmax indices, ~3x faster than max(dim)
         parts = [final, pooled]
         if self.ngrams is not None:
             parts.append(self.ngrams(idx, lengths))
         features = self.dropout(torch.cat(parts, dim=1))
+        return torch.log_softmax(self.out(features), dim=1)
+
+    def _fast_inference_ok(self) -> bool:
+        return (not self.training and not torch.is_grad_enabled() and self.ngrams is None
+                and self.cell in ("gru", "rnn") and self.rnn.num_layers == 1
+                and getattr(self.rnn, "nonlinearity", "tanh") == "tanh")
+
+    def _unpadded_inference(self, idx: torch.Tensor) -> torch.Tensor:
+        """Prediction on a batch of one length: the same numbers as :meth:`forward` (a test checks
+        it), ~1.5x faster on CPU.
+
+        In eval mode the input half of every gate, ``W_ih @ embedding[letter] + b_ih``, depends on
+        the letter only, so it is a table of 59 rows made once per call and gathered, instead of
+        a matrix product over every letter of the batch; the loop does only ``W_hh @ h``. The
+        max-pool is kept as a running maximum, so no sequence of outputs is built.
+        """
+        rnn = self.rnn
+        width, batch = idx.shape
+        finals, pools = [], []
+        for direction in range(2 if rnn.bidirectional else 1):
+            suffix = "_reverse" if direction else ""
+            w_ih, b_ih = getattr(rnn, f"weight_ih_l0{suffix}"), getattr(rnn, f"bias_ih_l0{suffix}")
+            w_hh, b_hh = getattr(rnn, f"weight_hh_l0{suffix}"), getattr(rnn, f"bias_hh_l0{suffix}")
+            table = torch.addmm(b_ih, self.embedding.weight, w_ih.t())  # (letters + pad, gates)
+            gates_in = table.index_select(0, idx.reshape(-1)).view(width, batch, -1)
+            h = gates_in.new_zeros(batch, rnn.hidden_size)
+            pooled = None
+            size = rnn.hidden_size
+            for t in range(width - 1, -1, -1) if direction else range(width):
+                gates_h = torch.addmm(b_hh, h, w_hh.t())
+                if self.cell == "gru":
+                    rz = torch.sigmoid(gates_in[t, :, : 2 * size] + gates_h[:, : 2 * size])
+                    r, z = rz[:, :size], rz[:, size:]
+                    n = torch.tanh(torch.addcmul(gates_in[t, :, 2 * size :], r, gates_h[:, 2 * size :]))
+                    h = torch.addcmul(n, z, h - n)  # (1 - z) * n + z * h
+                else:
+                    h = torch.tanh(gates_in[t] + gates_h)
+                pooled = h if pooled is None else torch.maximum(pooled, h)
+            finals.append(h)
+            pools.append(pooled)
+        features = torch.cat(finals + pools, dim=1)
         return torch.log_softmax(self.out(features), dim=1)
 
 

@@ -48,6 +48,11 @@ def symbol_table(fold_case: bool) -> tuple[torch.Tensor, int]:
     return table, n + 3
 
 
+def _rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``table[rows]`` through ``index_select``, several times faster than advanced indexing."""
+    return table.index_select(0, rows.reshape(-1)).view(*rows.shape, *table.shape[1:])
+
+
 class NgramBayes(nn.Module):
     """Per-language interpolated Kneser-Ney n-grams mixed with an all-language model, as a classifier.
 
@@ -105,7 +110,7 @@ class NgramBayes(nn.Module):
     def _framed(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``(order - 1 + T + 1, B)`` symbols: begin marks, the name, the end mark, then padding."""
         width, batch = idx.shape
-        sym = self.symbols[idx]
+        sym = self.symbols.take(idx)
         framed = torch.full((self.order - 1 + width + 1, batch), self.pad, dtype=torch.long, device=idx.device)
         framed[: self.order - 1] = self.bos
         framed[self.order - 1 : self.order - 1 + width] = sym
@@ -188,11 +193,11 @@ class NgramBayes(nn.Module):
                 index = torch.full((space,), len(table), dtype=torch.long, device=table.device)
                 index[table] = torch.arange(len(table), device=table.device)
                 self._index[name] = index
-            return index[codes]
+            return index.take(codes)
         if len(table) == 0:
             return torch.zeros_like(codes)
         rows = torch.searchsorted(table, codes).clamp(max=len(table) - 1)
-        return torch.where(table[rows] == codes, rows, len(table))
+        return torch.where(table.take(rows) == codes, rows, len(table))
 
     def _coefficients(self, j: int, d: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Level ``j`` at discount ``d`` as two gather tables, so each level is one fused update
@@ -228,8 +233,8 @@ class NgramBayes(nn.Module):
         p = torch.full((*grams[0].shape, self.n_classes + 1), 1.0 / self.n_outcomes, device=idx.device)
         for j in range(self.order):
             ctx_table, gram_table = self._coefficients(j, d)
-            coef = ctx_table[self._lookup(f"ctx_codes{j}", contexts[j], self.base**j)]  # (P, B, 2, models)
-            count = gram_table[self._lookup(f"gram_codes{j}", grams[j], self.base ** (j + 1))]
+            coef = _rows(ctx_table, self._lookup(f"ctx_codes{j}", contexts[j], self.base**j))  # (P, B, 2, models)
+            count = _rows(gram_table, self._lookup(f"gram_codes{j}", grams[j], self.base ** (j + 1)))
             p = torch.addcmul(count * coef[..., 0, :], coef[..., 1, :], p)
         steps = torch.arange(p.size(0), device=idx.device).unsqueeze(1)
         return p, steps <= lengths.to(idx.device).unsqueeze(0)
