@@ -12,9 +12,53 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .ngram import NgramBayes
-from .text import N_LETTERS, PAD_INDEX, one_hot
+from .text import N_LETTERS, PAD_INDEX
 
 CLASSIFIER_KINDS = ("handbuilt", "rnn", "gru", "lstm")
+
+
+class Recurrence(torch.autograd.Function):
+    """The hand-built RNN's recurrence ``h_t = act(x_t + h_{t-1} W)``, ``h_0 = 0``, with its
+    backward pass written out (back-propagation through time).
+
+    Returns every state, ``h_0`` first: ``(steps + 1, B, H)``. Why by hand: at the tutorial's sizes
+    (batches of 32, 128 units) training time is per-op overhead, and autograd records and replays
+    several ops per letter. Here the forward records nothing, the backward does one product and
+    one fused multiply-add per letter, and the weight gradient ``sum_t h_{t-1}^T g_t`` is a single
+    matrix product over all letters. ``torch.autograd.gradcheck`` checks it in the tests.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, inputs: torch.Tensor, w_t: torch.Tensor, tanh: bool) -> torch.Tensor:
+        steps, batch, size = inputs.shape
+        states = inputs.new_empty(steps + 1, batch, size)
+        states[0] = 0
+        for t in range(steps):
+            torch.addmm(inputs[t], states[t], w_t, out=states[t + 1])
+            if tanh:
+                states[t + 1].tanh_()
+        ctx.save_for_backward(states, w_t)
+        ctx.tanh = tanh
+        return states
+
+    @staticmethod
+    def backward(ctx: Any, grad_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        states, w_t = ctx.saved_tensors
+        steps = states.size(0) - 1
+        # d act / d pre-activation at every step at once: 1 - h^2 for tanh, 1 for the linear tutorial
+        slope = 1 - states[1:].square() if ctx.tanh else None
+        grad_inputs = torch.empty_like(states[1:])
+        carry = torch.zeros_like(states[0])  # dL/dh_t from the steps after t
+        w = w_t.t()
+        for t in range(steps - 1, -1, -1):
+            g = grad_states[t + 1] + carry
+            if slope is not None:
+                g = g * slope[t]
+            grad_inputs[t] = g
+            carry = g @ w
+        size = states.size(2)
+        grad_w = states[:-1].reshape(-1, size).t() @ grad_inputs.reshape(-1, size)
+        return grad_inputs, grad_w, None
 
 
 class HandBuiltRNN(nn.Module):
@@ -56,26 +100,25 @@ class HandBuiltRNN(nn.Module):
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """A padded batch: each name's output is read at its own last letter, not after padding."""
         # i2h(cat(x, h)) = W_x x + W_h h + b, and with one-hot letters W_x x is a column of W_x:
-        # the input half of every step is one gather up front, and the loop does only W_h h.
-        # Same parameters, same numbers as step() (a test checks it to 1e-6), far fewer ops.
-        batch = idx.size(1)
+        # the input half of every step is one embedding lookup up front, and the loop does only
+        # W_h h. i2o the same way, once, at each name's last letter. Same parameters, same numbers
+        # as step() (a test checks it to 1e-6), far fewer ops: training is dominated by per-op
+        # overhead at these sizes, so every op saved in the loop counts (README, "Benchmarks").
+        width, batch = idx.shape
         n = self.n_letters
         w_x, w_h = self.i2h.weight[:, :n], self.i2h.weight[:, n:]
-        padded_w_x = torch.cat((w_x.t(), w_x.new_zeros(1, self.hidden_size)))  # padding row: zeros
-        inputs = padded_w_x[idx] + self.i2h.bias  # (T, B, hidden)
-        hidden = self.init_hidden(batch)
-        hiddens = [hidden]
-        for t in range(idx.size(0) - 1):  # the state after the last letter is never read
-            hidden = torch.addmm(inputs[t], hidden, w_h.t())
-            if self.tanh:
-                hidden = torch.tanh(hidden)
-            hiddens.append(hidden)
-        # The output is read at each name's last letter only: i2o runs once, on cat(letter, hidden)
-        # of those rows, instead of at every step.
+        padding = w_x.new_zeros(1, self.hidden_size)
+        inputs = nn.functional.embedding(idx, torch.cat((w_x.t(), padding))) + self.i2h.bias  # (T, B, hidden)
+        # the state after the last letter is never read: width - 1 steps
+        states = Recurrence.apply(inputs[: width - 1], w_h.t(), self.tanh)  # (T, B, hidden), h_0 first
         last = (lengths.to(idx.device) - 1).clamp(min=0)
         rows = torch.arange(batch, device=idx.device)
-        final = torch.cat((one_hot(idx[last, rows]), torch.stack(hiddens)[last, rows]), 1)
-        return self.softmax(self.i2o(final))
+        flat = last * batch + rows  # (t, b) in the (T * B) stack of states and letters
+        final_hidden = states.reshape(-1, self.hidden_size).index_select(0, flat)
+        final_letter = idx.reshape(-1).index_select(0, flat)
+        o_x, o_h = self.i2o.weight[:, :n], self.i2o.weight[:, n:]
+        out_x = nn.functional.embedding(final_letter, torch.cat((o_x.t(), o_x.new_zeros(1, o_x.size(0)))))
+        return self.softmax(torch.addmm(out_x + self.i2o.bias, final_hidden, o_h.t()))
 
 
 class HashedCharNgrams(nn.Module):

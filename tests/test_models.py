@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from namesclf.models import HandBuiltRNN, RecurrentClassifier, build_classifier
+from namesclf.models import HandBuiltRNN, Recurrence, RecurrentClassifier, build_classifier
 from namesclf.text import N_LETTERS, batch_indices, line_to_tensor
 from namesclf.train import ManualSGD, make_updater
 
@@ -132,3 +133,30 @@ def test_unpadded_batches_skip_packing_with_the_same_numbers() -> None:
                 dense = m(idx, lengths)
                 packed = m(mixed_idx, mixed_lengths)[: len(same)]
             torch.testing.assert_close(dense, packed, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tanh", [False, True])
+def test_hand_written_backward_of_the_recurrence_passes_gradcheck(tanh: bool) -> None:
+    """The hand-built RNN's back-propagation through time is written out (``Recurrence``): its
+    gradients for the inputs and the recurrent weight must match finite differences."""
+    torch.manual_seed(0)
+    inputs = (0.5 * torch.randn(5, 3, 4, dtype=torch.double)).requires_grad_()
+    w_t = (0.5 * torch.randn(4, 4, dtype=torch.double)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w: Recurrence.apply(x, w, tanh), (inputs, w_t))
+
+
+def test_recurrence_matches_the_autograd_loop() -> None:
+    torch.manual_seed(1)
+    inputs = torch.randn(6, 5, 8, requires_grad=True)
+    w_t = (0.3 * torch.randn(8, 8)).requires_grad_()
+    weights = torch.randn(7, 5, 8)
+    Recurrence.apply(inputs, w_t, True).mul(weights).sum().backward()
+    ours = inputs.grad.clone(), w_t.grad.clone()
+    inputs.grad, w_t.grad = None, None
+    h, states = torch.zeros(5, 8), [torch.zeros(5, 8)]
+    for t in range(6):
+        h = torch.tanh(inputs[t] + h @ w_t)
+        states.append(h)
+    torch.stack(states).mul(weights).sum().backward()
+    torch.testing.assert_close(ours[0], inputs.grad)
+    torch.testing.assert_close(ours[1], w_t.grad)
