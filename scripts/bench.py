@@ -443,7 +443,9 @@ def all_rows() -> list[Row]:
     if default.model != "handbuilt":
         rows.append(Row("handbuilt", "handbuilt",
                         lambda b: row_classifier(b, TrainConfig(model="handbuilt"))))
-    rows.append(Row("default", f"default ({default.model})",
+    order = default.resolved().ngram_order
+    pooled = f" + {order}-gram" if order else ""
+    rows.append(Row("default", f"default ({default.model}{pooled})",
                     lambda b: row_classifier(b, TrainConfig(), keep_as="default")))
     for kind in CLASSIFIER_KINDS:
         if kind not in ("handbuilt", default.model):

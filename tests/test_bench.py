@@ -85,7 +85,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
 
     rows = {row["key"]: row for row in report["rows"]}
     assert set(rows) == expected_rows()
-    assert rows["default"]["name"] == f"default ({TrainConfig().model})"
+    assert rows["default"]["name"] == f"default ({TrainConfig().model} + {TrainConfig().resolved().ngram_order}-gram)"
     for key, row in rows.items():
         for field in ROW_KEYS:
             assert field in row, (key, field)
