@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The project against the PyTorch tutorial and the peers, side by side, in one process and one split.
 
-    python scripts/bench.py                     # the full run (an estimated 30-40 min on 2 quiet cores)
-    python scripts/bench.py --quick             # 1 repeat, 20,000 tutorial steps, 4 epochs per model
+    python scripts/bench.py                     # the full run (24 min on 2 quiet cores)
+    python scripts/bench.py --quick             # 1 repeat, 20,000 tutorial steps, 4 epochs per model (~2 min)
     python scripts/bench.py --rows tutorial,handbuilt --repeats 5 --out tutorial.json
 
 Why one script and one process: figures taken on different days, splits or thread settings are

@@ -24,6 +24,20 @@ def model_file(tmp_path: Path) -> Path:
     return save_checkpoint(tmp_path / "m.pt", classifier_payload(model, config, LABELS, {"split_seed": 0}))
 
 
+def test_numpy_scalars_in_metadata_still_load_weights_only(tmp_path: Path) -> None:
+    """scikit-learn metrics and numpy grids hand back numpy scalars; a file holding one would be
+    refused by ``weights_only`` loading, so saving turns them into plain numbers."""
+    import numpy as np
+
+    config = TrainConfig(model="gru", hidden=8).resolved()
+    model = build_classifier(config.__dict__, len(LABELS))
+    meta = {"valid": {"accuracy": np.float64(0.5), "n": np.int64(3)}, "grid": [np.float32(0.25)]}
+    path = save_checkpoint(tmp_path / "np.pt", classifier_payload(model, config, LABELS, meta))
+    loaded = load_checkpoint(path, kind="classifier")["meta"]
+    assert loaded["valid"] == {"accuracy": 0.5, "n": 3} and loaded["grid"] == [0.25]
+    assert type(loaded["valid"]["accuracy"]) is float and type(loaded["valid"]["n"]) is int
+
+
 def test_round_trip_is_self_describing(model_file: Path) -> None:
     payload = load_checkpoint(model_file, kind="classifier")
     assert payload["format_version"] == FORMAT_VERSION and payload["labels"] == LABELS
