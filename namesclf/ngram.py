@@ -88,7 +88,7 @@ class NgramBayes(nn.Module):
         self.register_buffer("log_prior", torch.zeros(n_classes))
         self.register_buffer("discount", torch.tensor(0.75))
         self.register_buffer("mixture", torch.tensor(0.7))
-        self._index: dict[str, torch.Tensor | None] = {}
+        self._index: dict[str, Any] = {}  # derived lookup tables, rebuilt after load, fit or .to()
 
     # ------------------------------------------------------------------ loading
 
