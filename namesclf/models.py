@@ -164,6 +164,12 @@ class HashedCharNgrams(nn.Module):
         return total / count.clamp(min=1)
 
 
+#: Below this many names a batch goes through ``nn.GRU``/``nn.RNN`` itself: one C++ call beats the
+#: Python-level loop of :meth:`RecurrentClassifier._unpadded_inference` when there is little
+#: arithmetic per step to amortise its ~10 ops per letter.
+FAST_LOOP_MIN_BATCH = 128
+
+
 class RecurrentClassifier(nn.Module):
     """Embedding -> ``nn.RNN``/``nn.GRU``/``nn.LSTM`` (packed, optionally bidirectional) -> Linear.
 
@@ -203,7 +209,7 @@ class RecurrentClassifier(nn.Module):
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         unpadded = bool((lengths == idx.size(0)).all())
-        if unpadded and self._fast_inference_ok():
+        if unpadded and idx.size(1) >= FAST_LOOP_MIN_BATCH and self._fast_inference_ok():
             return self._unpadded_inference(idx)
         emb = self.dropout(self.embedding(idx))
         if unpadded:

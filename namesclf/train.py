@@ -311,10 +311,14 @@ def bucketed_batches(lengths: torch.Tensor, batch_size: int, rng: np.random.Gene
         yield batches[k]
 
 
+#: Fewer names of one length than this are not worth a batch of their own (see predict_log_proba).
+UNPADDED_MIN_BATCH = 256
+
+
 @torch.inference_mode()
 def predict_log_proba(model: nn.Module, encoded: EncodedSplit, device: torch.device,
                       batch_size: int = 2048) -> torch.Tensor:
-    """Log-probabilities for a whole encoded split, in its order (batches of one length inside)."""
+    """Log-probabilities for a whole encoded split, in its order (length-sorted batches inside)."""
     model.eval()
     order = torch.argsort(encoded.lengths, stable=True)
     sorted_lengths = encoded.lengths[order]
@@ -322,9 +326,12 @@ def predict_log_proba(model: nn.Module, encoded: EncodedSplit, device: torch.dev
     parts = []
     start = 0
     while start < len(order):
-        # Each batch holds names of one length: no padding, so recurrent models skip packing.
+        # A batch holds names of one length when there are enough of them (no padding: recurrent
+        # models skip packing and take their fast loop); otherwise the next batch_size names.
         same = int(torch.searchsorted(sorted_lengths, sorted_lengths[start], right=True))
-        stop = min(start + batch_size, same)
+        stop = min(start + batch_size, len(order))
+        if same - start >= min(UNPADDED_MIN_BATCH, batch_size):
+            stop = min(stop, same)
         idx, lengths, _ = encoded.batch(order[start:stop].numpy(), device)
         parts.append(model(idx, lengths).float().cpu())
         start = stop

@@ -119,9 +119,13 @@ def test_recurrent_classifier_cells_and_shapes() -> None:
             assert torch.allclose(out.exp().sum(1), torch.ones(len(NAMES)), atol=1e-5)
 
 
-def test_unpadded_batches_skip_packing_with_the_same_numbers() -> None:
-    """A batch of one length takes the plain-tensor path; it must agree with the packed path
-    (forced here by one longer name in the batch) for every cell and direction."""
+@pytest.mark.parametrize("fast_loop_from", [1, 10**6])
+def test_unpadded_batches_skip_packing_with_the_same_numbers(fast_loop_from: int,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of one length takes an unpacked path (the gathered-input loop for GRU/RNN from
+    ``FAST_LOOP_MIN_BATCH`` names, else the torch module on a plain tensor); both must agree with
+    the packed path (forced here by one longer name in the batch) for every cell and direction."""
+    monkeypatch.setattr("namesclf.models.FAST_LOOP_MIN_BATCH", fast_loop_from)
     same = ["Abel", "Cruz", "Dede", "Nemo"]
     torch.manual_seed(0)
     for cell in ("rnn", "gru", "lstm"):
