@@ -36,7 +36,7 @@ from .data import _decode, _read_bytes, load_names, split_names
 from .errors import DataError, NamesError
 from .models import LM_CELLS, CharLM
 from .text import ALPHABET, MAX_NAME_LENGTH, to_ascii
-from .train import bucketed_batches, fit, make_updater, resolve_device
+from .train import bucketed_batches, fit, make_updater, require_at_least_one, resolve_device
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS: tuple[str, ...] = (PAD, BOS, EOS, UNK)
@@ -294,9 +294,7 @@ class LMConfig:
             raise NamesError(f"unknown --unit {self.unit!r}: use char or word")
         if self.cell not in LM_CELLS:
             raise NamesError(f"unknown --cell {self.cell!r}: use {', '.join(LM_CELLS)}")
-        for name in ("hidden", "embed", "layers", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise NamesError(f"--{name.replace('_', '-')} must be at least 1")
+        require_at_least_one(self, ("hidden", "embed", "layers", "epochs", "batch_size"))
         if not 0.0 <= self.dropout < 1.0:
             raise NamesError("--dropout must be in [0, 1)")
         if self.lr <= 0:

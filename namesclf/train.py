@@ -81,6 +81,13 @@ def cosine_lr(base: float, step: int, total: int, warmup: int = 0) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def require_at_least_one(config: Any, names: Iterable[str]) -> None:
+    """The sizes and counts of a config that must be positive, named as their CLI options."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise NamesError(f"--{name.replace('_', '-')} must be at least 1")
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` takes CUDA when present; asking for ``cuda`` without one is a clear error."""
     if name == "auto":
@@ -221,9 +228,7 @@ class TrainConfig:
             raise NamesError("the hand-built RNN trains with manual SGD only (--optimizer manual)")
         if cfg.class_weight not in CLASS_WEIGHTS:
             raise NamesError(f"unknown --class-weight {cfg.class_weight!r}: use {', '.join(CLASS_WEIGHTS)}")
-        for name in ("hidden", "epochs", "batch_size"):
-            if getattr(cfg, name) < 1:
-                raise NamesError(f"--{name.replace('_', '-')} must be at least 1")
+        require_at_least_one(cfg, ("hidden", "epochs", "batch_size"))
         if not 0 <= cfg.ngram_order <= MAX_NGRAM_ORDER:
             raise NamesError(f"--ngram-order must be between 0 (off) and {MAX_NGRAM_ORDER}")
         return cfg

@@ -197,3 +197,18 @@ def test_sigint_before_first_epoch_keeps_the_previous_model(real_data: Path, tmp
             proc.kill()
     assert proc.returncode == 1 and "Traceback" not in stderr
     assert out.read_bytes() == b"previous model bytes"
+
+
+def test_sizes_below_one_are_refused_with_the_option_name() -> None:
+    from namesclf.errors import NamesError
+    from namesclf.lm import LMConfig
+    from namesclf.train import TrainConfig
+
+    with pytest.raises(NamesError, match=r"^--hidden must be at least 1$"):
+        TrainConfig(hidden=0).resolved()
+    with pytest.raises(NamesError, match=r"^--batch-size must be at least 1$"):
+        TrainConfig(model="handbuilt", batch_size=0).resolved()
+    with pytest.raises(NamesError, match=r"^--embed must be at least 1$"):
+        LMConfig(embed=0).check()
+    with pytest.raises(NamesError, match=r"^--batch-size must be at least 1$"):
+        LMConfig(batch_size=0).check()
