@@ -29,7 +29,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, model: str = TrainConfig.model, hidden: int | None = None,
                  epochs: int | None = None, lr: float | None = None,
                  batch_size: int | None = None, optimizer: str | None = None,
-                 class_weight: str = "none", tanh: bool = TrainConfig.tanh, patience: int = TrainConfig.patience,
+                 class_weight: str = "none", tanh: bool = TrainConfig.tanh, patience: int | None = None,
                  valid_fraction: float = 0.1, seed: int = 0, device: str = "cpu", progress: bool = False) -> None:
         self.model = model
         self.hidden = hidden

@@ -133,8 +133,9 @@ def data_fetch(source: str | None, dest: str, no_verify: bool) -> None:
 @click.option("--class-weight", type=click.Choice(["none", "sqrt", "balanced"]), default="none", show_default=True,
               help="Weigh rare languages up: sqrt (1/sqrt(count)) or balanced (1/count). Raises macro-F1, "
               "costs accuracy.")
-@click.option("--patience", type=int, default=5, show_default=True,
-              help="Stop after this many epochs without a better validation macro-F1 (0: never stop early).")
+@click.option("--patience", type=int, default=None,
+              help="Stop after this many epochs without a better validation macro-F1 (0: never stop early). "
+              "[default: 10 handbuilt, 5 others]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split and the training.")
 @click.option("--out", type=click.Path(dir_okay=False), default=DEFAULT_MODEL, show_default=True)
@@ -143,8 +144,8 @@ def data_fetch(source: str | None, dest: str, no_verify: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
 def train(source: str, kind: str | None, hidden: int | None, epochs: int | None, lr: float | None,
-          batch_size: int | None, optimizer: str | None, ngram_order: int | None, class_weight: str, patience: int,
-          device: str, seed: int,
+          batch_size: int | None, optimizer: str | None, ngram_order: int | None, class_weight: str,
+          patience: int | None, device: str, seed: int,
           out: str, force: bool, resume: bool, quiet: bool, as_json: bool) -> None:
     """Train a classifier on SOURCE and write one self-describing model file.
 

@@ -17,48 +17,90 @@ from .text import N_LETTERS, PAD_INDEX
 CLASSIFIER_KINDS = ("handbuilt", "rnn", "gru", "lstm")
 
 
-class Recurrence(torch.autograd.Function):
-    """The hand-built RNN's recurrence ``h_t = act(x_t + h_{t-1} W)``, ``h_0 = 0``, with its
-    backward pass written out (back-propagation through time).
+def _recur(inputs: torch.Tensor, w_t: torch.Tensor, tanh: bool) -> torch.Tensor:
+    """``h_t = act(x_t + h_{t-1} W)`` from ``h_0 = 0``: every state, ``h_0`` first, ``(steps + 1, B, H)``."""
+    steps, batch, size = inputs.shape
+    states = inputs.new_empty(steps + 1, batch, size)
+    states[0] = 0
+    h, x = states.unbind(0), inputs.unbind(0)  # every step's view in one call, not two ops per letter
+    for t in range(steps):
+        torch.addmm(x[t], h[t], w_t, out=h[t + 1])
+        if tanh:
+            h[t + 1].tanh_()
+    return states
 
-    Returns every state, ``h_0`` first: ``(steps + 1, B, H)``. Why by hand: at the tutorial's sizes
-    (batches of 32, 128 units) training time is per-op overhead, and autograd records and replays
-    several ops per letter. Here the forward records nothing, the backward does one product and
-    one fused multiply-add per letter, and the weight gradient ``sum_t h_{t-1}^T g_t`` is a single
-    matrix product over all letters. ``torch.autograd.gradcheck`` checks it in the tests.
+
+def _recur_backward(states: torch.Tensor, grad_states: torch.Tensor, w_t: torch.Tensor, tanh: bool) -> torch.Tensor:
+    """Back-propagation through time for :func:`_recur`: dL/d(pre-activation) at every step.
+
+    ``g_t = (dL/dh_{t+1} from the output + g_{t+1} W^T) * act'``, written straight into its row:
+    one addmm and one multiply per letter. ``act'`` is ``1 - h^2`` for tanh (all steps at once, up
+    front) and 1 for the linear tutorial.
+    """
+    steps = states.size(0) - 1
+    grad_pre = torch.empty_like(states[1:])
+    slope = (1 - states[1:].square()).unbind(0) if tanh else None
+    g, g_out, w = grad_pre.unbind(0), grad_states.unbind(0), w_t.t()
+    for t in range(steps - 1, -1, -1):
+        if t == steps - 1:
+            g[t].copy_(g_out[t + 1])
+        else:
+            torch.addmm(g_out[t + 1], g[t + 1], w, out=g[t])
+        if slope is not None:
+            g[t].mul_(slope[t])
+    return grad_pre
+
+
+class HandBuiltBackprop(torch.autograd.Function):
+    """The hand-built RNN over a padded batch, to the logits, with its backward pass written out.
+
+    Why by hand: at the tutorial's sizes (batches of 32, 128 units) a training step is per-op
+    overhead, not arithmetic. Autograd would record and replay ~30 small ops per batch plus
+    several per letter, and slicing ``i2h.weight`` into its letter and hidden halves costs a
+    full-size zero-and-copy per slice in the backward. Here the forward records nothing and the
+    backward is the textbook BPTT: per letter one product and one multiply; then each weight's
+    gradient in one piece (a product for the hidden half, a scatter-add by letter for the one-hot
+    half). ``torch.autograd.gradcheck`` checks every parameter's gradient in the tests.
+
+    ``letters`` ``(T, B)`` are letter indices (padding may hold any letter: nothing after a
+    name's last letter is read); ``last`` ``(B,)`` is each name's last position.
     """
 
     @staticmethod
-    def forward(ctx: Any, inputs: torch.Tensor, w_t: torch.Tensor, tanh: bool) -> torch.Tensor:
-        steps, batch, size = inputs.shape
-        states = inputs.new_empty(steps + 1, batch, size)
-        states[0] = 0
-        for t in range(steps):
-            torch.addmm(inputs[t], states[t], w_t, out=states[t + 1])
-            if tanh:
-                states[t + 1].tanh_()
-        ctx.save_for_backward(states, w_t)
+    def forward(ctx: Any, letters: torch.Tensor, last: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor,
+                w_io: torch.Tensor, b_io: torch.Tensor, tanh: bool) -> torch.Tensor:
+        width, batch = letters.shape
+        hidden = w_ih.size(0)
+        n = w_ih.size(1) - hidden
+        # i2h(cat(x, h)) = W_x x + W_h h + b, and with one-hot x, W_x x + b is a row of a
+        # (letters x hidden) table: the input half of every step is one lookup up front.
+        inputs = nn.functional.embedding(letters[: width - 1], w_ih[:, :n].t() + b_ih)
+        states = _recur(inputs, w_ih[:, n:].t(), tanh)  # the state after the last letter is never read
+        flat = last * batch + torch.arange(batch, device=letters.device)  # (t, b) in the (T * B) stack
+        final_hidden = states.reshape(-1, hidden).index_select(0, flat)
+        final_letter = letters.reshape(-1).index_select(0, flat)
+        logits = torch.addmm(nn.functional.embedding(final_letter, w_io[:, :n].t() + b_io), final_hidden,
+                             w_io[:, n:].t())
+        ctx.save_for_backward(letters, flat, final_letter, states, final_hidden, w_ih, w_io)
         ctx.tanh = tanh
-        return states
+        return logits
 
     @staticmethod
-    def backward(ctx: Any, grad_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
-        states, w_t = ctx.saved_tensors
-        steps = states.size(0) - 1
-        # d act / d pre-activation at every step at once: 1 - h^2 for tanh, 1 for the linear tutorial
-        slope = 1 - states[1:].square() if ctx.tanh else None
-        grad_inputs = torch.empty_like(states[1:])
-        carry = torch.zeros_like(states[0])  # dL/dh_t from the steps after t
-        w = w_t.t()
-        for t in range(steps - 1, -1, -1):
-            g = grad_states[t + 1] + carry
-            if slope is not None:
-                g = g * slope[t]
-            grad_inputs[t] = g
-            carry = g @ w
-        size = states.size(2)
-        grad_w = states[:-1].reshape(-1, size).t() @ grad_inputs.reshape(-1, size)
-        return grad_inputs, grad_w, None
+    def backward(ctx: Any, grad_logits: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        letters, flat, final_letter, states, final_hidden, w_ih, w_io = ctx.saved_tensors
+        width = letters.size(0)
+        hidden = w_ih.size(0)
+        n = w_ih.size(1) - hidden
+        g = grad_logits.contiguous()
+        # i2o: the one-hot half gathers by letter, the hidden half is a product
+        by_letter = g.new_zeros(n, g.size(1)).index_add_(0, final_letter, g)
+        grad_w_io = torch.cat((by_letter.t(), g.t() @ final_hidden), dim=1)
+        grad_states = states.new_zeros(states.shape)
+        grad_states.view(-1, hidden).index_copy_(0, flat, g @ w_io[:, n:])
+        grad_pre = _recur_backward(states, grad_states, w_ih[:, n:].t(), ctx.tanh).reshape(-1, hidden)
+        by_letter_h = grad_pre.new_zeros(n, hidden).index_add_(0, letters[: width - 1].reshape(-1), grad_pre)
+        grad_w_ih = torch.cat((by_letter_h.t(), grad_pre.t() @ states[:-1].reshape(-1, hidden)), dim=1)
+        return None, None, grad_w_ih, by_letter_h.sum(0), grad_w_io, by_letter.sum(0), None
 
 
 class HandBuiltRNN(nn.Module):
@@ -98,27 +140,19 @@ class HandBuiltRNN(nn.Module):
         return output
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """A padded batch: each name's output is read at its own last letter, not after padding."""
-        # i2h(cat(x, h)) = W_x x + W_h h + b, and with one-hot letters W_x x is a column of W_x:
-        # the input half of every step is one embedding lookup up front, and the loop does only
-        # W_h h. i2o the same way, once, at each name's last letter. Same parameters, same numbers
-        # as step() (a test checks it to 1e-6), far fewer ops: training is dominated by per-op
-        # overhead at these sizes, so every op saved in the loop counts (README, "Benchmarks").
-        width, batch = idx.shape
-        n = self.n_letters
-        w_x, w_h = self.i2h.weight[:, :n], self.i2h.weight[:, n:]
-        padding = w_x.new_zeros(1, self.hidden_size)
-        inputs = nn.functional.embedding(idx, torch.cat((w_x.t(), padding))) + self.i2h.bias  # (T, B, hidden)
-        # the state after the last letter is never read: width - 1 steps
-        states = Recurrence.apply(inputs[: width - 1], w_h.t(), self.tanh)  # (T, B, hidden), h_0 first
+        """A padded batch: each name's output is read at its own last letter, not after padding.
+
+        Same parameters and numbers as :meth:`step` letter by letter (a test checks it to 1e-6),
+        computed by :class:`HandBuiltBackprop`: far fewer ops, and training at these sizes is
+        dominated by per-op overhead (README, "Benchmarks").
+        """
+        # Padding may index any letter: a padded step only feeds states after the name's last
+        # letter, which are never read, so neither its value nor a gradient reaches the output.
+        letters = idx.clamp(max=self.n_letters - 1)
         last = (lengths.to(idx.device) - 1).clamp(min=0)
-        rows = torch.arange(batch, device=idx.device)
-        flat = last * batch + rows  # (t, b) in the (T * B) stack of states and letters
-        final_hidden = states.reshape(-1, self.hidden_size).index_select(0, flat)
-        final_letter = idx.reshape(-1).index_select(0, flat)
-        o_x, o_h = self.i2o.weight[:, :n], self.i2o.weight[:, n:]
-        out_x = nn.functional.embedding(final_letter, torch.cat((o_x.t(), o_x.new_zeros(1, o_x.size(0)))))
-        return self.softmax(torch.addmm(out_x + self.i2o.bias, final_hidden, o_h.t()))
+        logits = HandBuiltBackprop.apply(letters, last, self.i2h.weight, self.i2h.bias, self.i2o.weight,
+                                         self.i2o.bias, self.tanh)
+        return self.softmax(logits)
 
 
 class HashedCharNgrams(nn.Module):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from namesclf.models import HandBuiltRNN, Recurrence, RecurrentClassifier, build_classifier
+from namesclf.models import HandBuiltBackprop, HandBuiltRNN, RecurrentClassifier, build_classifier
 from namesclf.text import N_LETTERS, batch_indices, line_to_tensor
 from namesclf.train import ManualSGD, make_updater
 
@@ -56,6 +56,29 @@ def test_manual_sgd_step_equals_torch_sgd() -> None:
     for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
         assert torch.allclose(pa, pb, atol=1e-6), name
     assert not torch.allclose(a.i2h.weight, HandBuiltRNN(N_LETTERS, 20, 6).i2h.weight)
+
+
+def test_manual_sgd_clipping_equals_clip_grad_norm_then_sgd() -> None:
+    torch.manual_seed(4)
+    a = HandBuiltRNN(N_LETTERS, 20, 6, tanh=True)
+    b = HandBuiltRNN(N_LETTERS, 20, 6, tanh=True)
+    b.load_state_dict(a.state_dict())
+    idx, lengths = batch_indices(NAMES)
+    y = torch.tensor([0, 1, 2, 3, 4])
+    manual = make_updater("manual", a.parameters(), lr=0.5, max_norm=0.05)
+    reference = torch.optim.SGD(b.parameters(), lr=0.5)
+    clipped = []
+    for _ in range(3):
+        manual.zero_grad()
+        _loss(a, idx, lengths, y).backward()
+        manual.step()
+        reference.zero_grad()
+        _loss(b, idx, lengths, y).backward()
+        clipped.append(float(torch.nn.utils.clip_grad_norm_(b.parameters(), 0.05)) > 0.05)
+        reference.step()
+    assert all(clipped)  # the limit was hit, so the test would catch a step that ignored it
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-6), name
 
 
 def test_manual_sgd_update_is_minus_lr_times_grad() -> None:
@@ -139,28 +162,33 @@ def test_unpadded_batches_skip_packing_with_the_same_numbers(fast_loop_from: int
             torch.testing.assert_close(dense, packed, atol=1e-5, rtol=1e-5)
 
 
+def _letters_and_last(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    idx, lengths = batch_indices(names)
+    return idx.clamp(max=N_LETTERS - 1), lengths - 1
+
+
 @pytest.mark.parametrize("tanh", [False, True])
-def test_hand_written_backward_of_the_recurrence_passes_gradcheck(tanh: bool) -> None:
-    """The hand-built RNN's back-propagation through time is written out (``Recurrence``): its
-    gradients for the inputs and the recurrent weight must match finite differences."""
+def test_hand_written_backward_passes_gradcheck(tanh: bool) -> None:
+    """The hand-built RNN's back-propagation through time is written out (``HandBuiltBackprop``):
+    the gradients of all four parameters must match finite differences, on a padded batch of
+    names of different lengths (one of a single letter)."""
     torch.manual_seed(0)
-    inputs = (0.5 * torch.randn(5, 3, 4, dtype=torch.double)).requires_grad_()
-    w_t = (0.5 * torch.randn(4, 4, dtype=torch.double)).requires_grad_()
-    assert torch.autograd.gradcheck(lambda x, w: Recurrence.apply(x, w, tanh), (inputs, w_t))
+    letters, last = _letters_and_last(["Abe", "Li", "Nakamura", "X"])
+    hidden, classes = 5, 3
+    params = [(0.5 * torch.randn(*shape, dtype=torch.double)).requires_grad_()
+              for shape in ((hidden, N_LETTERS + hidden), (hidden,), (classes, N_LETTERS + hidden), (classes,))]
+    assert torch.autograd.gradcheck(lambda *p: HandBuiltBackprop.apply(letters, last, *p, tanh), params)
 
 
-def test_recurrence_matches_the_autograd_loop() -> None:
+def test_hand_written_backward_matches_autograd_through_step() -> None:
+    """The same gradients as autograd gives for the tutorial's own ``step`` loop, in float32."""
     torch.manual_seed(1)
-    inputs = torch.randn(6, 5, 8, requires_grad=True)
-    w_t = (0.3 * torch.randn(8, 8)).requires_grad_()
-    weights = torch.randn(7, 5, 8)
-    Recurrence.apply(inputs, w_t, True).mul(weights).sum().backward()
-    ours = inputs.grad.clone(), w_t.grad.clone()
-    inputs.grad, w_t.grad = None, None
-    h, states = torch.zeros(5, 8), [torch.zeros(5, 8)]
-    for t in range(6):
-        h = torch.tanh(inputs[t] + h @ w_t)
-        states.append(h)
-    torch.stack(states).mul(weights).sum().backward()
-    torch.testing.assert_close(ours[0], inputs.grad)
-    torch.testing.assert_close(ours[1], w_t.grad)
+    names = ["Abe", "Li", "Dostoevsky", "O'Neill", "X"]
+    m = HandBuiltRNN(N_LETTERS, 12, 4, tanh=True)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    torch.nn.functional.nll_loss(m(*batch_indices(names)), y).backward()
+    ours = {k: p.grad.clone() for k, p in m.named_parameters()}
+    m.zero_grad()
+    torch.nn.functional.nll_loss(torch.cat([m.forward_line(line_to_tensor(n)) for n in names]), y).backward()
+    for k, p in m.named_parameters():
+        torch.testing.assert_close(ours[k], p.grad, atol=1e-6, rtol=1e-5, msg=k)

@@ -212,3 +212,14 @@ def test_sizes_below_one_are_refused_with_the_option_name() -> None:
         LMConfig(embed=0).check()
     with pytest.raises(NamesError, match=r"^--batch-size must be at least 1$"):
         LMConfig(batch_size=0).check()
+
+
+def test_patience_defaults_per_model_and_refuses_negative() -> None:
+    from namesclf.errors import NamesError
+    from namesclf.train import TrainConfig
+
+    assert TrainConfig(model="handbuilt").resolved().patience == 10
+    assert TrainConfig(model="gru").resolved().patience == 5
+    assert TrainConfig(model="handbuilt", patience=0).resolved().patience == 0  # an explicit 0 is kept
+    with pytest.raises(NamesError, match=r"^--patience must be 0 \(never stop early\) or more$"):
+        TrainConfig(patience=-1).resolved()
