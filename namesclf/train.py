@@ -55,10 +55,10 @@ class ManualSGD:
     @torch.no_grad()
     def step(self) -> None:
         lr = self.param_groups[0]["lr"]
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if self.max_norm and grads:
-            norm = float(torch.cat([g.reshape(-1) for g in grads]).norm())
-            lr *= min(1.0, self.max_norm / (norm + 1e-6))
+        if self.max_norm:
+            grads = [p.grad.reshape(-1) for p in self.params if p.grad is not None]
+            if grads:
+                lr *= min(1.0, self.max_norm / (float(torch.cat(grads).norm()) + 1e-6))
         for p in self.params:
             if p.grad is not None:
                 p.add_(p.grad, alpha=-lr)
@@ -74,8 +74,8 @@ def make_updater(name: str, params: Iterable[nn.Parameter], lr: float, weight_de
                  max_norm: float | None = None):
     """``manual`` (hand-written SGD), ``sgd`` (torch, no momentum), ``adam`` or ``adamw``.
 
-    ``max_norm`` is the manual update's own gradient clipping; the torch optimizers are clipped
-    by :func:`fit` (``clip``), which skips an updater that clips itself.
+    ``max_norm`` is the manual update's own gradient clipping; the torch optimizers ignore it and
+    are clipped by :func:`fit` (``clip``) instead.
     """
     if name == "manual":
         return ManualSGD(params, lr, max_norm)
@@ -174,7 +174,7 @@ def fit(
             updater.zero_grad()
             loss = loss_fn(model, batch)
             loss.backward()
-            if clip and not getattr(updater, "max_norm", None):  # ManualSGD clips inside its step
+            if clip:
                 nn.utils.clip_grad_norm_(model.parameters(), clip)
             updater.step()
             step += 1
@@ -544,9 +544,11 @@ def train_classifier(
     best_state: dict[str, Any] = {}
     started = time.perf_counter()
     interrupted = False
+    # the manual update clips inside its own step (max_norm); fit clips the torch optimizers
+    clip = None if isinstance(updater, ManualSGD) else cfg.clip
     try:
         result = fit(model, updater, batches, loss_fn, validate, epochs=cfg.epochs, score="valid_macro_f1",
-                     higher_is_better=True, patience=cfg.patience, lr=cfg.lr, clip=cfg.clip,
+                     higher_is_better=True, patience=cfg.patience, lr=cfg.lr, clip=clip,
                      steps_per_epoch=steps, on_best=on_best, start_epoch=start_epoch, history=history,
                      best_score=best_score, progress=progress, desc=cfg.model)
     except KeyboardInterrupt:
