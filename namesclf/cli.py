@@ -121,7 +121,7 @@ def data_fetch(source: str | None, dest: str, no_verify: bool) -> None:
               "[default: the best measured, see README]")
 @click.option("--hidden", type=int, default=None,
               help="Hidden units per direction. [default: 128 handbuilt, 64 others]")
-@click.option("--epochs", type=int, default=None, help="At most this many epochs. [default: 25 handbuilt, 15 others]")
+@click.option("--epochs", type=int, default=None, help="At most this many epochs. [default: 15]")
 @click.option("--lr", type=float, default=None,
               help="Peak learning rate (cosine decay). [default: 1.0 handbuilt (SGD), 3e-3 others (AdamW)]")
 @click.option("--batch-size", type=int, default=None, help="[default: 32 handbuilt, 64 others]")
@@ -129,7 +129,7 @@ def data_fetch(source: str | None, dest: str, no_verify: bool) -> None:
               help="[default: manual for handbuilt, adamw otherwise]")
 @click.option("--ngram-order", type=int, default=None,
               help="Pool the network with a character n-gram Bayes classifier of this order (0: the network "
-              "alone). It lifts the rare languages; see README. [default: 4 for rnn/gru/lstm, 0 for handbuilt]")
+              "alone, e.g. the bare hand-built RNN). It lifts the rare languages; see README. [default: 4]")
 @click.option("--class-weight", type=click.Choice(["none", "sqrt", "balanced"]), default="none", show_default=True,
               help="Weigh rare languages up: sqrt (1/sqrt(count)) or balanced (1/count). Raises macro-F1, "
               "costs accuracy.")

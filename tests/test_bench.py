@@ -65,7 +65,7 @@ def load_script() -> ModuleType:
 def expected_rows() -> set[str]:
     kinds = {k for k in CLASSIFIER_KINDS if k not in ("handbuilt", TrainConfig().model)}
     lm_rows = {"charlm"} | ({"charlm-gru"} if LMConfig().cell != "gru" else set())
-    return {"tutorial", "handbuilt", "default", "char-ngram-linear", "lm-4gram"} | kinds | lm_rows
+    return {"tutorial", "handbuilt", "handbuilt-pooled", "default", "char-ngram-linear", "lm-4gram"} | kinds | lm_rows
 
 
 def test_bench_smoke(tmp_path: Path) -> None:
