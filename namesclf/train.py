@@ -280,8 +280,8 @@ def class_weights(y: np.ndarray, n_classes: int, scheme: str) -> np.ndarray:
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     # Pooled with the 4-gram like the torch cells: 0.836 / 0.579 in 17 s, against 0.773 / 0.401 in
     # 13 s for the network alone (3 seeds). 15 epochs score as well as 20 or 25, pooled or alone.
-    # patience 10: under the cosine decay of a high manual-SGD rate the best epochs come last,
-    # and stopping after 5 flat epochs cost up to 0.02 accuracy (README, "Choosing defaults")
+    # patience 10: under the cosine decay of a high manual-SGD rate the best epochs come last;
+    # alone at 25 epochs, stopping after 5 flat epochs cost up to 0.02 accuracy (README)
     "handbuilt": {"hidden": 128, "epochs": 15, "lr": 1.0, "batch_size": 32, "optimizer": "manual", "ngram_order": 4,
                   "patience": 10},
     **{kind: {"hidden": 64, "epochs": 15, "lr": 3e-3, "batch_size": 64, "optimizer": "adamw", "ngram_order": 4,

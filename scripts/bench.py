@@ -439,6 +439,12 @@ class Row:
     language_model: bool = False
 
 
+def pooled_suffix(config: TrainConfig) -> str:
+    """`` + 4-gram`` when the config pools its network with the n-gram half, else nothing."""
+    order = config.resolved().ngram_order
+    return f" + {order}-gram" if order else ""
+
+
 def all_rows() -> list[Row]:
     """Every row, in table order; names are read from the configs so they cannot go stale."""
     default = TrainConfig()
@@ -446,13 +452,10 @@ def all_rows() -> list[Row]:
     # the tutorial's network alone, so its speed and accuracy compare with the tutorial's loop
     rows.append(Row("handbuilt", "handbuilt (alone)",
                     lambda b: row_classifier(b, TrainConfig(model="handbuilt", ngram_order=0))))
-    order = default.resolved().ngram_order
-    pooled = f" + {order}-gram" if order else ""
     if default.model != "handbuilt":
-        hb_order = TrainConfig(model="handbuilt").resolved().ngram_order
-        rows.append(Row("handbuilt-pooled", f"handbuilt + {hb_order}-gram",
+        rows.append(Row("handbuilt-pooled", f"handbuilt{pooled_suffix(TrainConfig(model='handbuilt'))}",
                         lambda b: row_classifier(b, TrainConfig(model="handbuilt"))))
-    rows.append(Row("default", f"default ({default.model}{pooled})",
+    rows.append(Row("default", f"default ({default.model}{pooled_suffix(default)})",
                     lambda b: row_classifier(b, TrainConfig(), keep_as="default")))
     for kind in CLASSIFIER_KINDS:
         if kind not in ("handbuilt", default.model):

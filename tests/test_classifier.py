@@ -78,7 +78,8 @@ def test_handbuilt_default_is_pooled_and_beats_the_issue_floor(real_data: Path) 
     frame = load_names(real_data).frame
     split = split_names(frame, seed=0)
     config = TrainConfig(model="handbuilt", epochs=4, device="cpu")
-    assert config.resolved().ngram_order == 4 and config.resolved().optimizer == "manual"
+    resolved = config.resolved()
+    assert resolved.ngram_order == 4 and resolved.optimizer == "manual"
     result = train_classifier(frame[split == "train"], frame[split == "valid"], config, progress=False)
     assert isinstance(result.model, NgramEnsemble) and isinstance(result.model.net, HandBuiltRNN)
     scores = evaluate_split(result.model, frame[split == "test"], result.labels, result.model.net.i2h.weight.device)
