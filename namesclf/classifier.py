@@ -30,6 +30,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
                  epochs: int | None = None, lr: float | None = None,
                  batch_size: int | None = None, optimizer: str | None = None,
                  class_weight: str = "none", tanh: bool = TrainConfig.tanh, patience: int | None = None,
+                 refit_ngram: bool = TrainConfig.refit_ngram,
                  valid_fraction: float = 0.1, seed: int = 0, device: str = "cpu", progress: bool = False) -> None:
         self.model = model
         self.hidden = hidden
@@ -40,6 +41,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.tanh = tanh
         self.patience = patience
+        self.refit_ngram = refit_ngram
         self.valid_fraction = valid_fraction
         self.seed = seed
         self.device = device
@@ -48,7 +50,8 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
     def _config(self) -> TrainConfig:
         return TrainConfig(model=self.model, hidden=self.hidden, epochs=self.epochs, lr=self.lr,
                            batch_size=self.batch_size, optimizer=self.optimizer, class_weight=self.class_weight,
-                           tanh=self.tanh, patience=self.patience, seed=self.seed, device=self.device)
+                           tanh=self.tanh, patience=self.patience, refit_ngram=self.refit_ngram,
+                           seed=self.seed, device=self.device)
 
     def fit(self, X: Sequence[str], y: Sequence[str]) -> NameClassifier:
         """Train on names ``X`` and languages ``y`` (a grouped slice is held out to pick the epoch)."""

@@ -130,6 +130,10 @@ def data_fetch(source: str | None, dest: str, no_verify: bool) -> None:
 @click.option("--ngram-order", type=int, default=None,
               help="Pool the network with a character n-gram Bayes classifier of this order (0: the network "
               "alone, e.g. the bare hand-built RNN). It lifts the rare languages; see README. [default: 4]")
+@click.option("--refit-ngram/--no-refit-ngram", default=True, show_default=True,
+              help="Once training has chosen the epoch and pooling knobs on the validation names, count the "
+              "n-gram half again on train + valid (+0.004 accuracy, +0.009 macro-F1 measured; the stored "
+              "validation figures are from before).")
 @click.option("--class-weight", type=click.Choice(["none", "sqrt", "balanced"]), default="none", show_default=True,
               help="Weigh rare languages up: sqrt (1/sqrt(count)) or balanced (1/count). Raises macro-F1, "
               "costs accuracy.")
@@ -144,8 +148,8 @@ def data_fetch(source: str | None, dest: str, no_verify: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
 def train(source: str, kind: str | None, hidden: int | None, epochs: int | None, lr: float | None,
-          batch_size: int | None, optimizer: str | None, ngram_order: int | None, class_weight: str,
-          patience: int | None, device: str, seed: int,
+          batch_size: int | None, optimizer: str | None, ngram_order: int | None, refit_ngram: bool,
+          class_weight: str, patience: int | None, device: str, seed: int,
           out: str, force: bool, resume: bool, quiet: bool, as_json: bool) -> None:
     """Train a classifier on SOURCE and write one self-describing model file.
 
@@ -160,9 +164,8 @@ def train(source: str, kind: str | None, hidden: int | None, epochs: int | None,
     from .train import TrainConfig, train_from_data
 
     config = TrainConfig(model=kind or TrainConfig.model, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size,
-                         optimizer=optimizer, ngram_order=ngram_order, class_weight=class_weight, patience=patience,
-                         device=device,
-                         seed=seed)
+                         optimizer=optimizer, ngram_order=ngram_order, refit_ngram=refit_ngram,
+                         class_weight=class_weight, patience=patience, device=device, seed=seed)
     previous = None
     if resume:
         previous = load_checkpoint(out, kind="classifier")

@@ -291,6 +291,9 @@ def evaluate_data(predictor: Any, data: NamesData, split: str = "all",
             notes.append(f"DATA gives {len(frame):,} {split} pairs but the model's {split} split had "
                          f"{int(expected):,}: DATA is not the data the model was trained on, so this is "
                          f"not its {split} split")
+    if split == "valid" and meta.get("pooling", {}).get("counted_on") == "train+valid":
+        notes.append("the model's n-gram half was counted on the valid names too (--refit-ngram), so these "
+                     "figures are not held out: use --split test")
     report = evaluate(predictor, frame, {k: v for k, v in context.items() if v is not None})
     report.notes.extend(notes)
     return report

@@ -219,6 +219,7 @@ class TrainConfig:
     ngram_buckets: int = 0
     ngram_dim: int = 64
     ngram_order: int | None = None
+    refit_ngram: bool = True
     tanh: bool = True
     epochs: int | None = None
     lr: float | None = None
@@ -405,6 +406,21 @@ def fit_ngram(enc_train: EncodedSplit, enc_valid: EncodedSplit | None, order: in
     return ngram, info
 
 
+def refit_ngram(ngram: NgramBayes, frame: pd.DataFrame, label_index: dict[str, int], device: torch.device) -> None:
+    """Count ``ngram`` again on ``frame`` (train + valid), keeping the discount and mixture tuned on valid.
+
+    Once the validation names have chosen the epoch and the pooling knobs they have nothing left
+    to decide, and counting them too is free: the usual refit on all labelled data, as scikit-learn's
+    ``GridSearchCV(refit=True)`` does. It lifts the pooled test figures on every seed measured
+    (+0.004 accuracy, +0.009 macro-F1, README). The network is not refit: it would take a second
+    training run, and pooled it gained nothing. The validation figures stored with the model are
+    those measured before, and ``names evaluate --split valid`` says they are no longer held out.
+    """
+    encoded = EncodedSplit.from_frame(frame, label_index)
+    ngram.fit(encoded.idx, encoded.lengths, encoded.labels)
+    ngram.to(device)
+
+
 @torch.no_grad()
 def choose_pooling(ensemble: NgramEnsemble, net_logp: torch.Tensor, ngram_logp: torch.Tensor,
                    y: torch.Tensor) -> dict[str, Any]:
@@ -565,7 +581,10 @@ def train_classifier(
     whole.eval()
     if isinstance(whole, NgramEnsemble):
         pooling.update({"weight": float(whole.weight), "shift": float(whole.shift),
-                        "temperature": float(whole.temperature)})
+                        "temperature": float(whole.temperature), "counted_on": "train"})
+        if cfg.refit_ngram and enc_valid is not None and len(enc_valid) and not interrupted:
+            refit_ngram(whole.ngram, pd.concat([train, valid]), label_index, device)
+            pooling["counted_on"] = "train+valid"
     valid_metrics = dict(best_state.get("metrics", result.history[-1] if result.history else {}))
     return TrainResult(whole, cfg, labels, result.history, result.best_epoch, valid_metrics,
                        time.perf_counter() - started, result.stopped_early, interrupted, pooling=pooling)

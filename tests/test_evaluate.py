@@ -236,3 +236,18 @@ def test_train_writes_report_and_curves(tiny_dir: Path, tmp_path: Path) -> None:
     assert len(pd.read_csv(report / "training.csv")) == 2
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(load_checkpoint(out)["meta"]["test"]["accuracy"], abs=1e-9)
+
+
+def test_valid_split_of_a_refit_model_says_it_is_not_held_out(tiny_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    for flag, warned in (("--refit-ngram", True), ("--no-refit-ngram", False)):
+        out = tmp_path / f"{flag}.pt"
+        trained = runner.invoke(cli, ["train", str(tiny_dir), "--epochs", "1", "--hidden", "8", "--quiet",
+                                      flag, "--out", str(out)])
+        assert trained.exit_code == 0, trained.output
+        assert load_checkpoint(out)["meta"]["pooling"]["counted_on"] == ("train+valid" if warned else "train")
+        for split in ("valid", "test"):
+            result = runner.invoke(cli, ["evaluate", str(tiny_dir), "--model", str(out), "--split", split,
+                                         "--out", str(tmp_path / f"r{flag}{split}")])
+            assert result.exit_code == 0, result.output
+            assert ("counted on the valid names too" in result.output) == (warned and split == "valid"), result.output

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 
+import pandas as pd
 import pytest
 import torch
 
@@ -16,10 +18,12 @@ from namesclf.train import (
     POOL_SHIFTS,
     POOL_WEIGHTS,
     EncodedSplit,
+    TrainConfig,
     choose_pooling,
     classification_scores,
     fit_ngram,
     predict_log_proba,
+    train_classifier,
 )
 
 from .conftest import TINY
@@ -187,3 +191,39 @@ def test_an_unfitted_model_is_uniform_not_an_error() -> None:
     with torch.inference_mode():
         logp = NgramBayes(3, 4)(idx, lengths)
     torch.testing.assert_close(logp, torch.full((2, 3), -math.log(3)))
+
+
+def tiny_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = [(n, lang) for lang, names in TINY.items() for n in names]
+    frame = pd.DataFrame(rows, columns=["name", "language"]).assign(ascii=lambda f: f["name"])
+    return frame.iloc[[i for i in range(len(frame)) if i % 4]], frame.iloc[[i for i in range(len(frame)) if not i % 4]]
+
+
+def test_refit_counts_train_and_valid_and_keeps_what_valid_chose() -> None:
+    """After training, the n-gram half is counted again on train + valid; its discount and mixture,
+    the pooling knobs and the network stay those chosen with valid held out."""
+    train, valid = tiny_frames()
+    config = TrainConfig(model="gru", hidden=8, embed=8, epochs=2, ngram_order=3, device="cpu")
+    held = train_classifier(train, valid, replace(config, refit_ngram=False), progress=False)
+    refit = train_classifier(train, valid, config, progress=False)
+    assert (held.pooling["counted_on"], refit.pooling["counted_on"]) == ("train", "train+valid")
+    index = {lang: i for i, lang in enumerate(refit.labels)}
+    counted = {}
+    for key, frame in (("train", train), ("train+valid", pd.concat([train, valid]))):
+        enc = EncodedSplit.from_frame(frame, index)
+        counted[key] = NgramBayes(len(index), 3).fit(enc.idx, enc.lengths, enc.labels)
+    expected, trained_only = counted["train+valid"], counted["train"]
+    for j in range(3):
+        torch.testing.assert_close(getattr(refit.model.ngram, f"gram_counts{j}"), getattr(expected, f"gram_counts{j}"))
+        torch.testing.assert_close(getattr(held.model.ngram, f"gram_counts{j}"),
+                                   getattr(trained_only, f"gram_counts{j}"))
+    torch.testing.assert_close(refit.model.ngram.log_prior, expected.log_prior)
+    for name in ("discount", "mixture"):
+        assert getattr(refit.model.ngram, name).item() == getattr(held.model.ngram, name).item()
+    for name in ("weight", "shift", "temperature"):
+        assert refit.pooling[name] == held.pooling[name]
+    for (k, a), (_, b) in zip(refit.model.net.state_dict().items(), held.model.net.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=k)
+    # the valid figures are those measured before the recount, so they are the same in both runs
+    timeless = lambda figures: {k: v for k, v in figures.items() if k != "seconds"}  # noqa: E731
+    assert timeless(refit.valid) == timeless(held.valid)
