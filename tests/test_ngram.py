@@ -213,6 +213,11 @@ def test_refit_counts_train_and_valid_and_keeps_what_valid_chose() -> None:
         enc = EncodedSplit.from_frame(frame, index)
         counted[key] = NgramBayes(len(index), 3).fit(enc.idx, enc.lengths, enc.labels)
     expected, trained_only = counted["train+valid"], counted["train"]
+    # what the refit counts: the two encoded splits joined, as if encoded together
+    joined = EncodedSplit.concat(EncodedSplit.from_frame(train, index), EncodedSplit.from_frame(valid, index))
+    at_once = EncodedSplit.from_frame(pd.concat([train, valid]), index)
+    for name in ("idx", "lengths", "labels"):
+        torch.testing.assert_close(getattr(joined, name), getattr(at_once, name))
     for j in range(3):
         torch.testing.assert_close(getattr(refit.model.ngram, f"gram_counts{j}"), getattr(expected, f"gram_counts{j}"))
         torch.testing.assert_close(getattr(held.model.ngram, f"gram_counts{j}"),
