@@ -113,3 +113,49 @@ def test_unknown_row_is_refused() -> None:
     with pytest.raises(SystemExit, match="unknown row 'nope'"):
         bench.select_rows("tutorial,nope")
     assert [r.key for r in bench.select_rows(f"{TrainConfig().model},tutorial")] == ["tutorial", "default"]
+
+
+def load_peers() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("peers_script", REPO / "scripts" / "peers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_peers_adapter_keeps_the_pipelines_answers(tmp_path: Path) -> None:
+    """``evaluate`` scores the argmax of ``proba_ascii``: it must be the pipeline's own prediction."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import LinearSVC
+
+    peers = load_peers()
+    names = made_up_names(20)
+    x = [n for lang in sorted(names) for n in names[lang]]
+    y = [lang for lang in sorted(names) for _ in names[lang]]
+    pipe = make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 4)), LinearSVC()).fit(x, y)
+    predictor = peers.PipelinePredictor(pipe)
+    queries = [n for lang in names for n in made_up_names(5, seed=1)[lang]]
+    proba = predictor.proba_ascii(queries)
+    assert proba.shape == (len(queries), len(SYLLABLES))
+    assert [predictor.labels[i] for i in proba.argmax(1)] == list(pipe.predict(queries))
+    assert abs(proba.sum(1) - 1).max() < 1e-9
+
+
+def test_peers_script_prints_every_yardstick(tmp_path: Path) -> None:
+    names = made_up_names()
+    for lang in ("Italian", "Dutch"):  # names listed under two languages, so the yardsticks differ
+        names[lang] = names[lang] + names["Russian"][:10]
+    data = write_names_dir(tmp_path / "names", names)
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "peers.py"), str(data), "--seeds", "0", "1",
+                           "--analyzer", "char_wb"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert [line.split()[:3] for line in lines] == [["seed", "0", "char_wb"], ["seed", "1", "char_wb"],
+                                                    ["mean", "of", "2"]]
+    for line in lines:
+        words = line.split()
+        figures = {k: float(words[words.index(k) + 1]) for k in ("accuracy", "macro_f1", "accuracy_single",
+                                                                   "macro_f1_single", "accuracy_any")}
+        assert all(0.0 <= v <= 1.0 for v in figures.values()), line
+        assert figures["accuracy"] <= figures["accuracy_any"], line
