@@ -186,6 +186,7 @@ def train(source: str, kind: str | None, hidden: int | None, epochs: int | None,
     write_training_report(result, data_set.frame, report_dir, model_path=out)
     test = result.extra["test"]
     summary = {"model": out, "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
+               "test_accuracy_single": test.get("accuracy_single"), "test_macro_f1_single": test.get("macro_f1_single"),
                "n_test": test.get("n"), "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 2), "valid": result.valid,
                "interrupted": result.interrupted, "report": str(report_dir)}

@@ -130,6 +130,16 @@ def group_key(ascii_names: pd.Series) -> pd.Series:
     return ascii_names.str.lower()
 
 
+def single_language(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``frame`` belong to a folded name listed under one language only (in ``frame``).
+
+    A name listed under two languages is two (name, language) pairs but gets one answer, so it is
+    wrong on at least one of them whatever the model does; figures over the other rows have no
+    such ceiling (``accuracy_single`` in the evaluation reports).
+    """
+    return (frame.groupby("ascii", sort=False)["language"].transform("nunique") == 1).to_numpy()
+
+
 def split_names(frame: pd.DataFrame, seed: int = 0, valid: float = 0.1, test: float = 0.1) -> pd.Series:
     """Assign each row to ``train``/``valid``/``test``, grouped by folded name, stratified by language.
 

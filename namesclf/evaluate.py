@@ -40,9 +40,10 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from .data import SPLITS, NamesData, split_names
+from .data import SPLITS, NamesData, single_language, split_names
 from .errors import NamesError
 from .files import atomic_write_text, atomic_write_with, jsonable
+from .train import single_language_scores
 
 #: What ``--split`` accepts: the model's own train/valid/test split, or every row.
 SPLIT_CHOICES = ("all", *SPLITS)
@@ -245,7 +246,7 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
     shared = n_langs[n_langs > 1]
     # The same figures over the pairs of names listed under one language only: no ceiling below 1,
     # and the yardstick that reproduces the peer figures quoted in the project's targets (README).
-    single = (all_langs.map(len) == 1).to_numpy()
+    single = single_language(frame)
 
     metrics: dict[str, Any] = {
         "n": len(frame),
@@ -256,10 +257,7 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
         "top3_accuracy": top3,
-        "n_single": int(single.sum()),
-        "accuracy_single": float(accuracy_score(y_true[single], y_pred[single])) if single.any() else None,
-        "macro_f1_single": (float(f1_score(y_true[single], y_pred[single], average="macro", zero_division=0))
-                            if single.any() else None),
+        **single_language_scores(y_true, y_pred, single),
         "names_in_several_languages": len(shared),
         "pairs_of_shared_names": int(shared.sum()),
         "labels": labels,

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import save_checkpoint
-from .data import SPLITS, NamesData, split_names
+from .data import SPLITS, NamesData, single_language, split_names
 from .errors import NamesError, TrainingInterrupted
 from .models import CLASSIFIER_KINDS, NgramEnsemble, build_network
 from .ngram import NgramBayes
@@ -386,6 +386,15 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
     }
 
 
+def single_language_scores(y_true: np.ndarray, y_pred: np.ndarray, single: np.ndarray) -> dict[str, Any]:
+    """Accuracy and macro-F1 over the rows of names listed under one language only
+    (:func:`.data.single_language`): the yardstick with no ceiling below 1 (None when there are none)."""
+    scores = classification_scores(y_true[single], y_pred[single]) if single.any() else {
+        "accuracy": None, "macro_f1": None}
+    return {"n_single": int(single.sum()), "accuracy_single": scores["accuracy"],
+            "macro_f1_single": scores["macro_f1"]}
+
+
 @dataclass
 class TrainResult:
     """The trained model and everything needed to write its file and report."""
@@ -600,14 +609,17 @@ def train_classifier(
 
 def evaluate_split(model: nn.Module, frame: pd.DataFrame, labels: list[str], device: torch.device,
                    ) -> dict[str, float]:
-    """Accuracy and macro-F1 of ``model`` on the rows of ``frame`` whose language it knows."""
+    """Accuracy and macro-F1 of ``model`` on the rows of ``frame`` whose language it knows, over all
+    rows and over those of names listed under one language only."""
     index = {lang: i for i, lang in enumerate(labels)}
     frame = frame[frame["language"].isin(index)]
     if frame.empty:
         return {"n": 0}
     encoded = EncodedSplit.from_frame(frame, index)
     pred = predict_log_proba(model, encoded, device).argmax(1).numpy()
-    return {"n": len(frame), **classification_scores(encoded.labels.numpy(), pred)}
+    y = encoded.labels.numpy()
+    return {"n": len(frame), **classification_scores(y, pred),
+            **single_language_scores(y, pred, single_language(frame))}
 
 
 def train_from_data(

@@ -66,7 +66,7 @@ from sklearn.svm import LinearSVC
 from torch import nn
 
 from namesclf import generate
-from namesclf.data import load_names, split_names
+from namesclf.data import load_names, single_language, split_names
 from namesclf.files import atomic_write_text, jsonable
 from namesclf.lm import EncodedLM, LMConfig, LMSource, LMTrainResult, masked_nll, train_lm
 from namesclf.models import CLASSIFIER_KINDS, HandBuiltRNN
@@ -80,6 +80,7 @@ from namesclf.train import (
     classification_scores,
     evaluate_split,
     predict_log_proba,
+    single_language_scores,
     train_classifier,
 )
 
@@ -90,6 +91,8 @@ TUTORIAL_HIDDEN = 128
 TUTORIAL_LR = 0.005
 #: The best language-model option measured so far; a row of its own when it is not the default.
 BEST_LM_CELL = "gru"
+#: The quality figures of every row (``*_single``: names listed under one language only).
+SCORE_KEYS = ("accuracy", "macro_f1", "accuracy_single", "macro_f1_single")
 #: Issue 7's targets.
 TARGET_SPEEDUP = 15.0
 TARGET_ACCURACY_GAIN = 0.25
@@ -144,6 +147,12 @@ class Bench:
         index = {lang: i for i, lang in enumerate(self.labels)}
         return np.array([index[x] for x in self.test["language"]])
 
+    def scores(self, pred: np.ndarray) -> dict[str, Any]:
+        """Accuracy and macro-F1 of test predictions (label indices), over every (name, language)
+        pair and over the pairs of names listed under one language only."""
+        y = self.y_test()
+        return {**classification_scores(y, pred), **single_language_scores(y, pred, single_language(self.test))}
+
     def repeated_test(self, at_least: int) -> list[str]:
         """The test names (folded) repeated until there are ``at_least`` of them."""
         names = self.test["ascii"].tolist()
@@ -177,7 +186,7 @@ def train_figures(runs: list[dict[str, Any]], names_per_run: float) -> dict[str,
     seconds = statistics.median(r["train_seconds"] for r in runs)
     first = runs[0]
     out = {"train_seconds": seconds, "train_names_per_s": names_per_run / seconds}
-    out.update({k: first[k] for k in ("accuracy", "macro_f1", "nats_per_char", "epochs") if k in first})
+    out.update({k: first[k] for k in (*SCORE_KEYS, "nats_per_char", "epochs") if k in first})
     out["runs"] = runs
     return out
 
@@ -230,7 +239,7 @@ def row_tutorial(bench: Bench) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         pred = tutorial_predict(rnn, bench.test["ascii"].tolist())
         tail = losses[-min(len(losses), 1000):]
-        runs.append({"train_seconds": seconds, **classification_scores(bench.y_test(), np.array(pred)),
+        runs.append({"train_seconds": seconds, **bench.scores(np.array(pred)),
                      "final_loss": sum(tail) / max(1, len(tail))})
         if first is None:
             first = rnn
@@ -262,7 +271,7 @@ def row_classifier(bench: Bench, config: TrainConfig, keep_as: str | None = None
         seconds = time.perf_counter() - started
         test = evaluate_split(result.model, bench.test, result.labels, torch.device(bench.device))
         runs.append({"train_seconds": seconds, "epochs": len(result.history), "best_epoch": result.best_epoch,
-                     "accuracy": test["accuracy"], "macro_f1": test["macro_f1"]})
+                     **{k: test[k] for k in SCORE_KEYS}})
         if first is None:
             first = result
     assert first is not None
@@ -287,7 +296,7 @@ def row_ngram_linear(bench: Bench) -> dict[str, Any]:
         pipe.fit(bench.train["ascii"].tolist(), bench.train["language"].tolist())
         seconds = time.perf_counter() - started
         pred = np.array([index[x] for x in pipe.predict(bench.test["ascii"].tolist())])
-        runs.append({"train_seconds": seconds, **classification_scores(bench.y_test(), pred)})
+        runs.append({"train_seconds": seconds, **bench.scores(pred)})
         if first is None:
             first = pipe
     assert first is not None
@@ -314,7 +323,7 @@ def log_prior(bench: Bench) -> np.ndarray:
 def bayes_scores(bench: Bench, log_likelihood: np.ndarray) -> dict[str, float]:
     """Accuracy and macro-F1 of ``argmax_lang log p(name | lang) + log p(lang)`` on the test names."""
     pred = (log_likelihood + log_prior(bench)).argmax(axis=1)
-    return classification_scores(bench.y_test(), pred)
+    return bench.scores(pred)
 
 
 def row_ngram_lm(bench: Bench) -> dict[str, Any]:
@@ -596,11 +605,13 @@ def fmt(value: Any, spec: str) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """A fixed-width table of the headline figures, one line per row."""
-    head = (f"{'row':<20} {'accuracy':>8} {'macro-F1':>8} {'nats/ch':>7} {'epochs':>6} {'train s':>8} "
-            f"{'train names/s':>13} {'predict names/s':>15}")
+    head = (f"{'row':<20} {'accuracy':>8} {'macro-F1':>8} {'single':>13} {'nats/ch':>7} {'epochs':>6} "
+            f"{'train s':>8} {'train names/s':>13} {'predict names/s':>15}")
     lines = [head, "-" * len(head)]
     for r in rows:
+        single = f"{fmt(r.get('accuracy_single'), '.4f')}/{fmt(r.get('macro_f1_single'), '.3f')}"
         lines.append(f"{r['name']:<20} {fmt(r.get('accuracy'), '.4f'):>8} {fmt(r.get('macro_f1'), '.4f'):>8} "
+                     f"{single:>13} "
                      f"{fmt(r.get('nats_per_char'), '.3f'):>7} {fmt(r.get('epochs'), 'd'):>6} "
                      f"{fmt(r.get('train_seconds'), '.1f'):>8} {fmt(r.get('train_names_per_s'), ',.0f'):>13} "
                      f"{fmt(r.get('predict_names_per_s'), ',.0f'):>15}")
@@ -691,6 +702,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_report(args.out, report)
         nats = f"  nats/char {result['nats_per_char']:.3f}" if "nats_per_char" in result else ""
         print(f"  {row.name:<20} accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}{nats}  "
+              f"single-language {fmt(result.get('accuracy_single'), '.4f')} / "
+              f"{fmt(result.get('macro_f1_single'), '.4f')}  "
               f"train {result['train_seconds']:.1f} s  "
               f"({time.perf_counter() - row_started:.0f} s with repeats and timing)", flush=True)
         if "fidelity_in_language" in result:

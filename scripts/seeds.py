@@ -33,9 +33,6 @@ def main() -> None:
             cmd = [sys.executable, "-m", "namesclf", "train", args.data, "--seed", str(seed), "--out", str(out),
                    "--quiet", "--json", *args.train_args]
             result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            # the training report's figures over names listed under one language only
-            report = json.loads((Path(result["report"]) / "metrics.json").read_text())
-            result.update({f"test_{k}": report[k] for k in ("accuracy_single", "macro_f1_single")})
             rows.append(result)
             print(f"seed {seed}: accuracy {result['test_accuracy']:.4f}  macro-F1 {result['test_macro_f1']:.4f}  "
                   f"{result['train_seconds']:.1f}s  (best epoch {result['best_epoch']}; single-language names "

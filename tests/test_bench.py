@@ -28,7 +28,8 @@ from .conftest import write_names_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "bench.py"
-ROW_KEYS = ("name", "accuracy", "macro_f1", "train_seconds", "train_names_per_s", "predict_names_per_s")
+ROW_KEYS = ("name", "accuracy", "macro_f1", "accuracy_single", "macro_f1_single", "train_seconds", "train_names_per_s",
+            "predict_names_per_s")
 HEADER_KEYS = ("cpu", "cores", "torch", "torch_threads", "date", "command", "mode", "split", "wall_seconds")
 
 #: Syllables that give each made-up language a recognisable spelling.
@@ -90,6 +91,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         for field in ROW_KEYS:
             assert field in row, (key, field)
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_f1"] <= 1.0, key
+        assert 0.0 <= row["accuracy_single"] <= 1.0 and 0.0 <= row["macro_f1_single"] <= 1.0, key
         assert row["train_seconds"] > 0 and row["train_names_per_s"] > 0, key
         assert row["predict_names_per_s"] > 0 and row["predict_names"] >= header["split"]["test"], key
         assert len(row["runs"]) == 1, key

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from namesclf.checkpoint import load_checkpoint
 from namesclf.cli import cli
 
 from .conftest import REPO, TINY, write_names_dir
@@ -117,6 +118,21 @@ def test_train_then_predict_tiny(tiny_dir: Path, tmp_path: Path) -> None:
     assert {p["language"] for r in rows for p in r["predictions"]} <= set(TINY)
     again = run("train", str(tiny_dir), "--out", str(out), "--epochs", "1", "--quiet")
     assert_clean_error(again, "exists: pass --force")
+
+
+def test_train_json_summary_is_what_the_model_file_stores(tmp_path: Path) -> None:
+    langs = {lang: list(names) for lang, names in TINY.items()}
+    for lang in langs:  # names listed under every language, so the single-language figures differ
+        langs[lang] += ["Abel", "Martin", "Lee", "Mann"]
+    data = write_names_dir(tmp_path / "shared", langs)
+    out = tmp_path / "m.pt"
+    result = run("train", str(data), "--out", str(out), "--epochs", "2", "--hidden", "16", "--quiet", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    stored = load_checkpoint(out)["meta"]["test"]
+    assert summary["n_test"] == stored["n"] > stored["n_single"] > 0
+    for key in ("accuracy", "macro_f1", "accuracy_single", "macro_f1_single"):
+        assert summary[f"test_{key}"] == stored[key] and 0.0 <= stored[key] <= 1.0, key
 
 
 def test_predict_errors(tmp_path: Path) -> None:

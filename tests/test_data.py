@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from namesclf.data import group_key, load_names, split_names, stats
+from namesclf.data import group_key, load_names, single_language, split_names, stats
 from namesclf.errors import DataError
 
 from .conftest import TINY, write_names_dir
@@ -68,6 +68,15 @@ def test_same_folded_name_never_in_two_splits(tmp_path: Path) -> None:
     for seed in range(5):
         split = split_names(frame, seed=seed)
         assert (split.groupby(group_key(frame.ascii)).nunique() == 1).all()
+
+
+def test_single_language_marks_names_listed_under_one_language(tmp_path: Path) -> None:
+    langs = {"English": ["Abel", "Smith"], "French": ["Abel", "Dubois"],
+             "Polish": ["Ślusàrski", "Slusarski"]}  # two spellings, one folded name, one language
+    frame = load_names(write_names_dir(tmp_path / "d", langs)).frame
+    single = dict(zip(frame.name + "/" + frame.language, single_language(frame), strict=True))
+    assert single == {"Abel/English": False, "Abel/French": False, "Smith/English": True, "Dubois/French": True,
+                      "Ślusàrski/Polish": True, "Slusarski/Polish": True}
 
 
 def test_real_data_facts_and_leak_free_split(real_data: Path) -> None:

@@ -230,6 +230,8 @@ def test_evaluate_test_split_reproduces_training_figures(trained_model: Path, re
     # (at least the shared names' pairs are left out; more where two spellings fold to one name)
     assert metrics["n"] - metrics["n_single"] >= metrics["pairs_of_shared_names"] > 0
     assert metrics["accuracy_single"] > metrics["accuracy"]
+    for key in ("n_single", "accuracy_single", "macro_f1_single"):  # `names train` stored the same
+        assert metrics[key] == pytest.approx(stored[key], abs=1e-9), key
     check_consistent(pd.read_csv(out / "confusion_matrix.csv", index_col=0), metrics)
 
 
