@@ -40,7 +40,7 @@ def main() -> None:
     for key in ("test_accuracy", "test_macro_f1", "train_seconds", "test_accuracy_single", "test_macro_f1_single"):
         values = [r[key] for r in rows]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        print(f"{key:>14}: mean {statistics.mean(values):.4f}  sd {spread:.4f}")
+        print(f"{key:>20}: mean {statistics.mean(values):.4f}  sd {spread:.4f}")
 
 
 if __name__ == "__main__":
