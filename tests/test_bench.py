@@ -54,11 +54,13 @@ def made_up_names(n: int = 30, seed: int = 0) -> dict[str, list[str]]:
     return out
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_script", SCRIPT)
+def load_script(path: Path = SCRIPT) -> ModuleType:
+    """A script under ``scripts/`` as a module (registered, so its dataclasses resolve their types)."""
+    name = f"{path.stem}_script"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_script"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -117,21 +119,13 @@ def test_unknown_row_is_refused() -> None:
     assert [r.key for r in bench.select_rows(f"{TrainConfig().model},tutorial")] == ["tutorial", "default"]
 
 
-def load_peers() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("peers_script", REPO / "scripts" / "peers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_peers_adapter_keeps_the_pipelines_answers(tmp_path: Path) -> None:
     """``evaluate`` scores the argmax of ``proba_ascii``: it must be the pipeline's own prediction."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
-    peers = load_peers()
+    peers = load_script(REPO / "scripts" / "peers.py")
     names = made_up_names(20)
     x = [n for lang in sorted(names) for n in names[lang]]
     y = [lang for lang in sorted(names) for _ in names[lang]]
