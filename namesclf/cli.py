@@ -187,6 +187,7 @@ def train(source: str, kind: str | None, hidden: int | None, epochs: int | None,
     test = result.extra["test"]
     summary = {"model": out, "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
                "test_accuracy_single": test.get("accuracy_single"), "test_macro_f1_single": test.get("macro_f1_single"),
+               "test_log_loss": test.get("log_loss"), "test_ece": test.get("ece"),
                "n_test": test.get("n"), "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 2), "valid": result.valid,
                "interrupted": result.interrupted, "report": str(report_dir)}
@@ -200,7 +201,8 @@ def train(source: str, kind: str | None, hidden: int | None, epochs: int | None,
     else:
         click.echo(f"no test names (the data set is too small to hold any out) ({epochs})")
     click.echo(f"wrote {out}")
-    click.echo(f"wrote {report_dir}/ (test-split report: report.txt, metrics.json, confusion_matrix.png; "
+    click.echo(f"wrote {report_dir}/ (test-split report: report.txt, metrics.json, confusion_matrix.png, "
+               "reliability.png; "
                "training curves: training.csv, training.png)")
 
 

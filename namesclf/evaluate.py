@@ -43,7 +43,7 @@ from sklearn.metrics import (
 from .data import SPLITS, NamesData, single_language, split_names
 from .errors import NamesError
 from .files import atomic_write_text, atomic_write_with, jsonable
-from .train import single_language_scores
+from .train import CALIBRATION_BINS, calibration_scores, single_language_scores
 
 #: What ``--split`` accepts: the model's own train/valid/test split, or every row.
 SPLIT_CHOICES = ("all", *SPLITS)
@@ -51,7 +51,7 @@ SPLIT_CHOICES = ("all", *SPLITS)
 N_CONFUSED = 10
 
 REPORT_FILES = ("metrics.json", "report.txt", "confusion_matrix.csv", "confusion_matrix_normalized.csv",
-                "confusion_matrix.png", "errors.csv")
+                "confusion_matrix.png", "reliability.png", "errors.csv")
 
 
 class ProbaModel(Protocol):
@@ -107,6 +107,9 @@ class EvaluationReport:
             f"macro-F1       {m['macro_f1']:8.4f}  every language weighs the same",
             f"weighted-F1    {m['weighted_f1']:8.4f}  languages weighed by their number of pairs",
             f"top-3 accuracy {m['top3_accuracy']:8.4f}  the true language among the three most probable",
+            f"log-loss       {m['log_loss']:8.4f}  mean -log p(true language): lower is better",
+            f"ECE            {m['ece']:8.4f}  |confidence - accuracy| over {CALIBRATION_BINS} confidence bins, "
+            f"weighted (0 = calibrated; reliability.png)",
             *_single_lines(m),
             "",
             _shared_names_sentence(m),
@@ -258,6 +261,7 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
         "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
         "top3_accuracy": top3,
         **single_language_scores(y_true, y_pred, single),
+        **calibration_scores(proba, y_true_idx),
         "names_in_several_languages": len(shared),
         "pairs_of_shared_names": int(shared.sum()),
         "labels": labels,
@@ -333,10 +337,11 @@ def _csv(frame: pd.DataFrame, index: bool = False) -> str:
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path, title: str | None = None) -> list[Path]:
-    """Write the six report files into ``out_dir`` (each atomically) and return their paths.
+    """Write the seven report files into ``out_dir`` (each atomically) and return their paths.
 
     ``metrics.json``, ``report.txt``, ``confusion_matrix.csv`` (counts),
-    ``confusion_matrix_normalized.csv`` (rows sum to 1), ``confusion_matrix.png``, ``errors.csv``.
+    ``confusion_matrix_normalized.csv`` (rows sum to 1), ``confusion_matrix.png``,
+    ``reliability.png`` (confidence against accuracy), ``errors.csv``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -348,6 +353,7 @@ def write_report(report: EvaluationReport, out_dir: str | Path, title: str | Non
         atomic_write_text(out / "confusion_matrix_normalized.csv",
                           _csv(report.confusion_normalized, index=True)),
         plot_confusion(report, out / "confusion_matrix.png", title=title),
+        plot_reliability(report, out / "reliability.png", title=title),
         atomic_write_text(out / "errors.csv", _csv(report.errors)),
     ]
     return written
@@ -401,11 +407,48 @@ def plot_confusion(report: EvaluationReport, path: str | Path, title: str | None
         plt.close(fig)
 
 
-def _title(context: Mapping[str, Any]) -> str:
+def plot_reliability(report: EvaluationReport, path: str | Path, title: str | None = None) -> Path:
+    """Reliability diagram: in each confidence bin, how often the top answer was right.
+
+    A calibrated model's points sit on the diagonal (answers given with 0.8 are right 80% of
+    the time); below it the model is over-confident. The bars underneath say how many pairs each
+    bin holds, so a wild point on three pairs is not mistaken for a trend.
+    """
+    plt = _pyplot()
+    m = report.metrics
+    bins = m["calibration"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 7.5), dpi=120, sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
+    try:
+        centres = [(b["low"] + b["high"]) / 2 for b in bins]
+        width = 1.0 / CALIBRATION_BINS
+        top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+        top.bar(centres, [b["accuracy"] for b in bins], width=width * 0.9, color="tab:blue", alpha=0.35,
+                edgecolor="tab:blue", label="accuracy in the bin")
+        top.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color="tab:red",
+                 label="(mean confidence, accuracy)")
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_ylabel("accuracy of the top answer")
+        top.grid(alpha=0.3)
+        top.legend(loc="upper left")
+        heading = title or _title(report.context, "Reliability")
+        top.set_title(f"{heading}\nECE {m['ece']:.3f}  log-loss {m['log_loss']:.3f}  n = {m['n']:,}", fontsize=11)
+        bottom.bar(centres, [b["n"] for b in bins], width=width * 0.9, color="tab:grey")
+        bottom.set_xlabel("confidence of the top answer (its probability)")
+        bottom.set_ylabel("pairs")
+        bottom.grid(alpha=0.3)
+        fig.tight_layout()
+        return atomic_write_with(path, lambda handle: fig.savefig(handle, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def _title(context: Mapping[str, Any], what: str = "Confusion matrix") -> str:
     model = Path(str(context["model"])).name if context.get("model") else "model"
     split = context.get("split")
     data = context.get("data")
-    parts = [f"Confusion matrix: {model}"]
+    parts = [f"{what}: {model}"]
     if data:
         parts.append(f"on {data if len(str(data)) <= 40 else Path(str(data)).name}")
     if split and split != "all":
@@ -498,6 +541,7 @@ __all__ = [
     "format_pair",
     "most_confused",
     "plot_confusion",
+    "plot_reliability",
     "select_split",
     "training_report_dir",
     "write_report",

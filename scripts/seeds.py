@@ -4,7 +4,8 @@
 Each seed is a different grouped split, so the spread shows how much of a difference between two
 settings is noise: macro-F1 moves by several points between splits because the smallest
 languages have only 5-10 test names. The single-language figures leave out the names listed under
-several languages (see `names evaluate`).
+several languages (see `names evaluate`); log-loss and ECE say how well calibrated the
+probabilities are.
 
     python scripts/seeds.py data/names --seeds 0 1 2 -- --model handbuilt
 """
@@ -25,7 +26,11 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("train_args", nargs="*", help="extra `names train` options, after --")
-    args = parser.parse_args()
+    # Everything after `--` is for `names train`: argparse alone cannot tell where --seeds ends there.
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    args.train_args += argv[cut + 1:]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
@@ -36,8 +41,11 @@ def main() -> None:
             rows.append(result)
             print(f"seed {seed}: accuracy {result['test_accuracy']:.4f}  macro-F1 {result['test_macro_f1']:.4f}  "
                   f"{result['train_seconds']:.1f}s  (best epoch {result['best_epoch']}; single-language names "
-                  f"{result['test_accuracy_single']:.4f} / {result['test_macro_f1_single']:.4f})", flush=True)
-    for key in ("test_accuracy", "test_macro_f1", "train_seconds", "test_accuracy_single", "test_macro_f1_single"):
+                  f"{result['test_accuracy_single']:.4f} / {result['test_macro_f1_single']:.4f}; log-loss "
+                  f"{result['test_log_loss']:.4f}, ECE {result['test_ece']:.4f}, temperature "
+                  f"{result['valid'].get('temperature', '-')})", flush=True)
+    for key in ("test_accuracy", "test_macro_f1", "train_seconds", "test_accuracy_single", "test_macro_f1_single",
+                "test_log_loss", "test_ece"):
         values = [r[key] for r in rows]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"{key:>20}: mean {statistics.mean(values):.4f}  sd {spread:.4f}")

@@ -155,3 +155,19 @@ def test_peers_script_prints_every_yardstick(tmp_path: Path) -> None:
                                                                    "macro_f1_single", "accuracy_any")}
         assert all(0.0 <= v <= 1.0 for v in figures.values()), line
         assert figures["accuracy"] <= figures["accuracy_any"], line
+
+
+def test_seeds_script_means_the_per_seed_figures(tmp_path: Path) -> None:
+    data = write_names_dir(tmp_path / "names", made_up_names())
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "seeds.py"), str(data), "--seeds", "0", "1", "--",
+                           "--epochs", "2", "--hidden", "16"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    per_seed = [line for line in lines if line.startswith("seed ")]
+    assert [line.split(":")[0] for line in per_seed] == ["seed 0", "seed 1"]
+    summary = {line.split(":")[0].strip(): line for line in lines if ": mean " in line}
+    for key, word in (("test_accuracy", "accuracy"), ("test_ece", "ECE")):
+        values = [float(line.split(f"{word} ")[1].split()[0].rstrip(",")) for line in per_seed]
+        mean = float(summary[key].split("mean ")[1].split()[0])
+        assert mean == pytest.approx(sum(values) / 2, abs=1e-4), key
+    assert all("temperature" in line and "log-loss" in line for line in per_seed)

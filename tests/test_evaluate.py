@@ -30,7 +30,8 @@ from namesclf.evaluate import (
     write_training_curves,
 )
 from namesclf.models import build_classifier
-from namesclf.train import TrainConfig, classifier_payload
+from namesclf.predict import Predictor
+from namesclf.train import TrainConfig, calibration_bins, calibration_scores, classifier_payload
 
 from .conftest import TINY, write_names_dir
 
@@ -126,7 +127,14 @@ def test_hand_computed_confusion_matrix_and_metrics(hand_data: pd.DataFrame, tmp
     assert rows == [("Brown", "English", "German", 0.5, ""), ("Martin", "French", "English", 0.55, "English"),
                     ("Weber", "German", "French", 0.6, "")]
 
+    # log-loss: mean -log p(true language) over the 9 pairs (Martin's French pair reads 0.35)
+    p_true = [0.85, 0.70, 0.40, 0.55, 0.35, 0.75, 0.90, 0.80, 0.04]
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log(p_true)), rel=1e-6)
+    assert sum(b["n"] for b in m["calibration"]) == 9
+    assert m["ece"] == pytest.approx(sum(b["n"] / 9 * abs(b["accuracy"] - b["confidence"]) for b in m["calibration"]))
+
     text = (tmp_path / "out" / "report.txt").read_text()
+    assert f"log-loss         {m['log_loss']:.4f}" in text and f"ECE              {m['ece']:.4f}" in text
     assert "French → English: 1 of 2 (50%)" in text
     assert "accuracy_any" in text and "several languages" in text
     assert "single-language accuracy 0.7143  macro-F1 0.7111  on the 7 pairs" in text
@@ -145,14 +153,43 @@ def check_consistent(counts: pd.DataFrame, metrics: dict) -> None:
         assert counts.loc[lang].sum() == row["support"]
 
 
+def test_expected_calibration_error_by_hand() -> None:
+    # four answers at 0.9 of which three are right (over-confident by 0.15), three at 0.65 all right
+    # (under-confident by 0.35): ECE weighs the two gaps by their share, (4 * 0.15 + 3 * 0.35) / 7.
+    # Pooled into one bin the gaps would cancel (0.064); unweighted they would give 0.25.
+    proba = np.array([[0.9, 0.05, 0.05]] * 4 + [[0.65, 0.3, 0.05]] * 3)
+    y = np.array([0, 0, 0, 1, 0, 0, 0])
+    scores = calibration_scores(proba, y)
+    assert scores["ece"] == pytest.approx((4 * 0.15 + 3 * 0.35) / 7)
+    assert scores["log_loss"] == pytest.approx(-(3 * np.log(0.9) + np.log(0.05) + 3 * np.log(0.65)) / 7)
+    assert [(b["n"], b["accuracy"]) for b in scores["calibration"]] == [(3, 1.0), (4, 0.75)]
+    low, high = scores["calibration"][0]["low"], scores["calibration"][1]["high"]
+    assert (low, high) == (pytest.approx(0.6), pytest.approx(14 / 15))
+
+
+def test_calibration_bins_are_scikit_learns() -> None:
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.05, 1.0, 500)
+    correct = rng.uniform(size=500) < confidence**2  # over-confident, so the curve is not the diagonal
+    bins = calibration_bins(confidence, correct, n_bins=10)
+    prob_true, prob_pred = calibration_curve(correct, confidence, n_bins=10)
+    np.testing.assert_allclose([b["accuracy"] for b in bins], prob_true)
+    np.testing.assert_allclose([b["confidence"] for b in bins], prob_pred)
+    assert sum(b["n"] for b in bins) == 500
+    assert all(b["low"] < b["confidence"] <= b["high"] for b in bins)
+
+
 def test_png_is_a_real_image_of_readable_size(hand_report: EvaluationReport, tmp_path: Path) -> None:
     import matplotlib.image
 
     write_report(hand_report, tmp_path)
-    png = tmp_path / "confusion_matrix.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    height, width = matplotlib.image.imread(png).shape[:2]
-    assert width >= 800 and height >= 800
+    for name in ("confusion_matrix.png", "reliability.png"):
+        png = tmp_path / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        height, width = matplotlib.image.imread(png).shape[:2]
+        assert width >= 700 and height >= 800, name
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))  # atomic writes left nothing
 
 
@@ -232,7 +269,22 @@ def test_evaluate_test_split_reproduces_training_figures(trained_model: Path, re
     assert metrics["accuracy_single"] > metrics["accuracy"]
     for key in ("n_single", "accuracy_single", "macro_f1_single"):  # `names train` stored the same
         assert metrics[key] == pytest.approx(stored[key], abs=1e-9), key
+    for key in ("log_loss", "ece"):  # the same probabilities, batched differently: float32 rounding
+        assert metrics[key] == pytest.approx(stored[key], abs=1e-4), key
     check_consistent(pd.read_csv(out / "confusion_matrix.csv", index_col=0), metrics)
+
+
+@pytest.mark.slow
+def test_fitted_temperature_calibrates_the_real_model(trained_model: Path, real_data: Path) -> None:
+    predictor = Predictor.load(trained_model)
+    test = select_split(load_names(real_data).frame, "test", predictor.meta)
+    fitted = evaluate(predictor, test).metrics
+    assert predictor.model.temperature.item() > 1.5  # a product of two confident models is over-confident
+    predictor.model.temperature.fill_(1.0)
+    raw = evaluate(predictor, test).metrics
+    assert raw["accuracy"] == fitted["accuracy"]  # a temperature never changes the answer ...
+    assert fitted["ece"] < 0.04 < raw["ece"]  # ... only how sure it is (measured 0.015 against 0.098)
+    assert fitted["log_loss"] < raw["log_loss"] - 0.1
 
 
 def test_train_writes_report_and_curves(tiny_dir: Path, tmp_path: Path) -> None:
