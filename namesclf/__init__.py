@@ -7,24 +7,40 @@
 Classification: :class:`NameClassifier` (a scikit-learn estimator) and :func:`load_model`.
 Next-token tasks: :class:`CharLM`, :func:`load_lm`, :func:`generate_names`, :func:`complete`,
 :func:`next_tokens`.
+
+The names are imported on first use (PEP 562), so ``import namesclf.predict`` loads what
+prediction needs and nothing of training.
 """
 
-from .classifier import NameClassifier, load_model
-from .errors import NamesError
-from .generate import complete, generate_names, load_lm, next_tokens
-from .models import CharLM
-from .text import to_ascii
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "CharLM",
-    "NameClassifier",
-    "NamesError",
-    "__version__",
-    "complete",
-    "generate_names",
-    "load_lm",
-    "load_model",
-    "next_tokens",
-    "to_ascii",
-]
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "CharLM": "models",
+    "NameClassifier": "classifier",
+    "NamesError": "errors",
+    "complete": "generate",
+    "generate_names": "generate",
+    "load_lm": "generate",
+    "load_model": "classifier",
+    "next_tokens": "generate",
+    "to_ascii": "text",
+}
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

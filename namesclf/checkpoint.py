@@ -9,6 +9,7 @@ dicts go in, so the restricted unpickler can read it and a crafted pickle cannot
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,19 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     if "meta" in payload:  # numpy scalars (from scikit-learn metrics) would not load with weights_only
         payload["meta"] = jsonable(payload["meta"])
     return atomic_write_with(path, lambda handle: torch.save(payload, handle))
+
+
+def classifier_payload(model: torch.nn.Module, config: Mapping[str, Any], labels: list[str],
+                       meta: dict[str, Any]) -> dict[str, Any]:
+    """The dict :func:`save_checkpoint` writes for a classifier: its training config (which
+    :func:`.models.build_classifier` rebuilds it from), languages, weights and ``meta``."""
+    return {
+        "kind": "classifier",
+        "config": dict(config),
+        "labels": [str(label) for label in labels],  # plain str: numpy strings would not load weights_only
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:

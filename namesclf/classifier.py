@@ -1,6 +1,6 @@
 """``NameClassifier``: the project as a scikit-learn estimator (``fit``/``predict``/``predict_proba``).
 
-It trains through the same loop as ``names train``, holds out a grouped validation slice of what
+It trains through the same code as ``names train``, holds out a grouped validation slice of what
 it is given for best-epoch selection, and saves the same self-describing model file, so
 ``cross_val_score(NameClassifier(), names, languages)`` and ``names predict`` agree.
 """
@@ -8,53 +8,131 @@ it is given for best-epoch selection, and saves the same self-describing model f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import classifier_payload, load_checkpoint, save_checkpoint
+from .config import TrainConfig
 from .data import split_names
 from .errors import NamesError
 from .predict import Prediction, Predictor
 from .text import to_ascii
-from .train import TrainConfig, classifier_payload, train_classifier
+
+_D = TrainConfig()  # the defaults below are TrainConfig's own, never retyped
 
 
 class NameClassifier(ClassifierMixin, BaseEstimator):
-    """Which language a surname comes from. Parameters mirror ``names train``'s options."""
+    """Which language a surname comes from: a character RNN pooled with a character n-gram model.
 
-    def __init__(self, model: str = TrainConfig.model, hidden: int | None = None,
-                 epochs: int | None = None, lr: float | None = None,
-                 batch_size: int | None = None, optimizer: str | None = None,
-                 class_weight: str = "none", tanh: bool = TrainConfig.tanh, patience: int | None = None,
-                 refit_ngram: bool = TrainConfig.refit_ngram,
-                 valid_fraction: float = 0.1, seed: int = 0, device: str = "cpu", progress: bool = False) -> None:
+    Every parameter of :class:`~namesclf.config.TrainConfig` (the options of ``names train``) is a
+    parameter here, with the same default; ``None`` means the chosen model's own default
+    (:data:`~namesclf.config.MODEL_DEFAULTS`).
+
+    Parameters
+    ----------
+    model : {"gru", "rnn", "lstm", "handbuilt"}, default="gru"
+        The network: a torch cell, or the tutorial's hand-built RNN trained by manual SGD.
+    hidden : int, default=None
+        Hidden units per direction.
+    embed : int, default=64
+        Letter embedding size (torch cells).
+    layers : int, default=1
+        Stacked recurrent layers (torch cells).
+    bidirectional : bool, default=True
+        Read names in both directions (torch cells).
+    dropout : float, default=0.2
+        Dropout on embeddings and features (torch cells).
+    ngram_buckets, ngram_dim : int, default=0, 64
+        A fastText-style bag of hashed letter n-grams inside the network (0: none).
+    ngram_order : int, default=None
+        Order of the Kneser-Ney n-gram Bayes classifier pooled with the network (0: the network alone).
+    refit_ngram : bool, default=True
+        Count the n-gram half again on train + validation names once the epoch is chosen.
+    tanh : bool, default=True
+        Squash the hand-built RNN's hidden state (False: the tutorial's linear recurrence).
+    epochs : int, default=None
+        At most this many epochs; the best by validation macro-F1 is kept.
+    lr : float, default=None
+        Peak learning rate (cosine decay).
+    batch_size : int, default=None
+        Names per step.
+    optimizer : {"manual", "sgd", "adam", "adamw"}, default=None
+        ``manual`` is the hand-written SGD update (the only one the hand-built RNN takes).
+    weight_decay : float, default=0.0
+    clip : float or None, default=1.0
+        Gradient-norm clipping.
+    class_weight : {"none", "sqrt", "balanced"}, default="none"
+        Weigh rare languages up in the loss.
+    patience : int, default=None
+        Stop after this many epochs without a better validation macro-F1 (0: never).
+    seed : int, default=0
+        Seeds the validation split and the training.
+    device : {"auto", "cpu", "cuda"}, default="cpu"
+        ``cpu`` unless asked: an estimator in a scikit-learn pipeline should not grab a GPU by itself.
+    valid_fraction : float, default=0.1
+        Share of the distinct names held out (grouped by folded name) to choose the epoch.
+    progress : bool, default=False
+        Show progress bars and per-epoch lines.
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+        The languages, in the column order of :meth:`predict_proba`.
+    predictor_ : Predictor
+        The trained model, ready to answer (``top_k``, ``stream``).
+
+    Examples
+    --------
+    >>> from namesclf import NameClassifier
+    >>> clf = NameClassifier(epochs=3).fit(names, languages)          # doctest: +SKIP
+    >>> clf.predict(["Dostoevsky", "Nakamura"])                        # doctest: +SKIP
+    array(['Russian', 'Japanese'], dtype='<U10')
+    >>> clf.save("models/mine.pt")                                     # doctest: +SKIP
+    """
+
+    def __init__(self, model: str = _D.model, *, hidden: int | None = _D.hidden, embed: int = _D.embed,
+                 layers: int = _D.layers, bidirectional: bool = _D.bidirectional, dropout: float = _D.dropout,
+                 ngram_buckets: int = _D.ngram_buckets, ngram_dim: int = _D.ngram_dim,
+                 ngram_order: int | None = _D.ngram_order, refit_ngram: bool = _D.refit_ngram, tanh: bool = _D.tanh,
+                 epochs: int | None = _D.epochs, lr: float | None = _D.lr, batch_size: int | None = _D.batch_size,
+                 optimizer: str | None = _D.optimizer, weight_decay: float = _D.weight_decay,
+                 clip: float | None = _D.clip, class_weight: str = _D.class_weight,
+                 patience: int | None = _D.patience, seed: int = _D.seed, device: str = "cpu",
+                 valid_fraction: float = 0.1, progress: bool = False) -> None:
         self.model = model
         self.hidden = hidden
+        self.embed = embed
+        self.layers = layers
+        self.bidirectional = bidirectional
+        self.dropout = dropout
+        self.ngram_buckets = ngram_buckets
+        self.ngram_dim = ngram_dim
+        self.ngram_order = ngram_order
+        self.refit_ngram = refit_ngram
+        self.tanh = tanh
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
         self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.clip = clip
         self.class_weight = class_weight
-        self.tanh = tanh
         self.patience = patience
-        self.refit_ngram = refit_ngram
-        self.valid_fraction = valid_fraction
         self.seed = seed
         self.device = device
+        self.valid_fraction = valid_fraction
         self.progress = progress
 
     def _config(self) -> TrainConfig:
-        return TrainConfig(model=self.model, hidden=self.hidden, epochs=self.epochs, lr=self.lr,
-                           batch_size=self.batch_size, optimizer=self.optimizer, class_weight=self.class_weight,
-                           tanh=self.tanh, patience=self.patience, refit_ngram=self.refit_ngram,
-                           seed=self.seed, device=self.device)
+        return TrainConfig.from_dict(self.get_params())
 
     def fit(self, X: Sequence[str], y: Sequence[str]) -> NameClassifier:
         """Train on names ``X`` and languages ``y`` (a grouped slice is held out to pick the epoch)."""
+        from .train import train_classifier  # training only when fitting: a loaded model never needs it
+
         frame = pd.DataFrame({"name": list(X), "language": [str(v) for v in y]})
         frame["ascii"] = frame["name"].map(to_ascii)
         frame = frame[frame["ascii"] != ""].drop_duplicates(["ascii", "language"]).reset_index(drop=True)
@@ -66,7 +144,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         device = next(result.model.parameters()).device
         self.predictor_ = Predictor(result.model, result.labels, device,
                                     meta={"history": result.history, "valid": result.valid},
-                                    config=asdict(result.config))
+                                    config=result.config.to_dict())
         self.classes_ = np.array(result.labels)
         return self
 
@@ -80,27 +158,27 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         return self._check().predict_proba(list(X))
 
     def predict(self, X: Sequence[str]) -> np.ndarray:
+        """The most probable language of each name."""
         proba = self.predict_proba(X)  # checks fitted first
         return self.classes_[proba.argmax(axis=1)]
 
     def top_k(self, X: Sequence[str], k: int = 3) -> list[Prediction]:
+        """The ``k`` most probable languages of each name, with probabilities."""
         return self._check().top_k(list(X), k)
 
     def save(self, path: str | Path) -> Path:
         """Write the same self-describing model file as ``names train`` (atomically)."""
         predictor = self._check()
-        config = TrainConfig.from_dict(predictor.config)
-        return save_checkpoint(path, classifier_payload(predictor.model, config, [str(c) for c in self.classes_],
-                                                        predictor.meta))
+        return save_checkpoint(path, classifier_payload(predictor.model, predictor.config,
+                                                        [str(c) for c in self.classes_], predictor.meta))
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> NameClassifier:
         """Load a model file written by ``names train`` or :meth:`save` (``weights_only`` loading)."""
         payload = load_checkpoint(path, kind="classifier")
         predictor = Predictor.from_payload(payload, device)
-        config = TrainConfig.from_dict(payload["config"])
-        params = {k: v for k, v in asdict(config).items() if k in cls._get_param_names()}
-        est = cls(**params)
+        config = TrainConfig.from_dict(payload["config"]).to_dict()
+        est = cls(**{k: v for k, v in config.items() if k in cls._get_param_names()})
         est.predictor_ = predictor
         est.classes_ = np.array(predictor.labels)
         return est

@@ -15,6 +15,17 @@ from typing import Any
 
 import click
 
+from .config import (
+    CLASS_WEIGHTS,
+    CLASSIFIER_KINDS,
+    DEVICES,
+    LM_CELLS,
+    MODEL_DEFAULTS,
+    OPTIMIZERS,
+    UNITS,
+    LMConfig,
+    TrainConfig,
+)
 from .errors import NamesError
 
 DEFAULT_MODEL = "models/names.pt"
@@ -114,40 +125,62 @@ def data_fetch(source: str | None, dest: str, no_verify: bool) -> None:
 # ----------------------------------------------------------------------------- train
 
 
+def _per_model(field_name: str) -> str:
+    """``[default: 128 handbuilt, 64 others]``, read from the per-model defaults, never retyped."""
+    values = {kind: defaults[field_name] for kind, defaults in MODEL_DEFAULTS.items()}
+    if len(set(values.values())) == 1:
+        return f"[default: {next(iter(values.values()))}]"
+    common = max(set(values.values()), key=list(values.values()).count)
+    parts = [f"{v} {k}" for k, v in values.items() if v != common]
+    return f"[default: {', '.join(parts)}, {common} others]"
+
+
+def _train_options(func: Any) -> Any:
+    """The options of ``names train``: choices and defaults come from :mod:`.train` and :mod:`.loop`."""
+    options = [
+        click.option("--model", "kind", type=click.Choice(CLASSIFIER_KINDS), default=TrainConfig.model,
+                     show_default=True,
+                     help="handbuilt: the tutorial's RNN with manual SGD; rnn/gru/lstm: torch cells. Every model "
+                     "is pooled with the n-gram half unless --ngram-order 0."),
+        click.option("--hidden", type=int, default=None, help=f"Hidden units per direction. {_per_model('hidden')}"),
+        click.option("--epochs", type=int, default=None, help=f"At most this many epochs. {_per_model('epochs')}"),
+        click.option("--lr", type=float, default=None,
+                     help=f"Peak learning rate (cosine decay). {_per_model('lr')}"),
+        click.option("--batch-size", type=int, default=None, help=f"Names per step. {_per_model('batch_size')}"),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+                     help=f"manual is the hand-written SGD update. {_per_model('optimizer')}"),
+        click.option("--ngram-order", type=int, default=None,
+                     help="Pool the network with a character n-gram Bayes classifier of this order (0: the "
+                     f"network alone, e.g. the bare hand-built RNN). It lifts the rare languages. "
+                     f"{_per_model('ngram_order')}"),
+        click.option("--refit-ngram/--no-refit-ngram", default=TrainConfig.refit_ngram, show_default=True,
+                     help="Once validation has chosen the epoch and pooling knobs, count the n-gram half again "
+                     "on train + valid (docs/experiments.md; the stored validation figures are from before)."),
+        click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS), default=TrainConfig.class_weight,
+                     show_default=True,
+                     help="Weigh rare languages up: sqrt (1/sqrt(count)) or balanced (1/count). Raises macro-F1, "
+                     "costs accuracy."),
+        click.option("--patience", type=int, default=None,
+                     help="Stop after this many epochs without a better validation macro-F1 (0: never stop "
+                     f"early). {_per_model('patience')}"),
+        click.option("--device", type=click.Choice(DEVICES), default=TrainConfig.device, show_default=True),
+        click.option("--seed", type=int, default=TrainConfig.seed, show_default=True,
+                     help="Seeds the split and the training."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @cli.command()
 @click.argument("source", type=click.Path())
-@click.option("--model", "kind", type=click.Choice(["handbuilt", "rnn", "gru", "lstm"]), default=None,
-              help="handbuilt: the tutorial's RNN with manual SGD; rnn/gru/lstm: torch cells. "
-              "[default: the best measured, see README]")
-@click.option("--hidden", type=int, default=None,
-              help="Hidden units per direction. [default: 128 handbuilt, 64 others]")
-@click.option("--epochs", type=int, default=None, help="At most this many epochs. [default: 15]")
-@click.option("--lr", type=float, default=None,
-              help="Peak learning rate (cosine decay). [default: 1.0 handbuilt (SGD), 3e-3 others (AdamW)]")
-@click.option("--batch-size", type=int, default=None, help="[default: 32 handbuilt, 64 others]")
-@click.option("--optimizer", type=click.Choice(["manual", "sgd", "adam", "adamw"]), default=None,
-              help="[default: manual for handbuilt, adamw otherwise]")
-@click.option("--ngram-order", type=int, default=None,
-              help="Pool the network with a character n-gram Bayes classifier of this order (0: the network "
-              "alone, e.g. the bare hand-built RNN). It lifts the rare languages; see README. [default: 4]")
-@click.option("--refit-ngram/--no-refit-ngram", default=True, show_default=True,
-              help="Once training has chosen the epoch and pooling knobs on the validation names, count the "
-              "n-gram half again on train + valid (default: +0.004 accuracy, +0.010 macro-F1 over 3 seeds; the stored "
-              "validation figures are from before).")
-@click.option("--class-weight", type=click.Choice(["none", "sqrt", "balanced"]), default="none", show_default=True,
-              help="Weigh rare languages up: sqrt (1/sqrt(count)) or balanced (1/count). Raises macro-F1, "
-              "costs accuracy.")
-@click.option("--patience", type=int, default=None,
-              help="Stop after this many epochs without a better validation macro-F1 (0: never stop early). "
-              "[default: 10 handbuilt, 5 others]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split and the training.")
+@_train_options
 @click.option("--out", type=click.Path(dir_okay=False), default=DEFAULT_MODEL, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--resume", is_flag=True, help="Continue training the model in --out from its last saved epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
-def train(source: str, kind: str | None, hidden: int | None, epochs: int | None, lr: float | None,
+def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: float | None,
           batch_size: int | None, optimizer: str | None, ngram_order: int | None, refit_ngram: bool,
           class_weight: str, patience: int | None, device: str, seed: int,
           out: str, force: bool, resume: bool, quiet: bool, as_json: bool) -> None:
@@ -158,52 +191,47 @@ def train(source: str, kind: str | None, hidden: int | None, epochs: int | None,
     validation macro-F1 is kept and scored once on the test split. Each new best epoch is saved
     at once, so Ctrl-C leaves a complete model; `--resume` carries on from it.
     """
-    from .checkpoint import load_checkpoint
     from .data import load_names
-    from .evaluate import training_report_dir, write_training_report
-    from .train import TrainConfig, train_from_data
+    from .files import refuse_overwrite
+    from .pipeline import resume_config, train_and_evaluate
 
-    config = TrainConfig(model=kind or TrainConfig.model, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size,
+    config = TrainConfig(model=kind, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size,
                          optimizer=optimizer, ngram_order=ngram_order, refit_ngram=refit_ngram,
                          class_weight=class_weight, patience=patience, device=device, seed=seed)
     previous = None
     if resume:
-        previous = load_checkpoint(out, kind="classifier")
-        config = TrainConfig.from_dict({**previous["config"], "epochs": epochs or previous["config"]["epochs"],
-                                        "device": device})
-    elif Path(out).exists() and not force:
-        raise NamesError(f"{out} exists: pass --force to overwrite it, --resume to continue it, or choose --out")
+        config, previous = resume_config(out, epochs, device)
+    else:
+        refuse_overwrite(out, force)
     data_set = load_names(source)
     if data_set.n_empty and not quiet:
         click.echo(f"dropped {data_set.n_empty:,} names with no letters after folding "
                    f"(e.g. {', '.join(map(repr, data_set.dropped_examples[:3]))})", err=True)
-    result = train_from_data(data_set, config, out=out, resume=previous, progress=False if quiet else None)
+    run = train_and_evaluate(data_set, config, out=out, resume=previous, progress=False if quiet else None)
+    result = run.result
     if result.interrupted:
         raise NamesError(f"interrupted after epoch {len(result.history)}; {out} holds the best epoch so far "
                          f"({result.best_epoch}, valid macro-F1 {result.valid['valid_macro_f1']:.4f}); "
                          "continue with --resume")
-    report_dir = training_report_dir(out)
-    write_training_report(result, data_set.frame, report_dir, model_path=out)
-    test = result.extra["test"]
-    summary = {"model": out, "test_accuracy": test.get("accuracy"), "test_macro_f1": test.get("macro_f1"),
-               "test_accuracy_single": test.get("accuracy_single"), "test_macro_f1_single": test.get("macro_f1_single"),
-               "test_log_loss": test.get("log_loss"), "test_ece": test.get("ece"),
+    test = run.test
+    report_dir = str(Path(run.written[-1]).parent)
+    summary = {"model": out, **{f"test_{k}": test.get(k) for k in ("accuracy", "macro_f1", "accuracy_single",
+                                                                  "macro_f1_single", "log_loss", "ece")},
                "n_test": test.get("n"), "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 2), "valid": result.valid,
-               "interrupted": result.interrupted, "report": str(report_dir)}
+               "interrupted": result.interrupted, "report": report_dir}
     if as_json:
         _echo_json(summary)
         return
-    epochs = f"best epoch {result.best_epoch} of {len(result.history)}, {result.seconds:.1f}s"
+    epochs_note = f"best epoch {result.best_epoch} of {len(result.history)}, {result.seconds:.1f}s"
     if test.get("n"):
         click.echo(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
-                   f"on {test['n']:,} names ({epochs})")
+                   f"on {test['n']:,} names ({epochs_note})")
     else:
-        click.echo(f"no test names (the data set is too small to hold any out) ({epochs})")
+        click.echo(f"no test names (the data set is too small to hold any out) ({epochs_note})")
     click.echo(f"wrote {out}")
     click.echo(f"wrote {report_dir}/ (test-split report: report.txt, metrics.json, confusion_matrix.png, "
-               "reliability.png; "
-               "training curves: training.csv, training.png)")
+               "reliability.png; training curves: training.csv, training.png)")
 
 
 # ----------------------------------------------------------------------------- predict
@@ -347,25 +375,32 @@ def lm() -> None:
     """
 
 
+def _lm_default(field_name: str) -> Any:
+    return getattr(LMConfig, field_name)
+
+
 @lm.command("train")
 @click.argument("source", type=click.Path())
-@click.option("--unit", type=click.Choice(["char", "word"]), default="char", show_default=True,
+@click.option("--unit", type=click.Choice(UNITS), default=_lm_default("unit"), show_default=True,
               help="Tokens: characters (names, text) or whitespace-separated words (text files).")
-@click.option("--cell", type=click.Choice(["rnn", "gru", "lstm"]), default="rnn", show_default=True,
+@click.option("--cell", type=click.Choice(LM_CELLS), default=_lm_default("cell"), show_default=True,
               help="Recurrent cell: nn.RNN (tanh), nn.GRU or nn.LSTM.")
-@click.option("--hidden", type=int, default=256, show_default=True, help="Hidden units.")
-@click.option("--dropout", type=float, default=0.1, show_default=True)
-@click.option("--balance", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+@click.option("--hidden", type=int, default=_lm_default("hidden"), show_default=True, help="Hidden units.")
+@click.option("--dropout", type=float, default=_lm_default("dropout"), show_default=True)
+@click.option("--balance", type=click.FloatRange(0.0, 1.0), default=_lm_default("balance"), show_default=True,
               help="Names folder: sample languages by 1/count**BALANCE (1: all equal). Helps rare "
                    "languages, costs held-out nats.")
-@click.option("--epochs", type=int, default=20, show_default=True, help="At most this many epochs.")
-@click.option("--lr", type=float, default=3e-3, show_default=True, help="AdamW learning rate (cosine decay).")
-@click.option("--batch-size", "batch_size", type=int, default=64, show_default=True,
+@click.option("--epochs", type=int, default=_lm_default("epochs"), show_default=True,
+              help="At most this many epochs.")
+@click.option("--lr", type=float, default=_lm_default("lr"), show_default=True,
+              help="AdamW learning rate (cosine decay).")
+@click.option("--batch-size", "batch_size", type=int, default=_lm_default("batch_size"), show_default=True,
               help="Examples per step (language model).")
-@click.option("--patience", type=int, default=5, show_default=True,
+@click.option("--patience", type=int, default=_lm_default("patience"), show_default=True,
               help="Stop after this many epochs without a lower validation loss (0: never).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the split and the training.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=_lm_default("seed"), show_default=True,
+              help="Seeds the split and the training.")
+@click.option("--device", type=click.Choice(DEVICES), default=_lm_default("device"), show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=DEFAULT_LM, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
@@ -378,7 +413,8 @@ def lm_train(source: str, unit: str, cell: str, hidden: int, dropout: float, bal
     SOURCE is a names folder (or CSV/TSV): the model is conditioned on the language and uses the
     classifier's grouped split (train / select by valid / report test). Or a plain text file, one
     example per line: not conditioned; split 90/10 with the seed when it has 20+ lines, else every
-    line is used for training and validation.
+    line is used for training and validation. Each new best epoch is saved at once, so Ctrl-C
+    leaves a complete model.
 
     \b
       names lm train data/names                          # ~1.84 nats/char on test names
@@ -387,18 +423,16 @@ def lm_train(source: str, unit: str, cell: str, hidden: int, dropout: float, bal
       names lm train toy.txt --unit word --epochs 200 --patience 0 --dropout 0 --out toy.pt
       names complete "I ate" --model toy.pt              # I ate rice
     """
-    from .lm import LMConfig, train_lm
+    from .files import refuse_overwrite
+    from .lm_train import train_lm
 
-    if Path(out).exists() and not force:
-        raise NamesError(f"{out} exists: pass --force to overwrite it, or choose another --out")
+    refuse_overwrite(out, force, resume_hint=False)
     config = LMConfig(unit=unit, cell=cell, hidden=hidden, dropout=dropout, balance=balance, epochs=epochs,
                       lr=lr, batch_size=batch_size, patience=patience, seed=seed, device=device)
-    try:
-        result = train_lm(source, config, out=out, progress=False if quiet else None)
-    except KeyboardInterrupt:
-        if Path(out).exists():
-            raise click.ClickException(f"interrupted; {out} holds the best model saved so far") from None
-        raise click.ClickException("interrupted before the first epoch ended; nothing was written") from None
+    result = train_lm(source, config, out=out, progress=False if quiet else None)
+    if result.interrupted:
+        raise NamesError(f"interrupted after epoch {len(result.history)}; {out} holds the best epoch so far "
+                         f"({result.best_epoch}, valid {result.valid['nats_per_token']:.4f} nats/token)")
     summary = {"model": out, "unit": unit, "cell": cell, "valid": result.valid, "test": result.test,
                "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 2), "interrupted": result.interrupted}

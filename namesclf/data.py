@@ -57,9 +57,14 @@ def _read_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file's contents, size-limited (:data:`MAX_FILE_BYTES`), errors naming the file and line."""
+    return _decode(path, _read_bytes(path))
+
+
 def read_names_file(path: Path) -> list[str]:
     """Names of one ``<Language>.txt`` file: one per line, CRLF and BOM accepted, blanks skipped."""
-    text = _decode(path, _read_bytes(path))
+    text = read_text_file(path)
     names = [line.strip() for line in text.splitlines()]
     names = [n for n in names if n]
     if not names:
@@ -76,7 +81,7 @@ def _read_folder(folder: Path) -> pd.DataFrame:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    text = _decode(path, _read_bytes(path))
+    text = read_text_file(path)
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
         frame = pd.read_csv(

@@ -43,7 +43,7 @@ from sklearn.metrics import (
 from .data import SPLITS, NamesData, single_language, split_names
 from .errors import NamesError
 from .files import atomic_write_text, atomic_write_with, jsonable
-from .train import CALIBRATION_BINS, calibration_scores, single_language_scores
+from .metrics import CALIBRATION_BINS, calibration_scores, single_language_scores
 
 #: What ``--split`` accepts: the model's own train/valid/test split, or every row.
 SPLIT_CHOICES = ("all", *SPLITS)
@@ -248,7 +248,7 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
     n_langs = languages_of.map(len)
     shared = n_langs[n_langs > 1]
     # The same figures over the pairs of names listed under one language only: no ceiling below 1,
-    # and the yardstick that reproduces the peer figures quoted in the project's targets (README).
+    # and the yardstick on which published peer figures reproduce (docs/evaluation.md).
     single = single_language(frame)
 
     metrics: dict[str, Any] = {
@@ -505,31 +505,6 @@ def _epoch_ticks(n: int, epochs: pd.Series) -> list[int]:
     return [int(e) for e in epochs.iloc[::step]]
 
 
-def write_training_report(result: Any, frame: pd.DataFrame, out_dir: str | Path,
-                          model_path: str | Path | None = None) -> list[Path]:
-    """What ``names train`` writes next to the model: the test-split report plus training curves.
-
-    ``result`` is a :class:`namesclf.train.TrainResult` from ``train_from_data`` (its
-    ``extra["split"]`` says which rows of ``frame`` were the test names).
-    """
-    from .predict import Predictor
-
-    written: list[Path] = []
-    split = result.extra.get("split")
-    if split is not None:
-        test = frame[(split == "test") & frame["language"].isin(result.labels)]
-        if len(test):
-            device = next(result.model.parameters()).device
-            predictor = Predictor(result.model, result.labels, device)
-            context = {"model": str(model_path) if model_path is not None else None,
-                       "data": result.extra.get("meta", {}).get("source"), "split": "test",
-                       "split_seed": result.extra.get("meta", {}).get("split_seed")}
-            report = evaluate(predictor, test, {k: v for k, v in context.items() if v is not None})
-            written += write_report(report, out_dir)
-    written += write_training_curves(result.history, out_dir, best_epoch=result.best_epoch or None)
-    return written
-
-
 __all__ = [
     "REPORT_FILES",
     "SPLIT_CHOICES",
@@ -546,5 +521,4 @@ __all__ = [
     "training_report_dir",
     "write_report",
     "write_training_curves",
-    "write_training_report",
 ]

@@ -15,6 +15,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from .errors import NamesError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
@@ -33,6 +35,13 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def refuse_overwrite(out: str | Path, force: bool, resume_hint: bool = True) -> None:
+    """An existing ``out`` is only replaced with ``force``: a model can take minutes to train."""
+    if Path(out).exists() and not force:
+        also = ", --resume to continue it," if resume_hint else ""
+        raise NamesError(f"{out} exists: pass --force to overwrite it{also} or choose another --out")
 
 
 def _umask() -> int:

@@ -28,7 +28,7 @@ __all__ = ["GenerationResult", "LanguageModel", "complete", "fidelity", "generat
 MAX_BATCH = 4096
 #: Default completion lengths, in tokens.
 DEFAULT_LENGTH = {"char": 100, "word": 20}
-#: Classifier-free guidance strength for :func:`generate_names` (picked by measurement, README).
+#: Classifier-free guidance strength for :func:`generate_names` (picked by measurement, docs/experiments.md).
 DEFAULT_GUIDANCE = 1.0
 #: Guided sampling only picks tokens with at least this share of the likeliest token's probability.
 PLAUSIBLE = 0.01

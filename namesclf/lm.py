@@ -1,4 +1,4 @@
-"""Character (or word) language models: vocabulary, data, teacher-forced training, held-out NLL.
+"""Character (or word) language models: vocabulary, data, the trained model, held-out NLL.
 
 A language model here learns ``p(next token | tokens so far[, language])``. Each example (a name,
 or a line of a text file) becomes ``<bos> t1 .. tn <eos>``; the network reads ``<bos> t1 .. tn``
@@ -14,16 +14,14 @@ Sources:
   split 90/10 into train/valid when there are at least 20 of them, else every line is used for
   both (so the tiny classic examples, three lines long, can be learnt and checked).
 
-Training reuses the project's one loop, :func:`.train.fit`; this module only supplies batches,
-the masked loss and the validation callback.
+Nothing here trains: :mod:`.lm_train` does, so sampling (:mod:`.generate`) never imports training.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +29,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import save_checkpoint
-from .data import _decode, _read_bytes, load_names, split_names
+from .config import UNITS, LMConfig
+from .data import load_names, read_text_file, split_names
 from .errors import DataError, NamesError
-from .models import LM_CELLS, CharLM
+from .models import CharLM
 from .text import ALPHABET, MAX_NAME_LENGTH, to_ascii
-from .train import bucketed_batches, fit, make_updater, require_at_least_one, resolve_device
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS: tuple[str, ...] = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
-UNITS = ("char", "word")
 #: Below this many lines a text file is not split: train = valid = all lines (the classic toys).
 MIN_LINES_TO_SPLIT = 20
 TEXT_VALID_FRACTION = 0.1
@@ -137,7 +133,7 @@ def read_text_lines(path: str | Path) -> list[str]:
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
-    lines = [line.strip() for line in _decode(p, _read_bytes(p)).splitlines()]
+    lines = [line.strip() for line in read_text_file(p).splitlines()]
     lines = [line for line in lines if line]
     if not lines:
         raise DataError(f"{p}: the file has no lines of text")
@@ -209,28 +205,6 @@ class EncodedLM:
         return block[:-1].to(device), block[1:].to(device), self.languages[rows_t].to(device)
 
 
-def balanced_batches(encoded: EncodedLM, batch_size: int, rng: np.random.Generator, power: float
-                     ) -> Iterator[np.ndarray]:
-    """An epoch of the same size drawn with replacement, example weight ``1 / n_language ** power``.
-
-    ``power=0`` is the plain data mix (Russian is half the names); ``power=1`` gives every language
-    the same share. In between, rare languages (108 Arabic names) are seen more often without
-    being memorised outright. Batches are bucketed by length as in :func:`.train.bucketed_batches`.
-    """
-    langs = encoded.languages.numpy()
-    counts = np.bincount(langs)
-    weights = counts[langs].astype(float) ** -power
-    rows = rng.choice(len(langs), size=len(langs), p=weights / weights.sum())
-    chunk = batch_size * 32
-    batches = []
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        part = part[np.argsort(encoded.lengths[part].numpy(), kind="stable")]
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    for k in rng.permutation(len(batches)):
-        yield batches[k]
-
-
 def masked_nll(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy over real tokens only: ``<pad>`` targets are ignored (``ignore_index``).
 
@@ -263,56 +237,14 @@ def nll_metrics(total: float, count: int, n_examples: int) -> dict[str, float]:
             "tokens": count, "examples": n_examples}
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- the model
 
 
-@dataclass
-class LMConfig:
-    """Every knob of ``names lm train``. Defaults were picked by measurement (README, "Language model")."""
-
-    unit: str = "char"
-    cell: str = "rnn"
-    hidden: int = 256
-    embed: int = 64
-    lang_embed: int = 32
-    lang_init: bool = True
-    lang_dropout: float = 0.1
-    balance: float = 0.0
-    layers: int = 1
-    dropout: float = 0.1
-    epochs: int = 20
-    lr: float = 3e-3
-    batch_size: int = 64
-    weight_decay: float = 0.01
-    clip: float | None = 1.0
-    patience: int = 5
-    seed: int = 0
-    device: str = "auto"
-
-    def check(self) -> LMConfig:
-        if self.unit not in UNITS:
-            raise NamesError(f"unknown --unit {self.unit!r}: use char or word")
-        if self.cell not in LM_CELLS:
-            raise NamesError(f"unknown --cell {self.cell!r}: use {', '.join(LM_CELLS)}")
-        require_at_least_one(self, ("hidden", "embed", "layers", "epochs", "batch_size"))
-        if not 0.0 <= self.dropout < 1.0:
-            raise NamesError("--dropout must be in [0, 1)")
-        if self.lr <= 0:
-            raise NamesError("--lr must be positive")
-        return self
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LMConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-
-def build_lm(config: dict[str, Any], vocab_size: int, n_languages: int) -> CharLM:
-    """The network for a stored config (see :class:`LMConfig`)."""
-    return CharLM(vocab_size, n_languages, cell=config["cell"], hidden_size=config["hidden"],
-                  embed_size=config["embed"], lang_size=config.get("lang_embed", 32),
-                  num_layers=config.get("layers", 1), dropout=config.get("dropout", 0.0),
-                  pad_index=PAD_ID, never_next=(PAD_ID, BOS_ID), lang_init=config.get("lang_init", False))
+def build_lm(config: LMConfig, vocab_size: int, n_languages: int) -> CharLM:
+    """The network for a language-model config; every size comes from the config, none is guessed."""
+    return CharLM(vocab_size, n_languages, cell=config.cell, hidden_size=config.hidden, embed_size=config.embed,
+                  lang_size=config.lang_embed, num_layers=config.layers, dropout=config.dropout, pad_index=PAD_ID,
+                  never_next=(PAD_ID, BOS_ID), lang_init=config.lang_init)
 
 
 @dataclass
@@ -360,7 +292,7 @@ class LanguageModel:
             meta = payload.get("meta", {})
             vocab = Vocab(list(meta["vocab"]), meta.get("unit", payload["config"]["unit"]))
             languages = list(payload.get("labels", []))
-            model = build_lm(payload["config"], len(vocab), len(languages))
+            model = build_lm(LMConfig.from_dict(payload["config"]), len(vocab), len(languages))
             model.load_state_dict(payload["state_dict"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise NamesError(f"language model file is damaged: {str(exc).splitlines()[0]}") from None
@@ -368,137 +300,11 @@ class LanguageModel:
         return cls(model, vocab, languages, list(meta.get("known", [])), dict(payload["config"]), meta)
 
 
-@dataclass
-class LMTrainResult:
-    """What :func:`train_lm` returns: the model (best epoch) and its figures."""
-
-    lm: LanguageModel
-    history: list[dict[str, float]]
-    best_epoch: int
-    valid: dict[str, float]
-    test: dict[str, float]
-    seconds: float
-    stopped_early: bool
-    interrupted: bool = False
-
-
-def lm_payload(lm: LanguageModel, config: LMConfig, meta: dict[str, Any]) -> dict[str, Any]:
-    """The dict :func:`.checkpoint.save_checkpoint` writes: plain types only (``weights_only`` loads it)."""
-    return {
-        "kind": "lm",
-        "config": asdict(config),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in lm.model.state_dict().items()},
-        "labels": list(lm.languages),
-        "meta": {**meta, "vocab": list(lm.vocab.tokens), "unit": lm.vocab.unit, "known": list(lm.known)},
-    }
-
-
-def _language_ids(langs: list[str] | None, languages: list[str]) -> list[int] | None:
+def language_ids(langs: list[str] | None, languages: list[str]) -> list[int] | None:
     if langs is None or not languages:
         return None
     index = {lang: i for i, lang in enumerate(languages)}
     return [index[x] for x in langs]
-
-
-def train_lm(
-    source: str | Path | LMSource,
-    config: LMConfig | None = None,
-    *,
-    out: str | Path | None = None,
-    progress: bool | None = None,
-) -> LMTrainResult:
-    """Train a language model on ``source`` and keep the epoch with the lowest valid nats/token.
-
-    Teacher forcing: every step's input is the true previous token. ``out``, when given, is written
-    atomically at each new best epoch and once more at the end with the test figures, so Ctrl-C
-    leaves a loadable model. ``source`` is a path or an already loaded :class:`LMSource`.
-    """
-    cfg = (config or LMConfig()).check()
-    src = source if isinstance(source, LMSource) else load_source(source, seed=cfg.seed, unit=cfg.unit)
-    if src.kind == "names" and cfg.unit == "word":
-        raise NamesError("--unit word needs a text file: every name in a names folder is a single word")
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    device = resolve_device(cfg.device)
-    train_texts, train_langs = src.splits["train"]
-    valid_texts, valid_langs = src.splits["valid"]
-    if not valid_texts:  # a names set too small to hold out any: select on train, as for tiny text files
-        valid_texts, valid_langs = train_texts, train_langs
-    vocab = Vocab.build(cfg.unit, train_texts)
-    languages = list(src.languages)
-    max_tokens = MAX_NAME_LENGTH if src.kind == "names" else None
-    enc_train = EncodedLM.build(train_texts, vocab, _language_ids(train_langs, languages), max_tokens)
-    enc_valid = EncodedLM.build(valid_texts, vocab, _language_ids(valid_langs, languages), max_tokens)
-    model = build_lm(asdict(cfg), len(vocab), len(languages)).to(device)
-    known = sorted(set(train_texts))
-    lm = LanguageModel(model, vocab, languages, known, asdict(cfg))
-    updater = make_updater("adamw", model.parameters(), cfg.lr, cfg.weight_decay)
-    conditioned = bool(languages)
-    meta: dict[str, Any] = {
-        "source": src.path, "source_kind": src.kind, "split_seed": src.seed,
-        "n_train": len(train_texts), "n_valid": len(valid_texts),
-        "n_test": len(src.splits["test"][0]) if "test" in src.splits else 0,
-        "max_len": int(enc_train.lengths.max()) - 2,
-    }
-
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        if conditioned and cfg.balance > 0:
-            rows_iter = balanced_batches(enc_train, cfg.batch_size, rng, cfg.balance)
-        else:
-            rows_iter = bucketed_batches(enc_train.lengths, cfg.batch_size, rng)
-        for rows in rows_iter:
-            yield enc_train.batch(rows, device)
-
-    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        x, y, lang = batch
-        if conditioned and cfg.lang_dropout > 0:  # teach the "any language" slot guidance contrasts with
-            dropped = torch.rand(lang.shape, device=lang.device) < cfg.lang_dropout
-            lang = lang.masked_fill(dropped, model.any_language)
-        logits, _ = m(x, lang if conditioned else None)
-        return masked_nll(logits, y)
-
-    def validate(m: nn.Module) -> dict[str, float]:
-        total, count = total_nll(model, enc_valid, device)
-        per_token = total / count
-        return {"valid_nats": per_token, "valid_perplexity": math.exp(per_token)}
-
-    best_state: dict[str, Any] = {}
-
-    def on_best(epoch: int, metrics: dict[str, float], hist: list[dict[str, float]]) -> None:
-        best_state["weights"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        best_state["metrics"] = metrics
-        if out is not None:
-            save_checkpoint(out, lm_payload(lm, cfg, {**meta, "history": hist, "best_epoch": epoch,
-                                                      "valid": metrics}))
-
-    steps = math.ceil(len(enc_train) / cfg.batch_size)
-    started = time.perf_counter()
-    interrupted = False
-    try:
-        result = fit(model, updater, batches, loss_fn, validate, epochs=cfg.epochs, score="valid_nats",
-                     higher_is_better=False, patience=cfg.patience, lr=cfg.lr, clip=cfg.clip,
-                     steps_per_epoch=steps, on_best=on_best, progress=progress, desc=f"lm {cfg.cell}")
-        history, best_epoch, stopped = result.history, result.best_epoch, result.stopped_early
-    except KeyboardInterrupt:
-        if not best_state:
-            raise
-        interrupted = True
-        history, best_epoch, stopped = [], int(best_state["metrics"]["epoch"]), False
-    seconds = time.perf_counter() - started
-    model.load_state_dict(best_state["weights"])
-    model.eval()
-    valid = nll_metrics(*total_nll(model, enc_valid, device), len(enc_valid))
-    test: dict[str, float] = {}
-    if src.kind == "names" and src.splits["test"][0]:
-        test_texts, test_langs = src.splits["test"]
-        enc_test = EncodedLM.build(test_texts, vocab, _language_ids(test_langs, languages), max_tokens)
-        test = nll_metrics(*total_nll(model, enc_test, device), len(enc_test))
-    meta.update({"history": history, "best_epoch": best_epoch, "valid": valid, "test": test,
-                 "train_seconds": seconds, "interrupted": interrupted})
-    lm.meta = meta
-    if out is not None and not interrupted:
-        save_checkpoint(out, lm_payload(lm, cfg, meta))
-    return LMTrainResult(lm, history, best_epoch, valid, test, seconds, stopped, interrupted)
 
 
 # ----------------------------------------------------------------------------- evaluation

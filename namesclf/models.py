@@ -5,16 +5,16 @@ log-probabilities ``(B, n_classes)``, so training, prediction and evaluation tre
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .config import CLASSIFIER_KINDS, LM_CELLS
 from .ngram import NgramBayes
 from .text import N_LETTERS, PAD_INDEX
-
-CLASSIFIER_KINDS = ("handbuilt", "rnn", "gru", "lstm")
 
 
 def _recur(inputs: torch.Tensor, w_t: torch.Tensor, tanh: bool) -> torch.Tensor:
@@ -144,7 +144,7 @@ class HandBuiltRNN(nn.Module):
 
         Same parameters and numbers as :meth:`step` letter by letter (a test checks it to 1e-6),
         computed by :class:`HandBuiltBackprop`: far fewer ops, and training at these sizes is
-        dominated by per-op overhead (README, "Benchmarks").
+        dominated by per-op overhead (docs/benchmarks.md).
         """
         # Padding may index any letter: a padded step only feeds states after the name's last
         # letter, which are never read, so neither its value nor a gradient reaches the output.
@@ -313,7 +313,7 @@ class NgramEnsemble(nn.Module):
     ``log p(l | name) = softmax((log p_net(l) + weight * log p_ngram(l) - shift * log prior(l)) / T)``.
     The RNN is discriminative and leans on the frequent languages; the n-gram model is generative,
     models each language on its own and is best on the rare ones; their errors differ, so the
-    product beats both (README, "Choosing defaults"). ``shift`` takes back part of the class prior
+    product beats both (docs/experiments.md, "Choosing defaults"). ``shift`` takes back part of the class prior
     that both halves learned (logit adjustment, for macro-F1) and the temperature ``T`` makes the
     pooled probabilities calibrated again; all three are fitted on the validation names.
     """
@@ -336,36 +336,36 @@ class NgramEnsemble(nn.Module):
                          self.temperature)
 
 
-def build_network(config: dict[str, Any], n_classes: int) -> nn.Module:
-    """The neural half of a classifier config (the whole classifier when ``ngram_order`` is 0)."""
-    kind = config["model"]
+def build_network(kind: str, n_classes: int, *, hidden: int, tanh: bool, embed: int, layers: int,
+                  bidirectional: bool, dropout: float, ngram_buckets: int, ngram_dim: int) -> nn.Module:
+    """The neural half of a classifier. Every argument is explicit: the values come from one
+    place, the training config stored in the model file, so nothing here can disagree with it.
+    ``tanh`` is the hand-built RNN's; the others are the torch cells'."""
     if kind == "handbuilt":
-        return HandBuiltRNN(N_LETTERS, config["hidden"], n_classes, tanh=config.get("tanh", False))
+        return HandBuiltRNN(N_LETTERS, hidden, n_classes, tanh=tanh)
     if kind in ("rnn", "gru", "lstm"):
-        return RecurrentClassifier(
-            kind,
-            n_classes,
-            hidden_size=config["hidden"],
-            embed_size=config.get("embed", 64),
-            num_layers=config.get("layers", 1),
-            bidirectional=config.get("bidirectional", True),
-            dropout=config.get("dropout", 0.2),
-            ngram_buckets=config.get("ngram_buckets", 0),
-            ngram_dim=config.get("ngram_dim", 64),
-        )
+        return RecurrentClassifier(kind, n_classes, hidden_size=hidden, embed_size=embed, num_layers=layers,
+                                   bidirectional=bidirectional, dropout=dropout, ngram_buckets=ngram_buckets,
+                                   ngram_dim=ngram_dim)
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(CLASSIFIER_KINDS)}")
 
 
-def build_classifier(config: dict[str, Any], n_classes: int) -> nn.Module:
-    """Build a classifier from the ``config`` stored in a model file (see :mod:`.checkpoint`)."""
-    net = build_network(config, n_classes)
-    order = config.get("ngram_order") or 0
+#: The keys of a classifier config that :func:`build_network` reads.
+NETWORK_KEYS = ("hidden", "tanh", "embed", "layers", "bidirectional", "dropout", "ngram_buckets", "ngram_dim")
+
+
+def build_classifier(config: Mapping[str, Any], n_classes: int) -> nn.Module:
+    """The whole classifier for a training config (``TrainConfig.to_dict()``, as stored in a model
+    file): the network, pooled with an unfitted n-gram half of ``ngram_order`` when it is not 0.
+
+    The one place a classifier is assembled, at training and at load, so the two cannot differ.
+    A config missing a key is a ``KeyError`` (the loader reports a damaged file).
+    """
+    net = build_network(config["model"], n_classes, **{k: config[k] for k in NETWORK_KEYS})
+    order = config["ngram_order"] or 0
     if order:
         return NgramEnsemble(net, NgramBayes(n_classes, order, fold_case=False))
     return net
-
-
-LM_CELLS = ("rnn", "gru", "lstm")
 
 
 class CharLM(nn.Module):

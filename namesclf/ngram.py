@@ -5,7 +5,7 @@ generative classifier. It fits in about a second by counting, and it is strong e
 discriminative RNN is weak: each language is modelled on its own, so the 100 Korean names are not
 drowned by 9,000 Russian ones, and on the grouped split it has the best macro-F1 of any single
 model. The default classifier (:class:`.models.NgramEnsemble`) adds its log-posterior to the
-GRU's; each fixes errors of the other (README, "Choosing defaults").
+GRU's; each fixes errors of the other (docs/experiments.md, "Choosing defaults").
 
 Counts are turned into tensors once, so scoring a batch is gathers and arithmetic on the padded
 index batch every classifier takes, ``(T, B)`` plus lengths, with no per-name Python: a dense

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batches import EncodedSplit, predict_log_proba
 from .checkpoint import load_checkpoint
 from .errors import NamesError
 from .models import build_classifier
 from .text import to_ascii
-from .train import EncodedSplit, predict_log_proba
 
 #: Names per forward pass on CPU / on an accelerator (see :meth:`Predictor.proba_ascii`).
 CPU_BATCH = 2048

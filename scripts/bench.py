@@ -66,23 +66,19 @@ from sklearn.svm import LinearSVC
 from torch import nn
 
 from namesclf import generate
+from namesclf.batches import EncodedSplit, predict_log_proba
+from namesclf.config import CLASSIFIER_KINDS, LMConfig, TrainConfig
 from namesclf.data import load_names, single_language, split_names
 from namesclf.files import atomic_write_text, jsonable
-from namesclf.lm import EncodedLM, LMConfig, LMSource, LMTrainResult, masked_nll, train_lm
-from namesclf.models import CLASSIFIER_KINDS, HandBuiltRNN
+from namesclf.lm import EncodedLM, LMSource, masked_nll
+from namesclf.lm_train import LMTrainResult, train_lm
+from namesclf.metrics import classification_scores, single_language_scores
+from namesclf.models import HandBuiltRNN
 from namesclf.ngram import NgramBayes
+from namesclf.pipeline import score_test, stored_figures
 from namesclf.predict import CPU_BATCH, GPU_BATCH, Predictor
 from namesclf.text import MAX_NAME_LENGTH, N_LETTERS, line_to_tensor
-from namesclf.train import (
-    EncodedSplit,
-    TrainConfig,
-    TrainResult,
-    classification_scores,
-    evaluate_split,
-    predict_log_proba,
-    single_language_scores,
-    train_classifier,
-)
+from namesclf.train import TrainResult, train_classifier
 
 # ----------------------------------------------------------------------------- settings
 
@@ -93,7 +89,7 @@ TUTORIAL_LR = 0.005
 BEST_LM_CELL = "gru"
 #: The quality figures of every row (``*_single``: names listed under one language only).
 SCORE_KEYS = ("accuracy", "macro_f1", "accuracy_single", "macro_f1_single")
-#: Issue 7's targets.
+#: The targets this bench checks (docs/benchmarks.md).
 TARGET_SPEEDUP = 15.0
 TARGET_ACCURACY_GAIN = 0.25
 TARGET_PREDICT_PER_S = 50_000
@@ -269,7 +265,7 @@ def row_classifier(bench: Bench, config: TrainConfig, keep_as: str | None = None
         started = time.perf_counter()
         result = train_classifier(bench.train, bench.valid, cfg, progress=False)
         seconds = time.perf_counter() - started
-        test = evaluate_split(result.model, bench.test, result.labels, torch.device(bench.device))
+        test = stored_figures(score_test(result.model, result.labels, bench.test))
         runs.append({"train_seconds": seconds, "epochs": len(result.history), "best_epoch": result.best_epoch,
                      **{k: test[k] for k in SCORE_KEYS}})
         if first is None:
@@ -499,7 +495,7 @@ def select_rows(spec: str | None) -> list[Row]:
 
 
 def check_targets(rows: dict[str, dict[str, Any]], plan: Plan, wall_seconds: float) -> list[dict[str, Any]]:
-    """Issue 7's targets as PASS / FAIL / SKIP (a target whose rows were not run is skipped)."""
+    """The bench targets as PASS / FAIL / SKIP (a target whose rows were not run is skipped)."""
     out: list[dict[str, Any]] = []
 
     def add(name: str, needs: Sequence[str], test: Callable[[], tuple[bool, str]]) -> None:

@@ -7,6 +7,7 @@ Unit tests build their own small files in ``tmp_path``; tests that need the real
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,14 @@ TINY = {
     "Italian": ["Rossi", "Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci",
                 "Marino", "Greco", "Bruno", "Gallo"],
 }
+
+
+def network_config(**values: Any) -> dict[str, Any]:
+    """A complete classifier config (as a model file stores it) for a bare network: ``ngram_order``
+    0 unless given, every other field resolved from :class:`namesclf.config.TrainConfig`."""
+    from namesclf.config import TrainConfig
+
+    return TrainConfig(**{"ngram_order": 0, **values}).resolved().to_dict()
 
 
 def write_names_dir(folder: Path, languages: dict[str, list[str]]) -> Path:
@@ -46,9 +55,10 @@ def real_data() -> Path:
 @pytest.fixture(scope="session")
 def trained_model(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default classifier trained once on the real split (shortened to keep CI fast)."""
+    from namesclf.config import TrainConfig
     from namesclf.data import load_names
-    from namesclf.train import TrainConfig, train_from_data
+    from namesclf.pipeline import train_and_evaluate
 
     out = tmp_path_factory.mktemp("model") / "names.pt"
-    train_from_data(load_names(real_data), TrainConfig(epochs=6, patience=0), out=out, progress=False)
+    train_and_evaluate(load_names(real_data), TrainConfig(epochs=6, patience=0), out=out, progress=False)
     return out

@@ -3,7 +3,7 @@
 A benchmark that only runs by hand rots: a renamed config field or a changed training API
 breaks it silently until the day the numbers are needed. So CI runs it with ``--smoke`` (a few
 tutorial steps, one epoch per model, one repeat) on a made-up 4-language data set, as a
-subprocess exactly as a person would, and checks every row and every key the README promises.
+subprocess exactly as a person would, and checks every row and every key docs/benchmarks.md promises.
 The 4-gram model's smoothing is also checked directly: probabilities that do not sum to one
 would make its nats per character meaningless.
 """
@@ -20,9 +20,7 @@ from types import ModuleType
 
 import pytest
 
-from namesclf.lm import LMConfig
-from namesclf.models import CLASSIFIER_KINDS
-from namesclf.train import TrainConfig
+from namesclf.config import CLASSIFIER_KINDS, LMConfig, TrainConfig
 
 from .conftest import write_names_dir
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from namesclf.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from namesclf.checkpoint import FORMAT_VERSION, classifier_payload, load_checkpoint, save_checkpoint
 from namesclf.cli import cli
+from namesclf.config import TrainConfig
 from namesclf.errors import ModelFileError
 from namesclf.models import build_classifier
 from namesclf.predict import Predictor
-from namesclf.train import TrainConfig, classifier_payload
 
 LABELS = ["Greek", "Italian", "Russian"]
 
@@ -20,8 +20,8 @@ LABELS = ["Greek", "Italian", "Russian"]
 @pytest.fixture
 def model_file(tmp_path: Path) -> Path:
     config = TrainConfig(model="gru", hidden=8).resolved()
-    model = build_classifier(config.__dict__, len(LABELS))
-    return save_checkpoint(tmp_path / "m.pt", classifier_payload(model, config, LABELS, {"split_seed": 0}))
+    model = build_classifier(config.to_dict(), len(LABELS))
+    return save_checkpoint(tmp_path / "m.pt", classifier_payload(model, config.to_dict(), LABELS, {"split_seed": 0}))
 
 
 def test_numpy_scalars_in_metadata_still_load_weights_only(tmp_path: Path) -> None:
@@ -30,9 +30,9 @@ def test_numpy_scalars_in_metadata_still_load_weights_only(tmp_path: Path) -> No
     import numpy as np
 
     config = TrainConfig(model="gru", hidden=8).resolved()
-    model = build_classifier(config.__dict__, len(LABELS))
+    model = build_classifier(config.to_dict(), len(LABELS))
     meta = {"valid": {"accuracy": np.float64(0.5), "n": np.int64(3)}, "grid": [np.float32(0.25)]}
-    path = save_checkpoint(tmp_path / "np.pt", classifier_payload(model, config, LABELS, meta))
+    path = save_checkpoint(tmp_path / "np.pt", classifier_payload(model, config.to_dict(), LABELS, meta))
     loaded = load_checkpoint(path, kind="classifier")["meta"]
     assert loaded["valid"] == {"accuracy": 0.5, "n": 3} and loaded["grid"] == [0.25]
     assert type(loaded["valid"]["accuracy"]) is float and type(loaded["valid"]["n"]) is int

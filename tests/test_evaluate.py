@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from namesclf.checkpoint import load_checkpoint, save_checkpoint
+from namesclf.checkpoint import classifier_payload, load_checkpoint, save_checkpoint
 from namesclf.cli import cli
+from namesclf.config import TrainConfig
 from namesclf.data import load_names
 from namesclf.errors import NamesError
 from namesclf.evaluate import (
@@ -29,9 +30,9 @@ from namesclf.evaluate import (
     write_report,
     write_training_curves,
 )
+from namesclf.metrics import calibration_bins, calibration_scores
 from namesclf.models import build_classifier
 from namesclf.predict import Predictor
-from namesclf.train import TrainConfig, calibration_bins, calibration_scores, classifier_payload
 
 from .conftest import TINY, write_names_dir
 
@@ -222,7 +223,7 @@ def untrained_model(path: Path, labels: list[str]) -> Path:
     """A valid model file without training: enough for the CLI's checks and plumbing."""
     config = TrainConfig(model="gru", hidden=8, embed=8, seed=0).resolved()
     model = build_classifier(asdict(config), len(labels))
-    save_checkpoint(path, classifier_payload(model, config, labels, {"split_seed": 0}))
+    save_checkpoint(path, classifier_payload(model, asdict(config), labels, {"split_seed": 0}))
     return path
 
 

@@ -12,9 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from namesclf.cli import cli
+from namesclf.config import LMConfig
 from namesclf.errors import NamesError
 from namesclf.generate import complete, fidelity, generate_names, load_lm
-from namesclf.lm import LanguageModel, LMConfig, train_lm
+from namesclf.lm import LanguageModel
+from namesclf.lm_train import train_lm
 
 from .conftest import TINY
 

@@ -10,8 +10,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from namesclf.batches import length_bucketed_batches
 from namesclf.checkpoint import load_checkpoint
 from namesclf.cli import cli
+from namesclf.config import LMConfig
 from namesclf.data import load_names, split_names
 from namesclf.errors import ModelFileError, NamesError
 from namesclf.generate import complete, load_lm, next_tokens
@@ -22,7 +24,6 @@ from namesclf.lm import (
     SPECIALS,
     UNK_ID,
     EncodedLM,
-    LMConfig,
     Vocab,
     build_lm,
     evaluate_lm,
@@ -31,8 +32,8 @@ from namesclf.lm import (
     nll_metrics,
     split_text_lines,
     total_nll,
-    train_lm,
 )
+from namesclf.lm_train import language_weights, train_lm
 from namesclf.models import CharLM
 from namesclf.text import ALPHABET
 
@@ -105,7 +106,7 @@ def test_names_source_uses_the_classifiers_grouped_split(tiny_dir: Path) -> None
 def test_masked_loss_of_a_padded_batch_equals_the_unpadded_losses() -> None:
     torch.manual_seed(0)
     vocab = Vocab.build("char", [])
-    model = build_lm({"cell": "rnn", "hidden": 16, "embed": 8, "lang_embed": 4}, len(vocab), 2).eval()
+    model = build_lm(LMConfig(hidden=16, embed=8, lang_embed=4, lang_init=False, dropout=0.0), len(vocab), 2).eval()
     names, langs = ["Ab", "Kowalski", "Li"], [0, 1, 1]
     batch = EncodedLM.build(names, vocab, langs)
     x, y, lang = batch.batch([0, 1, 2], torch.device("cpu"))
@@ -126,7 +127,7 @@ def test_masked_loss_of_a_padded_batch_equals_the_unpadded_losses() -> None:
 
 def test_nats_per_char_of_a_uniform_model_is_log_of_the_choices() -> None:
     vocab = Vocab.build("char", [])
-    model = build_lm({"cell": "rnn", "hidden": 8, "embed": 4}, len(vocab), 0)
+    model = build_lm(LMConfig(hidden=8, embed=4, lang_init=False, dropout=0.0), len(vocab), 0)
     with torch.no_grad():  # zero output layer: uniform over every token except <pad> and <bos>
         model.out.weight.zero_()
         model.out.bias.zero_()
@@ -245,12 +246,11 @@ def test_cli_missing_model_is_one_line_error(tmp_path: Path) -> None:
 def test_balanced_batches_keep_the_epoch_size_and_favour_rare_languages() -> None:
     import numpy as np
 
-    from namesclf.lm import balanced_batches
-
     vocab = Vocab.build("char", [])
     langs = [0] * 90 + [1] * 10
     enc = EncodedLM.build(["Ab"] * 100, vocab, langs)
-    rows = np.concatenate(list(balanced_batches(enc, 16, np.random.default_rng(0), power=1.0)))
+    weights = language_weights(enc, power=1.0)
+    rows = np.concatenate(list(length_bucketed_batches(enc.lengths, 16, np.random.default_rng(0), weights)))
     assert len(rows) == 100
     share_rare = float(np.mean(enc.languages.numpy()[rows] == 1))
     assert 0.35 < share_rare < 0.65  # power 1: about half, against 10% in the data

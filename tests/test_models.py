@@ -1,9 +1,11 @@
 import pytest
 import torch
 
+from namesclf.loop import ManualSGD, make_updater
 from namesclf.models import HandBuiltBackprop, HandBuiltRNN, RecurrentClassifier, build_classifier
 from namesclf.text import N_LETTERS, batch_indices, line_to_tensor
-from namesclf.train import ManualSGD, make_updater
+
+from .conftest import network_config
 
 NAMES = ["Abe", "Li", "Dostoevsky", "O'Neill", "X"]
 
@@ -136,7 +138,7 @@ def test_recurrent_classifier_cells_and_shapes() -> None:
     idx, lengths = batch_indices(NAMES)
     for cell in ("rnn", "gru", "lstm"):
         for bidirectional in (True, False):
-            m = build_classifier({"model": cell, "hidden": 16, "bidirectional": bidirectional}, 4).eval()
+            m = build_classifier(network_config(model=cell, hidden=16, bidirectional=bidirectional), 4).eval()
             out = m(idx, lengths)
             assert out.shape == (len(NAMES), 4)
             assert torch.allclose(out.exp().sum(1), torch.ones(len(NAMES)), atol=1e-5)
@@ -153,7 +155,7 @@ def test_unpadded_batches_skip_packing_with_the_same_numbers(fast_loop_from: int
     torch.manual_seed(0)
     for cell in ("rnn", "gru", "lstm"):
         for bidirectional in (True, False):
-            m = build_classifier({"model": cell, "hidden": 16, "bidirectional": bidirectional}, 4).eval()
+            m = build_classifier(network_config(model=cell, hidden=16, bidirectional=bidirectional), 4).eval()
             idx, lengths = batch_indices(same)
             mixed_idx, mixed_lengths = batch_indices([*same, "Abramovich"])
             with torch.inference_mode():

@@ -11,22 +11,15 @@ import pandas as pd
 import pytest
 import torch
 
+from namesclf.batches import EncodedSplit, predict_log_proba
+from namesclf.config import TrainConfig
+from namesclf.metrics import classification_scores
 from namesclf.models import NgramEnsemble, RecurrentClassifier, build_classifier
 from namesclf.ngram import NgramBayes
 from namesclf.text import ALPHABET, N_LETTERS, batch_indices
-from namesclf.train import (
-    POOL_SHIFTS,
-    POOL_WEIGHTS,
-    EncodedSplit,
-    TrainConfig,
-    choose_pooling,
-    classification_scores,
-    fit_ngram,
-    predict_log_proba,
-    train_classifier,
-)
+from namesclf.train import POOL_SHIFTS, POOL_WEIGHTS, choose_pooling, fit_ngram, train_classifier
 
-from .conftest import TINY
+from .conftest import TINY, network_config
 
 
 def fitted(names: list[str], labels: list[int], n_classes: int, order: int, fold_case: bool = False) -> NgramBayes:
@@ -145,7 +138,7 @@ def test_ensemble_is_the_pooled_formula() -> None:
         scores = net(idx, lengths) + 0.75 * ngram(idx, lengths) - 0.4 * ngram.log_prior
         torch.testing.assert_close(ensemble(idx, lengths), torch.log_softmax(scores / 1.5, dim=1))
     # and it is what build_classifier makes from a config with ngram_order
-    rebuilt = build_classifier({"model": "gru", "hidden": 8, "embed": 8, "ngram_order": 3}, len(TINY))
+    rebuilt = build_classifier(network_config(hidden=8, embed=8, ngram_order=3), len(TINY))
     rebuilt.load_state_dict(ensemble.state_dict())
     with torch.inference_mode():
         torch.testing.assert_close(rebuilt.eval()(idx, lengths), ensemble(idx, lengths))
@@ -159,7 +152,8 @@ def test_choose_pooling_picks_knobs_on_held_out_names_and_calibrates() -> None:
     pick = lambda rows: EncodedSplit(enc.idx[:, rows], enc.lengths[rows], enc.labels[rows])  # noqa: E731
     train = pick([i for i in range(len(names)) if i % 3])
     valid = pick([i for i in range(len(names)) if not i % 3])
-    ngram, info = fit_ngram(train, valid, 3, len(TINY))
+    ngram = NgramBayes(len(TINY), 3)
+    info = fit_ngram(ngram, train, valid)
     assert info["discount"] == pytest.approx(ngram.discount.item())
     assert info["mixture"] == pytest.approx(ngram.mixture.item())
     torch.manual_seed(0)

@@ -32,13 +32,14 @@ NAMES = ["Ivanov", "Tanaka", "Rossi", "Ślusàrski", "O’Brien", "Достое�
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small GRU on three hand-made languages: trains in a few seconds, predicts fast."""
+    from namesclf.config import TrainConfig
     from namesclf.data import load_names
-    from namesclf.train import TrainConfig, train_from_data
+    from namesclf.pipeline import train_and_evaluate
 
     root = tmp_path_factory.mktemp("stream")
     data = write_names_dir(root / "names", TINY)
     out = root / "clf.pt"
-    train_from_data(load_names(data), TrainConfig(epochs=2, hidden=16, patience=0), out=out, progress=False)
+    train_and_evaluate(load_names(data), TrainConfig(epochs=2, hidden=16, patience=0), out=out, progress=False)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Issue 8: bad input, interruption, determinism, and property tests. Nothing the user had is lost."""
+"""Bad input, interruption, determinism, and property tests. Nothing the user had is lost."""
 
 import json
 import os
@@ -23,7 +23,7 @@ from namesclf.models import build_classifier
 from namesclf.predict import Predictor
 from namesclf.text import ALPHABET, MAX_NAME_LENGTH
 
-from .conftest import REPO, write_names_dir
+from .conftest import REPO, network_config, write_names_dir
 
 ALLOWED = set(ALPHABET)
 
@@ -35,7 +35,7 @@ def invoke(*args: str):
 @pytest.fixture(scope="module")
 def small_predictor() -> Predictor:
     torch.manual_seed(0)
-    model = build_classifier({"model": "gru", "hidden": 8}, 3)
+    model = build_classifier(network_config(hidden=8), 3)
     return Predictor(model, ["Greek", "Italian", "Russian"])
 
 
@@ -200,23 +200,22 @@ def test_sigint_before_first_epoch_keeps_the_previous_model(real_data: Path, tmp
 
 
 def test_sizes_below_one_are_refused_with_the_option_name() -> None:
+    from namesclf.config import LMConfig, TrainConfig
     from namesclf.errors import NamesError
-    from namesclf.lm import LMConfig
-    from namesclf.train import TrainConfig
 
     with pytest.raises(NamesError, match=r"^--hidden must be at least 1$"):
         TrainConfig(hidden=0).resolved()
     with pytest.raises(NamesError, match=r"^--batch-size must be at least 1$"):
         TrainConfig(model="handbuilt", batch_size=0).resolved()
     with pytest.raises(NamesError, match=r"^--embed must be at least 1$"):
-        LMConfig(embed=0).check()
+        LMConfig(embed=0).resolved()
     with pytest.raises(NamesError, match=r"^--batch-size must be at least 1$"):
-        LMConfig(batch_size=0).check()
+        LMConfig(batch_size=0).resolved()
 
 
 def test_patience_defaults_per_model_and_refuses_negative() -> None:
+    from namesclf.config import TrainConfig
     from namesclf.errors import NamesError
-    from namesclf.train import TrainConfig
 
     assert TrainConfig(model="handbuilt").resolved().patience == 10
     assert TrainConfig(model="gru").resolved().patience == 5

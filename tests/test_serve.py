@@ -102,19 +102,21 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_clf(tiny_data: Path) -> Path:
     """A small classifier on three hand-made languages (seconds)."""
+    from namesclf.config import TrainConfig
     from namesclf.data import load_names
-    from namesclf.train import TrainConfig, train_from_data
+    from namesclf.pipeline import train_and_evaluate
 
     out = tiny_data.parent / "clf.pt"
     config = TrainConfig(epochs=1, hidden=16, patience=0)
-    train_from_data(load_names(tiny_data), config, out=out, progress=False)
+    train_and_evaluate(load_names(tiny_data), config, out=out, progress=False)
     return out
 
 
 @pytest.fixture(scope="module")
 def tiny_lm(tiny_data: Path) -> Path:
     """A small language model on the same three languages (seconds)."""
-    from namesclf.lm import LMConfig, train_lm
+    from namesclf.config import LMConfig
+    from namesclf.lm_train import train_lm
 
     out = tiny_data.parent / "lm.pt"
     train_lm(tiny_data, LMConfig(epochs=1, hidden=16, embed=8, lang_embed=4, device="cpu"), out=out,

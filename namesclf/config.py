@@ -1,0 +1,169 @@
+"""Every training knob and its default, in one place and without torch.
+
+``names train``'s and ``names lm train``'s options, their ``--help`` defaults and choices, the
+:class:`.classifier.NameClassifier` parameters and the config stored in a model file all come
+from the dataclasses and constants here, so they cannot disagree. The values were chosen by
+measurement (``docs/experiments.md``, "Choosing defaults").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Self
+
+from .errors import NamesError
+
+#: Classifier networks: the tutorial's hand-built RNN and the three torch cells.
+CLASSIFIER_KINDS = ("handbuilt", "rnn", "gru", "lstm")
+#: Language-model cells.
+LM_CELLS = ("rnn", "gru", "lstm")
+#: Language-model tokens: characters, or whitespace-separated words.
+UNITS = ("char", "word")
+#: ``manual`` is the hand-written SGD update; the rest are torch's optimizers.
+OPTIMIZERS = ("manual", "sgd", "adam", "adamw")
+#: ``auto`` takes CUDA when present.
+DEVICES = ("auto", "cpu", "cuda")
+#: Loss weights per language (see :func:`.train.class_weights`).
+CLASS_WEIGHTS = ("none", "sqrt", "balanced")
+#: Highest n-gram order accepted: past 6 the tables grow and held-out names gain nothing.
+MAX_NGRAM_ORDER = 6
+
+#: Per-model defaults for the fields :class:`TrainConfig` leaves ``None``. The hand-built RNN wants
+#: many small manual-SGD steps at a high rate, and more patience because under the cosine decay of
+#: a high rate its best epochs come last; the torch cells train with AdamW and larger batches.
+#: Every model is pooled with the 4-gram half.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "handbuilt": {"hidden": 128, "epochs": 15, "lr": 1.0, "batch_size": 32, "optimizer": "manual", "ngram_order": 4,
+                  "patience": 10},
+    **{kind: {"hidden": 64, "epochs": 15, "lr": 3e-3, "batch_size": 64, "optimizer": "adamw", "ngram_order": 4,
+              "patience": 5}
+       for kind in ("rnn", "gru", "lstm")},
+}
+
+
+def _option(field_name: str) -> str:
+    """A field's CLI option: ``batch_size`` -> ``batch-size``."""
+    return field_name.replace("_", "-")
+
+
+class RunConfig:
+    """What every training config shares: one ``resolved()`` verb that fills defaults and checks
+    every value (messages name the CLI option), and ``from_dict``/``to_dict`` for model files.
+
+    Subclasses are dataclasses; :attr:`AT_LEAST_ONE` names their size and count fields.
+    """
+
+    AT_LEAST_ONE: ClassVar[tuple[str, ...]] = ()
+    #: Fields that must be one of a fixed set: ``{field: choices}``.
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": OPTIMIZERS, "device": DEVICES}
+
+    def defaults(self) -> Mapping[str, Any]:
+        """Values for fields left ``None``; subclasses whose defaults depend on other fields override it."""
+        return {}
+
+    def resolved(self) -> Self:
+        """A checked copy with every ``None`` filled from :meth:`defaults`; a bad value is a :class:`NamesError`."""
+        values = self.to_dict()
+        for name, value in self.defaults().items():
+            if values.get(name) is None:
+                values[name] = value
+        cfg = type(self)(**values)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """The checks every config shares; subclasses add their own and call this."""
+        for name, choices in self.CHOICES.items():
+            value = getattr(self, name, choices[0])
+            if value not in choices:
+                raise NamesError(f"unknown --{_option(name)} {value!r}: use {', '.join(choices)}")
+        for name in self.AT_LEAST_ONE:
+            if getattr(self, name) < 1:
+                raise NamesError(f"--{_option(name)} must be at least 1")
+        if not 0.0 <= getattr(self, "dropout", 0.0) < 1.0:
+            raise NamesError("--dropout must be in [0, 1)")
+        if getattr(self, "lr", 1.0) <= 0:
+            raise NamesError("--lr must be positive")
+        if getattr(self, "weight_decay", 0.0) < 0:
+            raise NamesError("--weight-decay must be 0 or more")
+        if getattr(self, "patience", 0) < 0:
+            raise NamesError("--patience must be 0 (never stop early) or more")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Self:
+        """The config stored in a model file; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """Every knob of ``names train``; ``None`` means the per-model default in :data:`MODEL_DEFAULTS`."""
+
+    AT_LEAST_ONE: ClassVar[tuple[str, ...]] = ("hidden", "embed", "layers", "epochs", "batch_size")
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {**RunConfig.CHOICES, "class_weight": CLASS_WEIGHTS}
+
+    model: str = "gru"
+    hidden: int | None = None
+    embed: int = 64
+    layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.2
+    ngram_buckets: int = 0
+    ngram_dim: int = 64
+    ngram_order: int | None = None
+    refit_ngram: bool = True
+    tanh: bool = True
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    weight_decay: float = 0.0
+    clip: float | None = 1.0
+    class_weight: str = "none"
+    patience: int | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def defaults(self) -> Mapping[str, Any]:
+        if self.model not in CLASSIFIER_KINDS:
+            raise NamesError(f"unknown --model {self.model!r}: use {', '.join(CLASSIFIER_KINDS)}")
+        return MODEL_DEFAULTS[self.model]
+
+    def check(self) -> None:
+        if self.model == "handbuilt" and self.optimizer != "manual":
+            raise NamesError("the hand-built RNN trains with manual SGD only (--optimizer manual)")
+        super().check()
+        if not 0 <= self.ngram_order <= MAX_NGRAM_ORDER:  # type: ignore[operator]
+            raise NamesError(f"--ngram-order must be between 0 (off) and {MAX_NGRAM_ORDER}")
+
+
+@dataclass
+class LMConfig(RunConfig):
+    """Every knob of ``names lm train`` (docs/experiments.md, "Language model")."""
+
+    AT_LEAST_ONE: ClassVar[tuple[str, ...]] = ("hidden", "embed", "layers", "epochs", "batch_size")
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"device": DEVICES, "unit": UNITS, "cell": LM_CELLS}
+
+    unit: str = "char"
+    cell: str = "rnn"
+    hidden: int = 256
+    embed: int = 64
+    lang_embed: int = 32
+    lang_init: bool = True
+    lang_dropout: float = 0.1
+    balance: float = 0.0
+    layers: int = 1
+    dropout: float = 0.1
+    epochs: int = 20
+    lr: float = 3e-3
+    batch_size: int = 64
+    weight_decay: float = 0.01
+    clip: float | None = 1.0
+    patience: int = 5
+    seed: int = 0
+    device: str = "auto"
