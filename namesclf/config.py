@@ -26,6 +26,11 @@ OPTIMIZERS = ("manual", "sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 #: Loss weights per language (see :func:`.train.class_weights`).
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
+#: The grouped split's parts (:func:`.data.split_names`), and what ``--split`` accepts.
+SPLITS = ("train", "valid", "test")
+SPLIT_CHOICES = ("all", *SPLITS)
+#: What ``names predict --input`` writes (:func:`.predict.write_predictions`).
+PREDICTION_FORMATS = ("csv", "jsonl")
 #: Highest n-gram order accepted: past 6 the tables grow and held-out names gain nothing.
 MAX_NGRAM_ORDER = 6
 

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from .config import SPLITS
 from .errors import DataError
 from .text import to_ascii
 
-SPLITS = ("train", "valid", "test")
 #: Files larger than this are refused: a names list is kilobytes, a mistaken path may be gigabytes.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 

@@ -24,7 +24,6 @@ reach 1.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +39,13 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from .data import SPLITS, NamesData, single_language, split_names
+from .config import SPLIT_CHOICES
+from .data import NamesData, single_language, split_names
 from .errors import NamesError
-from .files import atomic_write_text, atomic_write_with, jsonable
+from .files import atomic_write_text, jsonable
 from .metrics import CALIBRATION_BINS, calibration_scores, single_language_scores
+from .plots import plot_confusion, plot_reliability
 
-#: What ``--split`` accepts: the model's own train/valid/test split, or every row.
-SPLIT_CHOICES = ("all", *SPLITS)
 #: How many of the most confused (true, predicted) pairs ``report.txt`` and the CLI list.
 N_CONFUSED = 10
 
@@ -223,22 +222,9 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
     top3 = 1.0 if k >= len(labels) else float(
         top_k_accuracy_score(y_true_idx, proba, k=k, labels=np.arange(len(labels))))
 
-    counts = confusion_matrix(y_true, y_pred, labels=labels)
-    normalized = confusion_matrix(y_true, y_pred, labels=labels, normalize="true")  # zero rows stay 0
-    confusion = pd.DataFrame(counts, index=pd.Index(labels, name="true"),
-                             columns=pd.Index(labels, name="predicted"))
-    confusion_normalized = pd.DataFrame(normalized, index=confusion.index, columns=confusion.columns)
-
+    confusion, confusion_normalized = confusion_frames(y_true, y_pred, labels)
     languages_of = frame.groupby("ascii", sort=False)["language"].agg(lambda s: sorted(set(s)))
-    predictions = frame[["name", "ascii", "language"]].copy()
-    predictions["predicted"] = y_pred
-    predictions["probability"] = proba[np.arange(len(frame)), y_pred_idx]
-    predictions["true_probability"] = proba[np.arange(len(frame)), y_true_idx]
-    predictions["correct"] = y_true == y_pred
-    all_langs = predictions["ascii"].map(languages_of)
-    predictions["correct_any"] = [p in langs for p, langs in zip(y_pred, all_langs, strict=True)]
-    predictions["other_languages"] = [";".join(x for x in langs if x != t)
-                                      for t, langs in zip(y_true, all_langs, strict=True)]
+    predictions = prediction_table(frame, proba, labels, languages_of)
 
     # accuracy_any: one row per distinct folded name (the model's answer is the same for all its
     # pairs); its "true" label is the predicted one when that is among its languages.
@@ -278,6 +264,35 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
     metrics.update({k: v for k, v in ctx.items() if k not in metrics})
     return EvaluationReport(jsonable(metrics), confusion, confusion_normalized, predictions,
                             errors.reset_index(drop=True), confused, text_report, ctx)
+
+
+def confusion_frames(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The confusion matrix as counts and row-normalised (rows: true language, columns: predicted)."""
+    counts = confusion_matrix(y_true, y_pred, labels=labels)
+    normalized = confusion_matrix(y_true, y_pred, labels=labels, normalize="true")  # zero rows stay 0
+    confusion = pd.DataFrame(counts, index=pd.Index(labels, name="true"),
+                             columns=pd.Index(labels, name="predicted"))
+    return confusion, pd.DataFrame(normalized, index=confusion.index, columns=confusion.columns)
+
+
+def prediction_table(frame: pd.DataFrame, proba: np.ndarray, labels: list[str],
+                     languages_of: pd.Series) -> pd.DataFrame:
+    """One row per (name, language) pair: the answer, its probability, the true language's, and
+    whether it is right strictly or under any of the name's languages (``languages_of``)."""
+    y_true = frame["language"].to_numpy(dtype=object)
+    y_true_idx = frame["language"].map({lang: i for i, lang in enumerate(labels)}).to_numpy()
+    y_pred_idx = proba.argmax(axis=1)
+    y_pred = np.asarray(labels, dtype=object)[y_pred_idx]
+    predictions = frame[["name", "ascii", "language"]].copy()
+    predictions["predicted"] = y_pred
+    predictions["probability"] = proba[np.arange(len(frame)), y_pred_idx]
+    predictions["true_probability"] = proba[np.arange(len(frame)), y_true_idx]
+    predictions["correct"] = y_true == y_pred
+    all_langs = predictions["ascii"].map(languages_of)
+    predictions["correct_any"] = [p in langs for p, langs in zip(y_pred, all_langs, strict=True)]
+    predictions["other_languages"] = [";".join(x for x in langs if x != t)
+                                      for t, langs in zip(y_true, all_langs, strict=True)]
+    return predictions
 
 
 def most_confused(confusion: pd.DataFrame, n: int = N_CONFUSED) -> list[dict[str, Any]]:
@@ -359,152 +374,6 @@ def write_report(report: EvaluationReport, out_dir: str | Path, title: str | Non
     return written
 
 
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend: reports are written on servers with no display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_confusion(report: EvaluationReport, path: str | Path, title: str | None = None) -> Path:
-    """Heatmap of the row-normalised confusion matrix, one readable cell per (true, predicted) pair.
-
-    Rows are normalised so a rare language reads as clearly as a common one; its support is in its
-    row label. Cells under 0.01 stay blank, which keeps an 18 x 18 matrix legible.
-    """
-    plt = _pyplot()
-    norm = report.confusion_normalized
-    labels = list(norm.columns)
-    n = len(labels)
-    support = report.confusion.sum(axis=1)
-    m = report.metrics
-    width, height = max(8.0, 2.0 + 0.6 * n), max(7.0, 1.5 + 0.5 * n)
-    fig, ax = plt.subplots(figsize=(width, height), dpi=120)
-    try:
-        image = ax.imshow(norm.to_numpy(), cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="share of the true language's names")
-        font = 10 if n <= 12 else 8 if n <= 20 else 6
-        values = norm.to_numpy()
-        for i in range(n):
-            for j in range(n):
-                v = values[i, j]
-                if v >= 0.01:
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=font,
-                            color="white" if v > 0.55 else "black")
-        ax.set_xticks(range(n), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=font + 1)
-        ax.set_yticks(range(n), [f"{lang} ({int(support[lang]):,})" for lang in labels], fontsize=font + 1)
-        ax.set_xlabel("predicted language")
-        ax.set_ylabel("true language (number of pairs)")
-        heading = title or _title(report.context)
-        ax.set_title(f"{heading}\naccuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
-                     f"accuracy_any {m['accuracy_any']:.3f}  n = {m['n']:,}  (rows normalised)", fontsize=11)
-        fig.tight_layout()
-        return atomic_write_with(path, lambda handle: fig.savefig(handle, format="png"))
-    finally:
-        plt.close(fig)
-
-
-def plot_reliability(report: EvaluationReport, path: str | Path, title: str | None = None) -> Path:
-    """Reliability diagram: in each confidence bin, how often the top answer was right.
-
-    A calibrated model's points sit on the diagonal (answers given with 0.8 are right 80% of
-    the time); below it the model is over-confident. The bars underneath say how many pairs each
-    bin holds, so a wild point on three pairs is not mistaken for a trend.
-    """
-    plt = _pyplot()
-    m = report.metrics
-    bins = m["calibration"]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 7.5), dpi=120, sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1]})
-    try:
-        centres = [(b["low"] + b["high"]) / 2 for b in bins]
-        width = 1.0 / CALIBRATION_BINS
-        top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
-        top.bar(centres, [b["accuracy"] for b in bins], width=width * 0.9, color="tab:blue", alpha=0.35,
-                edgecolor="tab:blue", label="accuracy in the bin")
-        top.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color="tab:red",
-                 label="(mean confidence, accuracy)")
-        top.set_xlim(0, 1)
-        top.set_ylim(0, 1)
-        top.set_ylabel("accuracy of the top answer")
-        top.grid(alpha=0.3)
-        top.legend(loc="upper left")
-        heading = title or _title(report.context, "Reliability")
-        top.set_title(f"{heading}\nECE {m['ece']:.3f}  log-loss {m['log_loss']:.3f}  n = {m['n']:,}", fontsize=11)
-        bottom.bar(centres, [b["n"] for b in bins], width=width * 0.9, color="tab:grey")
-        bottom.set_xlabel("confidence of the top answer (its probability)")
-        bottom.set_ylabel("pairs")
-        bottom.grid(alpha=0.3)
-        fig.tight_layout()
-        return atomic_write_with(path, lambda handle: fig.savefig(handle, format="png"))
-    finally:
-        plt.close(fig)
-
-
-def _title(context: Mapping[str, Any], what: str = "Confusion matrix") -> str:
-    model = Path(str(context["model"])).name if context.get("model") else "model"
-    split = context.get("split")
-    data = context.get("data")
-    parts = [f"{what}: {model}"]
-    if data:
-        parts.append(f"on {data if len(str(data)) <= 40 else Path(str(data)).name}")
-    if split and split != "all":
-        parts.append(f"({split} split)")
-    return " ".join(parts)
-
-
-def write_training_curves(history: Sequence[Mapping[str, float]], out_dir: str | Path,
-                          best_epoch: int | None = None) -> list[Path]:
-    """``training.csv`` (one row per epoch) and ``training.png`` (losses; validation scores).
-
-    The curves show what a single test figure cannot: whether the model was still improving when
-    training stopped, and where validation loss turned up (over-fitting) while macro-F1 kept rising.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(list(history))
-    written = [atomic_write_text(out / "training.csv", _csv(frame))]
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
-    try:
-        marker = "o" if len(frame) <= 30 else None
-        epochs = frame["epoch"] if "epoch" in frame else pd.Series(range(1, len(frame) + 1))
-        for ax, columns, ylabel in (
-            (left, (("train_loss", "train loss"), ("valid_loss", "valid loss")), "loss (NLL)"),
-            (right, (("valid_accuracy", "valid accuracy"), ("valid_macro_f1", "valid macro-F1")), "score"),
-        ):
-            for column, label in columns:
-                if column in frame and frame[column].notna().any():
-                    ax.plot(epochs, frame[column], marker=marker, label=label)
-            if best_epoch:
-                ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1,
-                           label=f"best epoch {best_epoch}")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(ylabel)
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend()
-        left.set_title("loss")
-        right.set_title("validation")
-        if len(frame):
-            left.set_xticks(_epoch_ticks(len(frame), epochs))
-            right.set_xticks(_epoch_ticks(len(frame), epochs))
-        fig.tight_layout()
-        written.append(atomic_write_with(out / "training.png",
-                                         lambda handle: fig.savefig(handle, format="png")))
-    finally:
-        plt.close(fig)
-    return written
-
-
-def _epoch_ticks(n: int, epochs: pd.Series) -> list[int]:
-    step = max(1, math.ceil(n / 15))
-    return [int(e) for e in epochs.iloc[::step]]
-
-
 __all__ = [
     "REPORT_FILES",
     "SPLIT_CHOICES",
@@ -515,10 +384,7 @@ __all__ = [
     "evaluate_data",
     "format_pair",
     "most_confused",
-    "plot_confusion",
-    "plot_reliability",
     "select_split",
     "training_report_dir",
     "write_report",
-    "write_training_curves",
 ]

@@ -17,9 +17,10 @@ import pandas as pd
 from torch import nn
 
 from .checkpoint import classifier_payload, load_checkpoint, save_checkpoint
-from .config import TrainConfig
-from .data import SPLITS, NamesData, split_names
-from .evaluate import EvaluationReport, evaluate, training_report_dir, write_report, write_training_curves
+from .config import SPLITS, TrainConfig
+from .data import NamesData, split_names
+from .evaluate import EvaluationReport, evaluate, training_report_dir, write_report
+from .plots import write_training_curves
 from .predict import Predictor
 from .train import TrainResult, train_classifier
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any, TextIO
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .batches import EncodedSplit, predict_log_proba
 from .checkpoint import load_checkpoint
+from .config import PREDICTION_FORMATS
 from .errors import NamesError
 from .models import build_classifier
 from .text import to_ascii
@@ -102,6 +108,41 @@ class Predictor:
         it = iter(names)
         while batch := list(islice(it, batch_size)):
             yield from self.top_k(batch, k, strict=False)
+
+
+def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k: int = 3, fmt: str = "csv",
+                      batch_size: int = 4096, progress: bool | None = None) -> int:
+    """Stream the top-``k`` of every line to ``out`` as CSV or JSON lines; return how many lines had
+    no letters (they are written with empty languages, so output rows match input lines).
+
+    CSV columns: ``name, language, probability, language_2, probability_2, ...``. Memory stays
+    bounded by ``batch_size`` names whatever the input's length. ``progress=None`` shows a bar on
+    stderr only when it is a terminal. Input that is not UTF-8 is a :class:`NamesError`.
+    """
+    k = min(k, len(predictor.labels))
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if fmt not in PREDICTION_FORMATS:
+        raise NamesError(f"unknown format {fmt!r}: use {', '.join(PREDICTION_FORMATS)}")
+    if writer is not None:
+        writer.writerow(["name", "language", "probability",
+                         *(col for i in range(2, k + 1) for col in (f"language_{i}", f"probability_{i}"))])
+    skipped = 0
+    try:
+        with tqdm(desc="predict", unit=" names", disable=None if progress is None else not progress,
+                  file=sys.stderr) as bar:
+            for pred in predictor.stream(lines, k, batch_size):
+                bar.update(1)
+                skipped += not pred.languages
+                if writer is not None:
+                    row: list[Any] = [pred.name]
+                    for lang, p in pred.languages:
+                        row += [lang, f"{p:.6f}"]
+                    writer.writerow(row + [""] * (1 + 2 * k - len(row)))
+                else:
+                    out.write(json.dumps(pred.to_dict(), ensure_ascii=False) + "\n")
+    except UnicodeDecodeError as exc:
+        raise NamesError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    return skipped
 
 
 #: Raw input beyond this many characters is ignored: no surname is longer, and folding a

@@ -179,6 +179,30 @@ def _summarise(errors: list[dict[str, Any]]) -> str:
     return f"{where}: {message}" if where else message
 
 
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error answers ``{"error": "one line"}``: user errors 422, HTTP errors their own code,
+    and a bug 500 with the traceback in the server log, never in the answer."""
+
+    @app.exception_handler(NamesError)
+    async def names_error(_: Request, exc: NamesError) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Drop the echoed inputs: a 10,001-name list would otherwise come straight back.
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+        return _error(422, _summarise(errors), detail=jsonable_encoder(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug: keep the answer JSON
+        log.exception("unhandled error", exc_info=exc)
+        return _error(500, "internal error (a bug in namesclf; the server log has the traceback)")
+
+
 def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None = None,
                lm_path: str | None = None) -> FastAPI:
     """The API around an already loaded classifier (and optionally a language model).
@@ -199,24 +223,7 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 
-    @app.exception_handler(NamesError)
-    async def names_error(_: Request, exc: NamesError) -> JSONResponse:
-        return _error(422, str(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # Drop the echoed inputs: a 10,001-name list would otherwise come straight back.
-        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
-        return _error(422, _summarise(errors), detail=jsonable_encoder(errors))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug: keep the answer JSON
-        log.exception("unhandled error", exc_info=exc)
-        return _error(500, "internal error (a bug in namesclf; the server log has the traceback)")
+    _install_error_handlers(app)
 
     def check_k(k: int) -> None:
         if not 1 <= k <= n_languages:

@@ -25,7 +25,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.svm import LinearSVC
 
-from namesclf.data import SPLITS, load_names, split_names
+from namesclf.config import SPLITS
+from namesclf.data import load_names, split_names
 from namesclf.evaluate import evaluate
 
 FIGURES = ("accuracy", "macro_f1", "accuracy_single", "macro_f1_single", "accuracy_any")

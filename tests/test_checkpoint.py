@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from namesclf.checkpoint import FORMAT_VERSION, classifier_payload, load_checkpoint, save_checkpoint
 from namesclf.cli import cli
 from namesclf.config import TrainConfig
-from namesclf.errors import ModelFileError
+from namesclf.errors import ModelFileError, NamesError
 from namesclf.models import build_classifier
 from namesclf.predict import Predictor
 
@@ -119,3 +119,14 @@ def test_failed_save_leaves_the_old_file(model_file: Path) -> None:
         save_checkpoint(model_file, {"kind": "classifier", "x": Boom()})
     assert model_file.read_bytes() == before
     assert [p.name for p in model_file.parent.iterdir()] == ["m.pt"]  # no temp file left behind
+
+
+def test_a_config_missing_a_network_key_is_a_damaged_file(tmp_path: Path) -> None:
+    """The model is rebuilt from its stored config alone; no key is guessed with a default that could
+    disagree with the one it was trained with."""
+    config = TrainConfig(model="gru", hidden=8).resolved().to_dict()
+    model = build_classifier(config, len(LABELS))
+    del config["embed"]
+    path = save_checkpoint(tmp_path / "m.pt", classifier_payload(model, config, LABELS, {}))
+    with pytest.raises(NamesError, match="model file is damaged: 'embed'"):
+        Predictor.from_payload(load_checkpoint(path, kind="classifier"))

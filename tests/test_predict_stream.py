@@ -21,7 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from namesclf.cli import cli
-from namesclf.predict import Predictor
+from namesclf.errors import NamesError
+from namesclf.predict import Predictor, write_predictions
 
 from .conftest import TINY, write_names_dir
 
@@ -211,3 +212,17 @@ def test_peak_memory_does_not_grow_with_the_number_of_names(tiny_model: Path, tm
     small, large = peak_kb(20_000), peak_kb(120_000)
     # 100,000 more Prediction objects and CSV rows held in memory would be well over 40 MB.
     assert large - small < 25_000, (small, large)
+
+
+def test_write_predictions_is_a_library_call(predictor: Predictor) -> None:
+    """What `names predict --input` does, callable from Python: one row per input line, in order."""
+    out = io.StringIO()
+    skipped = write_predictions(predictor, ["Ivanov", "123", "Tanaka"], out, k=2, fmt="csv", progress=False)
+    rows = list(csv.reader(io.StringIO(out.getvalue())))
+    assert skipped == 1
+    assert rows[0] == ["name", "language", "probability", "language_2", "probability_2"]
+    assert [r[0] for r in rows[1:]] == ["Ivanov", "123", "Tanaka"] and rows[2][1:] == ["", "", "", ""]
+    top = predictor.top_k(["Ivanov"], 2)[0].languages
+    assert rows[1][1] == top[0][0] and float(rows[1][2]) == pytest.approx(top[0][1], abs=1e-6)
+    with pytest.raises(NamesError, match="unknown format"):
+        write_predictions(predictor, ["Ivanov"], io.StringIO(), fmt="xml")

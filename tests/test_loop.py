@@ -1,0 +1,137 @@
+"""The one training loop: best state kept and restored, early stopping, Ctrl-C, and the batching
+every model shares. Both the classifier and the language model run through these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from namesclf.batches import length_bucketed_batches
+from namesclf.checkpoint import load_checkpoint
+from namesclf.config import LMConfig
+from namesclf.errors import TrainingInterrupted
+from namesclf.files import refuse_overwrite
+from namesclf.loop import fit, make_updater
+from namesclf.pipeline import resume_config
+
+# A scripted run: the validation score of each epoch, and the epoch (if any) whose training is cut by Ctrl-C.
+SCORES = [0.2, 0.5, 0.4, 0.7, 0.6, 0.65]
+
+
+def scripted_fit(scores: list[float], interrupt_at: int | None = None, patience: int = 0, on_best=None):
+    """Train a one-weight model whose weight records the epoch, with validation scores from ``scores``."""
+    model = nn.Linear(1, 1, bias=False)
+    epoch_seen = {"n": 0}
+
+    def batches(epoch: int):
+        epoch_seen["n"] = epoch
+        if epoch == interrupt_at:
+            raise KeyboardInterrupt
+        yield torch.ones(1, 1)
+
+    def loss_fn(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return (m(x) * 0).sum()
+
+    def validate(m: nn.Module) -> dict[str, float]:
+        with torch.no_grad():
+            m.weight.fill_(epoch_seen["n"])  # the state *is* the epoch: restoring is visible
+        return {"score": scores[epoch_seen["n"] - 1]}
+
+    result = fit(model, make_updater("sgd", model.parameters(), 0.1), batches, loss_fn, validate,
+                 epochs=len(scores), score="score", higher_is_better=True, patience=patience, lr=0.1, clip=None,
+                 steps_per_epoch=1, on_best=on_best, progress=False)
+    return result, model
+
+
+def test_the_best_epoch_is_restored_and_every_epoch_is_in_the_history() -> None:
+    saved = []
+    result, model = scripted_fit(SCORES, on_best=lambda epoch, metrics, hist: saved.append(epoch))
+    assert result.best_epoch == 4 and result.best_score == 0.7
+    assert [int(h["epoch"]) for h in result.history] == [1, 2, 3, 4, 5, 6]
+    assert saved == [1, 2, 4]  # on_best at each new best only
+    assert model.weight.item() == 4.0  # the kept state is epoch 4's, not the last epoch's
+    assert result.best["score"] == 0.7 and not result.interrupted
+
+
+def test_patience_stops_early() -> None:
+    result, _ = scripted_fit(SCORES, patience=1)
+    assert result.stopped_early and [int(h["epoch"]) for h in result.history] == [1, 2, 3]
+
+
+def test_ctrl_c_keeps_the_best_epoch_and_the_history() -> None:
+    result, model = scripted_fit(SCORES, interrupt_at=4)
+    assert result.interrupted and result.best_epoch == 2
+    assert [int(h["epoch"]) for h in result.history] == [1, 2, 3]  # every finished epoch, not only to the best
+    assert model.weight.item() == 2.0
+
+
+def test_ctrl_c_before_the_first_epoch_ends_is_a_clear_error() -> None:
+    with pytest.raises(TrainingInterrupted, match="before the first epoch ended") as info:
+        scripted_fit(SCORES, interrupt_at=1)
+    assert not info.value.saved
+
+
+def test_the_language_model_keeps_its_history_on_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LM goes through the same loop: Ctrl-C in epoch 3 keeps epochs 1-2, their best, and the file."""
+    import namesclf.lm_train as lm_train
+
+    source = tmp_path / "lines.txt"
+    source.write_text("\n".join(f"line number {i}" for i in range(40)) + "\n")
+    calls = {"n": 0}
+    real = lm_train.masked_nll
+    steps_per_epoch = 2  # 36 training lines, batches of 20
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2 * steps_per_epoch:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm_train, "masked_nll", interrupting)
+    out = tmp_path / "lm.pt"
+    result = lm_train.train_lm(source, LMConfig(epochs=5, batch_size=20, hidden=8, embed=4, device="cpu",
+                                                patience=0), out=out, progress=False)
+    assert result.interrupted and [int(h["epoch"]) for h in result.history] == [1, 2]
+    assert result.best_epoch in (1, 2)
+    assert load_checkpoint(out, kind="lm")["meta"]["best_epoch"] == result.best_epoch
+
+
+def test_batches_without_weights_see_every_row_once_sorted_by_length_within_chunks() -> None:
+    lengths = torch.tensor(np.random.default_rng(1).integers(1, 12, size=500))
+    batches = list(length_bucketed_batches(lengths, 8, np.random.default_rng(0)))
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(500))
+    assert all(np.all(np.diff(lengths[b].numpy()) >= 0) for b in batches)  # each batch length-sorted
+    again = np.concatenate(list(length_bucketed_batches(lengths, 8, np.random.default_rng(0))))
+    assert np.array_equal(rows, again)  # seeded
+
+
+def test_weighted_batches_draw_rows_in_proportion_to_their_weight() -> None:
+    lengths = torch.ones(1000, dtype=torch.long)
+    weights = np.where(np.arange(1000) < 100, 9.0, 1.0)  # the first 100 rows weigh 9 times more
+    rows = np.concatenate(list(length_bucketed_batches(lengths, 50, np.random.default_rng(0), weights)))
+    assert len(rows) == 1000
+    assert 0.45 < np.mean(rows < 100) < 0.55  # 100 * 9 / (100 * 9 + 900) = 0.5
+
+
+def test_overwrite_needs_force_and_resume_takes_the_stored_config(tmp_path: Path, tiny_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from namesclf.cli import cli
+
+    out = tmp_path / "m.pt"
+    refuse_overwrite(out, force=False)  # nothing there: fine
+    result = CliRunner().invoke(cli, ["train", str(tiny_dir), "--out", str(out), "--epochs", "1", "--hidden", "8",
+                                      "--lr", "0.01", "-q"])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(Exception, match=r"exists: pass --force to overwrite it, --resume to continue it"):
+        refuse_overwrite(out, force=False)
+    refuse_overwrite(out, force=True)
+    config, previous = resume_config(out, epochs=3, device="cpu")
+    assert (config.epochs, config.device, config.hidden, config.lr) == (3, "cpu", 8, 0.01)
+    assert previous["meta"]["resume"]["epoch"] == 1
+    assert resume_config(out)[0].epochs == 1  # no --epochs: the stored count
