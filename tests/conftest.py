@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny hand-made data sets, and one real-data model trained once per session.
+"""Shared fixtures: tiny hand-made data sets, and one real-data model trained once per test run.
 
 Unit tests build their own small files in ``tmp_path``; tests that need the real surname set use
 ``data/names`` (``.ci/run`` copies it there) and are skipped with a reason when it is absent.
