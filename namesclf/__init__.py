@@ -6,7 +6,7 @@
 
 Classification: :class:`NameClassifier` (a scikit-learn estimator) and :func:`load_model`.
 Next-token tasks: :class:`CharLM`, :func:`load_lm`, :func:`generate_names`, :func:`complete`,
-:func:`next_tokens`.
+:func:`next_tokens`. Tables: :func:`predict_frame`.
 
 The names are imported on first use (PEP 562), so ``import namesclf.predict`` loads what
 prediction needs and nothing of training.
@@ -29,6 +29,7 @@ _EXPORTS = {
     "load_lm": "generate",
     "load_model": "classifier",
     "next_tokens": "generate",
+    "predict_frame": "frame",
     "to_ascii": "text",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -18,6 +18,7 @@ from .checkpoint import classifier_payload, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import split_names
 from .errors import NamesError
+from .openset import ABSTAIN_RATE
 from .predict import Prediction, Predictor
 from .text import to_ascii
 
@@ -76,6 +77,10 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         Share of the distinct names held out (grouped by folded name) to choose the epoch.
     progress : bool, default=False
         Show progress bars and per-epoch lines.
+    abstain : bool, default=False
+        :meth:`predict` answers ``"unknown"`` for names that fit none of the known languages.
+    abstain_rate : float, default=0.05
+        The share of names from known languages that may be wrongly abstained on.
 
     Attributes
     ----------
@@ -101,7 +106,8 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
                  optimizer: str | None = _D.optimizer, weight_decay: float = _D.weight_decay,
                  clip: float | None = _D.clip, class_weight: str = _D.class_weight,
                  patience: int | None = _D.patience, seed: int = _D.seed, device: str = "cpu",
-                 valid_fraction: float = 0.1, progress: bool = False) -> None:
+                 valid_fraction: float = 0.1, progress: bool = False, abstain: bool = False,
+                 abstain_rate: float = ABSTAIN_RATE) -> None:
         self.model = model
         self.hidden = hidden
         self.embed = embed
@@ -125,6 +131,8 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.valid_fraction = valid_fraction
         self.progress = progress
+        self.abstain = abstain
+        self.abstain_rate = abstain_rate
 
     def _config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.get_params())
@@ -143,7 +151,8 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
                                   progress=self.progress)
         device = next(result.model.parameters()).device
         self.predictor_ = Predictor(result.model, result.labels, device,
-                                    meta={"history": result.history, "valid": result.valid},
+                                    meta={"history": result.history, "valid": result.valid,
+                                          "calibration": result.calibration},
                                     config=result.config.to_dict())
         self.classes_ = np.array(result.labels)
         return self
@@ -158,9 +167,19 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         return self._check().predict_proba(list(X))
 
     def predict(self, X: Sequence[str]) -> np.ndarray:
-        """The most probable language of each name."""
-        proba = self.predict_proba(X)  # checks fitted first
-        return self.classes_[proba.argmax(axis=1)]
+        """The most probable language of each name (``"unknown"`` where ``abstain`` says none fits)."""
+        if not self.abstain:
+            proba = self.predict_proba(X)  # checks fitted first
+            return self.classes_[proba.argmax(axis=1)]
+        answers = self._check().predict(list(X), 1, abstain=True, abstain_rate=self.abstain_rate, surname_only=True)
+        return np.array([p.answer for p in answers], dtype=object)
+
+    def predict_set(self, X: Sequence[str], coverage: float = 0.9, per_language: bool = True) -> list[list[str]]:
+        """For each name, the smallest set of languages that holds the true one with probability
+        ``coverage`` (split-conformal, calibrated on the validation names; per language unless
+        ``per_language=False``)."""
+        answers = self._check().predict(list(X), 1, coverage=coverage, per_language=per_language, surname_only=True)
+        return [p.prediction_set or [] for p in answers]
 
     def top_k(self, X: Sequence[str], k: int = 3) -> list[Prediction]:
         """The ``k`` most probable languages of each name, with probabilities."""

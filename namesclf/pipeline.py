@@ -107,7 +107,8 @@ def train_and_evaluate(
     run.report = score_test(result.model, result.labels, parts["test"],
                             {k: v for k, v in context.items() if v is not None})
     meta.update({"history": result.history, "best_epoch": result.best_epoch, "valid": result.valid,
-                 "pooling": result.pooling, "test": run.test, "train_seconds": result.seconds,
+                 "pooling": result.pooling, "calibration": result.calibration, "test": run.test,
+                 "train_seconds": result.seconds,
                  "interrupted": False,
                  "resume": {"epoch": len(result.history) and int(result.history[-1]["epoch"]),
                             "best_score": result.valid.get("valid_macro_f1")}})

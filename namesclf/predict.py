@@ -1,4 +1,11 @@
-"""Top-k prediction with probabilities, for one name or a million (streamed in batches)."""
+"""Top-k prediction with probabilities, for one name or a million (streamed in batches).
+
+Beyond the top languages, a prediction can carry what the model file's calibration allows
+(:mod:`.calibrate`): a set of languages with guaranteed coverage (:mod:`.conformal`), "none of
+these" when the name fits no known language (:mod:`.openset`), and probabilities for another
+population's language mix (:mod:`.priors`). Full names are cut to their surname first
+(:mod:`.fullnames`).
+"""
 
 from __future__ import annotations
 
@@ -18,8 +25,12 @@ from tqdm.auto import tqdm
 from .batches import EncodedSplit, predict_log_proba
 from .checkpoint import load_checkpoint
 from .config import PREDICTION_FORMATS
+from .conformal import ConformalCalibration, ConformalSets
 from .errors import NamesError
-from .models import build_classifier
+from .fullnames import parse_name
+from .models import NgramEnsemble, build_classifier
+from .openset import ABSTAIN_RATE, OpenSet
+from .priors import resolve_prior, reweight, train_prior
 from .text import to_ascii
 
 #: Names per forward pass on CPU / on an accelerator (see :meth:`Predictor.proba_ascii`).
@@ -27,17 +38,57 @@ CPU_BATCH = 2048
 GPU_BATCH = 4096
 
 
+#: What an abstained prediction shows in place of a language.
+UNKNOWN = "unknown"
+
+
 @dataclass
 class Prediction:
-    """One name's answer: the input, its folded form, and the top languages with probabilities."""
+    """One name's answer: the input, its folded form, and the top languages with probabilities.
+
+    The optional fields are set when asked for: ``surname`` (the part of a full name that was
+    classified), ``abstained`` and ``novelty`` (``abstain=True``), ``prediction_set``
+    (``coverage=...``).
+    """
 
     name: str
     ascii: str
     languages: list[tuple[str, float]]
+    surname: str | None = None
+    abstained: bool | None = None
+    novelty: float | None = None
+    prediction_set: list[str] | None = None
+
+    @property
+    def answer(self) -> str | None:
+        """The top language, :data:`UNKNOWN` when abstained, None when the name had no letters."""
+        if self.abstained:
+            return UNKNOWN
+        return self.languages[0][0] if self.languages else None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "ascii": self.ascii,
-                "predictions": [{"language": lang, "probability": p} for lang, p in self.languages]}
+        out: dict[str, Any] = {"name": self.name, "ascii": self.ascii,
+                               "predictions": [{"language": lang, "probability": p} for lang, p in self.languages]}
+        if self.surname is not None:
+            out["surname"] = self.surname
+        if self.abstained is not None:
+            out.update({"abstained": self.abstained, "novelty": self.novelty, "answer": self.answer})
+        if self.prediction_set is not None:
+            out["prediction_set"] = self.prediction_set
+        return out
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a prediction should carry besides the top ``k`` (see :meth:`Predictor.predict`)."""
+
+    k: int = 3
+    coverage: float | None = None
+    per_language: bool = True
+    prior: str | dict[str, float] | None = None
+    abstain: bool = False
+    abstain_rate: float = ABSTAIN_RATE
+    surname_only: bool = False
 
 
 class Predictor:
@@ -50,6 +101,7 @@ class Predictor:
         self.device = torch.device(device)
         self.meta = meta or {}
         self.config = config or {}
+        self._cache: dict[Any, Any] = {}  # calibration read from ``meta`` on first use
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> Predictor:
@@ -85,59 +137,179 @@ class Predictor:
         """Probabilities for raw names; a name with no letters after folding is a :class:`NamesError`."""
         return self.proba_ascii([fold_or_raise(n) for n in names])
 
-    def top_k(self, names: Sequence[str], k: int = 3, strict: bool = True) -> list[Prediction]:
-        """Top-``k`` per name, in input order. With ``strict=False`` an unreadable name gets no languages."""
-        if k < 1:
+    # ------------------------------------------------------------------ calibration from the model file
+
+    def _calibration(self, key: str) -> Any:
+        values = (self.meta.get("calibration") or {}).get(key)
+        if values is None:
+            what = {"conformal": "prediction sets (--coverage)", "openset": "abstention (--abstain)",
+                    "label_counts": "population priors (--prior)"}[key]
+            raise NamesError(f"this model file has no calibration for {what}: train it again with this version "
+                             "of namesclf, on data with validation names (and, to abstain, an n-gram half)")
+        return values
+
+    def conformal(self, coverage: float, per_language: bool = True) -> ConformalSets:
+        """The set thresholds for ``coverage`` from the validation names' scores."""
+        key = ("conformal", coverage, per_language)
+        if key not in self._cache:
+            calibration = ConformalCalibration.from_dict(self._calibration("conformal"), len(self.labels))
+            self._cache[key] = calibration.at(coverage, per_language)
+        return self._cache[key]
+
+    @property
+    def open_set(self) -> OpenSet:
+        if "openset" not in self._cache:
+            if not isinstance(self.model, NgramEnsemble):
+                raise NamesError("abstention needs the n-gram half (this model was trained with --ngram-order 0)")
+            self._cache["openset"] = OpenSet.from_dict(self._calibration("openset"))
+        return self._cache["openset"]
+
+    @property
+    def trained_on(self) -> np.ndarray:
+        """The training names' language mix (add-one smoothed): what priors are taken against."""
+        return train_prior(self._calibration("label_counts"))
+
+    @torch.inference_mode()
+    def novelty_ascii(self, folded: Sequence[str], batch_size: int = 4096) -> np.ndarray:
+        """The novelty score of already-folded names (higher: less like any known language)."""
+        open_set = self.open_set
+        assert isinstance(self.model, NgramEnsemble)
+        encoded = EncodedSplit.from_names(folded)
+        order = torch.argsort(encoded.lengths, stable=True)
+        out = np.empty(len(folded))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            idx, lengths, _ = encoded.batch(rows.numpy(), self.device)
+            out[rows.numpy()] = open_set.scores(self.model.ngram, idx, lengths)
+        return out
+
+    # ------------------------------------------------------------------ answers
+
+    def predict(self, names: Sequence[str], k: int = 3, *, coverage: float | None = None, per_language: bool = True,
+                prior: str | dict[str, float] | None = None, abstain: bool = False,
+                abstain_rate: float = ABSTAIN_RATE, surname_only: bool = False, strict: bool = True
+                ) -> list[Prediction]:
+        """The answer for each name, in input order.
+
+        ``k`` top languages with probabilities; ``coverage`` adds the smallest set of languages
+        that holds the true one with that probability (per-language calibration unless
+        ``per_language=False``); ``prior`` (``"train"``, ``"uniform"``, a file, or a mapping)
+        re-weighs the probabilities for another population; ``abstain`` flags names that fit
+        no known language (at most ``abstain_rate`` of in-set names wrongly); a full name is cut
+        to its surname unless ``surname_only``. With ``strict=False`` a name without letters gets
+        an empty answer instead of an error.
+        """
+        return self.predict_with(names, Options(k, coverage, per_language, prior, abstain, abstain_rate,
+                                                surname_only), strict=strict)
+
+    def predict_with(self, names: Sequence[str], options: Options, strict: bool = True) -> list[Prediction]:
+        """:meth:`predict` with its options in one object (what streams and tables pass around)."""
+        if options.k < 1:
             raise NamesError("k must be at least 1")
-        k = min(k, len(self.labels))
-        folded = [fold_or_raise(n) if strict else fold(n) for n in names]
+        k = min(options.k, len(self.labels))
+        prior = resolve_prior(options.prior, self.labels)
+        sets = None if options.coverage is None else self.conformal(options.coverage, options.per_language)
+        threshold = self.open_set.threshold(options.abstain_rate) if options.abstain else None
+        parsed = list(names) if options.surname_only else [_surname(n) for n in names]
+        folded = [fold_or_raise(p) if strict else fold(p) for p in parsed]
+        results = [Prediction(n, f, [], surname=p if p != n else None)
+                   for n, p, f in zip(names, parsed, folded, strict=True)]
         ok = [i for i, f in enumerate(folded) if f]
-        proba = self.proba_ascii([folded[i] for i in ok])
-        results = [Prediction(n, f, []) for n, f in zip(names, folded, strict=True)]
-        if len(ok):
-            # Vectorised: one argsort and two .tolist() calls instead of numpy scalar reads per cell.
-            top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-            top_p = np.take_along_axis(proba, top, axis=1).tolist()
-            labels = self.labels
-            for i, js, ps in zip(ok, top.tolist(), top_p, strict=True):
-                results[i].languages = [(labels[j], p) for j, p in zip(js, ps, strict=True)]
+        if not ok:
+            return results
+        raw = self.proba_ascii([folded[i] for i in ok])
+        proba = raw if prior is None else reweight(raw, self.trained_on, prior)
+        # Vectorised: one argsort and two .tolist() calls instead of numpy scalar reads per cell.
+        top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        top_p = np.take_along_axis(proba, top, axis=1).tolist()
+        in_set = sets.mask(raw) if sets is not None else None  # sets keep their coverage under any prior
+        order = np.argsort(-proba, axis=1, kind="stable") if sets is not None else None
+        novelty = self.novelty_ascii([folded[i] for i in ok]) if threshold is not None else None
+        labels = self.labels
+        for row, (i, js, ps) in enumerate(zip(ok, top.tolist(), top_p, strict=True)):
+            result = results[i]
+            result.languages = [(labels[j], p) for j, p in zip(js, ps, strict=True)]
+            if in_set is not None and order is not None:
+                result.prediction_set = [labels[j] for j in order[row] if in_set[row, j]]
+            if novelty is not None and threshold is not None:
+                result.novelty = float(novelty[row])
+                result.abstained = bool(novelty[row] > threshold)
         return results
 
-    def stream(self, names: Iterable[str], k: int = 3, batch_size: int = 4096) -> Iterator[Prediction]:
+    def top_k(self, names: Sequence[str], k: int = 3, strict: bool = True) -> list[Prediction]:
+        """Top-``k`` per name, in input order. With ``strict=False`` an unreadable name gets no languages."""
+        return self.predict(names, k, strict=strict)
+
+    def stream(self, names: Iterable[str], k: int | Options = 3, batch_size: int = 4096) -> Iterator[Prediction]:
         """Predictions for an endless iterable in bounded memory: ``batch_size`` names at a time."""
+        options = k if isinstance(k, Options) else Options(k=k)
         it = iter(names)
         while batch := list(islice(it, batch_size)):
-            yield from self.top_k(batch, k, strict=False)
+            yield from self.predict_with(batch, options, strict=False)
 
 
-def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k: int = 3, fmt: str = "csv",
-                      batch_size: int = 4096, progress: bool | None = None) -> int:
-    """Stream the top-``k`` of every line to ``out`` as CSV or JSON lines; return how many lines had
+def output_columns(options: Options, n_labels: int) -> list[str]:
+    """The flat columns of a prediction (CSV, tables): the top languages and probabilities, then
+    what the options add."""
+    k = min(options.k, n_labels)
+    columns = ["language", "probability", *(c for i in range(2, k + 1) for c in (f"language_{i}", f"probability_{i}"))]
+    if not options.surname_only:
+        columns.append("surname")
+    if options.abstain:
+        columns += ["answer", "abstained", "novelty"]
+    if options.coverage is not None:
+        columns.append("prediction_set")
+    return columns
+
+
+def output_row(pred: Prediction, options: Options, n_labels: int) -> list[Any]:
+    """``pred`` as the values of :func:`output_columns`: strings, floats, booleans, None where it has none."""
+    k = min(options.k, n_labels)
+    row: list[Any] = []
+    for lang, p in pred.languages:
+        row += [lang, p]
+    row += [None] * (2 * k - len(row))
+    if not options.surname_only:
+        row.append(pred.surname)
+    if options.abstain:
+        row += [pred.answer, pred.abstained, pred.novelty]
+    if options.coverage is not None:
+        row.append(None if pred.prediction_set is None else ";".join(pred.prediction_set))
+    return row
+
+
+def csv_cells(row: Sequence[Any]) -> list[str]:
+    """Values of :func:`output_row` as CSV text: 6 decimals, ``true``/``false``, empty for None."""
+    return ["" if v is None else str(v).lower() if isinstance(v, bool) else f"{v:.6f}" if isinstance(v, float)
+            else str(v) for v in row]
+
+
+def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k: int | Options = 3,
+                      fmt: str = "csv", batch_size: int = 4096, progress: bool | None = None) -> int:
+    """Stream the answer for every line to ``out`` as CSV or JSON lines; return how many lines had
     no letters (they are written with empty languages, so output rows match input lines).
 
-    CSV columns: ``name, language, probability, language_2, probability_2, ...``. Memory stays
-    bounded by ``batch_size`` names whatever the input's length. ``progress=None`` shows a bar on
-    stderr only when it is a terminal. Input that is not UTF-8 is a :class:`NamesError`.
+    CSV columns: ``name`` and :func:`output_columns`. ``k`` is the number of languages or an
+    :class:`Options`. Memory stays bounded by ``batch_size`` names whatever the input's length.
+    ``progress=None`` shows a bar on stderr only when it is a terminal. Input that is not UTF-8 is
+    a :class:`NamesError`.
     """
-    k = min(k, len(predictor.labels))
-    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    options = k if isinstance(k, Options) else Options(k=k)
     if fmt not in PREDICTION_FORMATS:
         raise NamesError(f"unknown format {fmt!r}: use {', '.join(PREDICTION_FORMATS)}")
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    n_labels = len(predictor.labels)
     if writer is not None:
-        writer.writerow(["name", "language", "probability",
-                         *(col for i in range(2, k + 1) for col in (f"language_{i}", f"probability_{i}"))])
+        writer.writerow(["name", *output_columns(options, n_labels)])
     skipped = 0
     try:
         with tqdm(desc="predict", unit=" names", disable=None if progress is None else not progress,
                   file=sys.stderr) as bar:
-            for pred in predictor.stream(lines, k, batch_size):
+            for pred in predictor.stream(lines, options, batch_size):
                 bar.update(1)
                 skipped += not pred.languages
                 if writer is not None:
-                    row: list[Any] = [pred.name]
-                    for lang, p in pred.languages:
-                        row += [lang, f"{p:.6f}"]
-                    writer.writerow(row + [""] * (1 + 2 * k - len(row)))
+                    writer.writerow([pred.name, *csv_cells(output_row(pred, options, n_labels))])
                 else:
                     out.write(json.dumps(pred.to_dict(), ensure_ascii=False) + "\n")
     except UnicodeDecodeError as exc:
@@ -148,6 +320,13 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
 #: Raw input beyond this many characters is ignored: no surname is longer, and folding a
 #: 100,000-character string must not hold up a server.
 MAX_RAW_LENGTH = 1024
+
+
+def _surname(name: str) -> str:
+    """The part of ``name`` to classify: the surname of a full name, unless that part has no letters
+    (``"A 0"``) and the whole has some: then the whole."""
+    surname = parse_name(name[:MAX_RAW_LENGTH]).surname
+    return surname if surname == name or fold(surname) or not fold(name) else name
 
 
 def fold(name: str) -> str:

@@ -22,7 +22,7 @@ Nothing a client sends should produce a 500 or stop the server.
 import json
 import logging
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
 from .errors import NamesError
-from .predict import Prediction, Predictor
+from .predict import Options, Prediction, Predictor
 
 #: Longest name accepted (characters before folding). Surnames are short; the model reads at
 #: most :data:`namesclf.text.MAX_NAME_LENGTH` letters anyway, the cap only bounds the folding work.
@@ -58,6 +58,13 @@ class PredictRequest(BaseModel):
 
     names: list[Name] = Field(max_length=MAX_BATCH, description=f"At most {MAX_BATCH:,} names.")
     k: int = Field(3, ge=1, description="How many languages per name (1..number of languages).")
+    abstain: bool = Field(False, description="Flag names that fit no known language (`answer`: unknown).")
+    abstain_rate: float = Field(0.05, gt=0, lt=1, description="Share of in-set names that may be abstained on.")
+    coverage: float | None = Field(None, gt=0, lt=1, description="Add a prediction set with this coverage.")
+    per_language: bool = Field(True, description="Calibrate the sets per language (false: one threshold).")
+    prior: Literal["train", "uniform"] | dict[str, float] | None = Field(
+        None, description="The population's language mix: train, uniform, or {language: weight} for every language.")
+    surname_only: bool = Field(False, description="Do not cut full names to their surname.")
 
 
 class LanguageProbability(BaseModel):
@@ -69,6 +76,11 @@ class PredictionOut(BaseModel):
     name: str
     ascii: str
     predictions: list[LanguageProbability]
+    surname: str | None = Field(None, description="The part of a full name that was classified.")
+    abstained: bool | None = None
+    novelty: float | None = None
+    answer: str | None = Field(None, description="The top language, or `unknown` when abstained.")
+    prediction_set: list[str] | None = None
 
 
 class GenerateRequest(BaseModel):
@@ -247,16 +259,25 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
     def predict_one(
         name: Annotated[str, Query(min_length=1, max_length=MAX_NAME_CHARS, examples=["Dostoevsky"])],
         k: Annotated[int, Query(ge=1, description="1..number of languages")] = 3,
+        abstain: bool = False,
+        abstain_rate: Annotated[float, Query(gt=0, lt=1)] = 0.05,
+        coverage: Annotated[float | None, Query(gt=0, lt=1)] = None,
+        per_language: bool = True,
+        prior: Literal["train", "uniform"] | None = None,
+        surname_only: bool = False,
     ) -> JSONResponse:
-        """Top-``k`` languages of one name."""
+        """Top-``k`` languages of one name, and what the options add."""
         check_k(k)
-        return JSONResponse(predictor.top_k([name], k)[0].to_dict())
+        options = Options(k, coverage, per_language, prior, abstain, abstain_rate, surname_only)
+        return JSONResponse(predictor.predict_with([name], options)[0].to_dict())
 
     @app.post("/predict", response_model=list[PredictionOut])
     def predict_many(request: PredictRequest) -> JSONResponse:
         """Top-``k`` languages of each name, in input order, in one batched forward pass."""
         check_k(request.k)
-        results = predictor.top_k(request.names, request.k, strict=False)
+        options = Options(request.k, request.coverage, request.per_language, request.prior, request.abstain,
+                          request.abstain_rate, request.surname_only)
+        results = predictor.predict_with(request.names, options, strict=False)
         bad = [i for i, r in enumerate(results) if not r.languages]
         if bad:
             shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")

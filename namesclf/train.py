@@ -21,6 +21,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from .batches import EncodedSplit, length_bucketed_batches, predict_log_proba
+from .calibrate import calibrate
 from .checkpoint import classifier_payload, save_checkpoint
 from .config import TrainConfig
 from .errors import NamesError
@@ -162,6 +163,7 @@ class TrainResult:
     stopped_early: bool
     interrupted: bool = False
     pooling: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 def _network(whole: nn.Module) -> nn.Module:
@@ -249,6 +251,7 @@ def train_classifier(
                  higher_is_better=True, patience=cfg.patience, lr=cfg.lr, clip=loop_clip(updater, cfg.clip),
                  steps_per_epoch=math.ceil(len(enc_train) / cfg.batch_size), on_best=on_best, progress=progress,
                  desc=cfg.model, **state)
+    calibration = {} if result.interrupted else calibrate(whole, labels, train, valid, enc_valid, device, cfg.seed)
     if isinstance(whole, NgramEnsemble):
         pooling.update({"weight": float(whole.weight), "shift": float(whole.shift),
                         "temperature": float(whole.temperature), "counted_on": "train"})
@@ -257,4 +260,5 @@ def train_classifier(
             pooling["counted_on"] = "train+valid"
     valid_metrics = dict(result.best or (result.history[-1] if result.history else {}))
     return TrainResult(whole, cfg, labels, result.history, result.best_epoch, valid_metrics,
-                       time.perf_counter() - started, result.stopped_early, result.interrupted, pooling=pooling)
+                       time.perf_counter() - started, result.stopped_early, result.interrupted, pooling=pooling,
+                       calibration=calibration)

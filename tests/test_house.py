@@ -31,18 +31,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "namesclf"
 #: The data flow, lowest first: a module may import only modules of its own or an earlier layer.
 LAYERS = [
     {"errors", "config"},
-    {"files", "text"},
+    {"files", "text", "fullnames"},
     {"data", "fetch", "metrics", "batches"},
     {"ngram"},
+    {"conformal", "priors", "openset"},
     {"models"},
     {"checkpoint"},
     {"loop"},
-    {"train", "lm", "lm_train"},
+    {"calibrate", "train", "lm", "lm_train"},
     {"predict", "plots", "evaluate", "generate"},
-    {"pipeline", "classifier"},
+    {"pipeline", "classifier", "frame"},
     {"serve", "console", "cli_lm", "cli", "__init__", "__main__"},
 ]
-TRAINING = {"loop", "train", "lm_train", "pipeline"}
+TRAINING = {"loop", "calibrate", "train", "lm_train", "pipeline"}
 
 
 def package_imports() -> dict[str, set[str]]:

@@ -64,12 +64,13 @@ def test_csv_keeps_input_order_with_header_and_top_k_columns(tiny_model: Path, t
     stdout, stderr, code = run_predict(tiny_model, src, "--format", "csv", "-k", "2", "--batch-size", "4")
     assert code == 0, stderr
     rows = list(csv.reader(io.StringIO(stdout)))
-    assert rows[0] == ["name", "language", "probability", "language_2", "probability_2"]
+    assert rows[0] == ["name", "language", "probability", "language_2", "probability_2", "surname"]
     assert [r[0] for r in rows[1:]] == lines
-    assert all(len(r) == 5 for r in rows)
+    assert all(len(r) == 6 for r in rows)
     for line, row in zip(lines, rows[1:], strict=True):
+        assert row[5] == ""  # single names: nothing was cut from them
         if line in ("123", ""):
-            assert row[1:] == ["", "", "", ""]
+            assert row[1:] == ["", "", "", "", ""]
         else:
             assert row[1] in TINY and row[3] in TINY and row[1] != row[3]
             assert 1.0 >= float(row[2]) >= float(row[4]) >= 0.0
@@ -82,7 +83,7 @@ def test_k_above_the_number_of_languages_is_clamped(tiny_model: Path, tmp_path: 
     stdout, _, code = run_predict(tiny_model, src, "-k", "10")
     assert code == 0
     header, row = list(csv.reader(io.StringIO(stdout)))
-    assert header[-1] == "probability_3" and len(row) == 7
+    assert header[-2:] == ["probability_3", "surname"] and len(row) == 8
 
 
 def test_jsonl_keeps_input_order(tiny_model: Path, tmp_path: Path) -> None:
@@ -104,8 +105,8 @@ def test_stdin_and_quiet(tiny_model: Path) -> None:
                                 input="Tanaka\n123\n")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == "name,language,probability"
-    assert lines[1].split(",")[:2] in (["Tanaka", lang] for lang in TINY) and lines[2] == "123,,"
+    assert lines[0] == "name,language,probability,surname"
+    assert lines[1].split(",")[:2] in (["Tanaka", lang] for lang in TINY) and lines[2] == "123,,,"
     assert result.stderr == ""
 
 
@@ -180,9 +181,9 @@ def test_subprocess_predict_on_thousands_of_lines(tiny_model: Path, tmp_path: Pa
                            str(tiny_model)], capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.reader(io.StringIO(proc.stdout)))
-    assert rows[0][:3] == ["name", "language", "probability"] and len(rows[0]) == 7
+    assert rows[0][:3] == ["name", "language", "probability"] and len(rows[0]) == 8
     assert [r[0] for r in rows[1:]] == lines
-    assert rows[1235][1:] == [""] * 6
+    assert rows[1235][1:] == [""] * 7
     assert "1 lines had no letters" in proc.stderr
 
 
@@ -220,8 +221,8 @@ def test_write_predictions_is_a_library_call(predictor: Predictor) -> None:
     skipped = write_predictions(predictor, ["Ivanov", "123", "Tanaka"], out, k=2, fmt="csv", progress=False)
     rows = list(csv.reader(io.StringIO(out.getvalue())))
     assert skipped == 1
-    assert rows[0] == ["name", "language", "probability", "language_2", "probability_2"]
-    assert [r[0] for r in rows[1:]] == ["Ivanov", "123", "Tanaka"] and rows[2][1:] == ["", "", "", ""]
+    assert rows[0] == ["name", "language", "probability", "language_2", "probability_2", "surname"]
+    assert [r[0] for r in rows[1:]] == ["Ivanov", "123", "Tanaka"] and rows[2][1:] == ["", "", "", "", ""]
     top = predictor.top_k(["Ivanov"], 2)[0].languages
     assert rows[1][1] == top[0][0] and float(rows[1][2]) == pytest.approx(top[0][1], abs=1e-6)
     with pytest.raises(NamesError, match="unknown format"):
