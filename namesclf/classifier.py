@@ -174,10 +174,10 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         answers = self._check().predict(list(X), 1, abstain=True, abstain_rate=self.abstain_rate, surname_only=True)
         return np.array([p.answer for p in answers], dtype=object)
 
-    def predict_set(self, X: Sequence[str], coverage: float = 0.9, per_language: bool = True) -> list[list[str]]:
+    def predict_set(self, X: Sequence[str], coverage: float = 0.9, per_language: bool = False) -> list[list[str]]:
         """For each name, the smallest set of languages that holds the true one with probability
-        ``coverage`` (split-conformal, calibrated on the validation names; per language unless
-        ``per_language=False``)."""
+        ``coverage`` (split-conformal, calibrated on the validation names; ``per_language``
+        calibrates each language on its own, so rare languages are covered too)."""
         answers = self._check().predict(list(X), 1, coverage=coverage, per_language=per_language, surname_only=True)
         return [p.prediction_set or [] for p in answers]
 

@@ -85,14 +85,41 @@ def data_stats(source: str, seed: int, as_json: bool) -> None:
 
 
 @data.command("fetch")
+@click.argument("corpus", type=click.Choice(["names", "wikipedia"]), default="names", required=False)
 @click.option("--from", "source", metavar="PATH_OR_URL",
-              help="A local zip, a folder of <Language>.txt, or a URL. Default: the PyTorch tutorial's data.zip.")
-@click.option("--dest", default="data/names", show_default=True, type=click.Path(file_okay=False))
-@click.option("--no-verify", is_flag=True, help="Accept files other than the 18 official ones (no checksums).")
-def data_fetch(source: str | None, dest: str, no_verify: bool) -> None:
-    """Download (or copy) the surname files, verify their SHA-256 sums, write them atomically."""
+              help="names: a local zip, a folder of <Language>.txt, or a URL (default: the PyTorch tutorial's "
+                   "data.zip). wikipedia: a local name2nat-0.5.1 wheel or its name2nats.pkl (default: pip "
+                   "download name2nat==0.5.1).")
+@click.option("--dest", default=None, type=click.Path(),
+              show_default="data/names for names, data/wikipedia.csv for wikipedia")
+@click.option("--no-verify", is_flag=True,
+              help="No SHA-256 checks: accept files other than the 18 official ones, or another name2nat edition.")
+def data_fetch(corpus: str, source: str | None, dest: str | None, no_verify: bool) -> None:
+    """Download (or copy) a corpus, verify its SHA-256 sums, write it atomically.
+
+    \b
+    CORPUS is one of
+      names      the PyTorch tutorial's 18-language surname set: <Language>.txt files in a folder
+      wikipedia  ~1M Wikipedia people from the name2nat wheel, cut to surnames and mapped to origin
+                 labels (namesclf/nationalities.csv), one CSV; surnames of the reserved slice are
+                 left out (docs/corpora.md)
+    """
+    if corpus == "wikipedia":
+        from .wikipedia import DEFAULT_DEST, fetch_wikipedia
+
+        built, where = fetch_wikipedia(source, dest or DEFAULT_DEST, verify=not no_verify)
+        note = "verified " if where.verified else "read (not verified) "
+        click.echo(f"{note}{where.origin} ({where.size:,} bytes, sha256 {where.sha256[:12]}...) and wrote "
+                   f"{len(built.rows):,} (surname, language) pairs in {len(built.per_label)} languages from "
+                   f"{built.kept_people:,} of {built.people:,} people to {dest or DEFAULT_DEST}")
+        click.echo(f"held out {built.reserved_surnames:,} reserved surnames ({built.reserved_people:,} people); "
+                   f"dropped: " + ", ".join(f"{reason} {n:,}" for reason, n in sorted(built.dropped.items())))
+        return
     from .fetch import fetch
 
+    dest = dest or "data/names"
+    if Path(dest).is_file():
+        raise NamesError(f"--dest {dest} is a file; the names corpus is a folder of <Language>.txt files")
     written = fetch(source, dest, check=not no_verify)
     note = "verified and " if not no_verify else ""
     click.echo(f"{note}wrote {len(written)} files to {dest}")
@@ -246,8 +273,9 @@ def _float_or_none(value: str | None, option: str) -> float | None:
               help="Share of names from known languages that may be wrongly abstained on.")
 @click.option("--coverage", default=None,
               help="Add the smallest set of languages holding the true one with this probability (e.g. 0.9).")
-@click.option("--marginal", is_flag=True,
-              help="With --coverage: one threshold for all languages (smaller sets; rare languages less covered).")
+@click.option("--per-language", is_flag=True,
+              help="With --coverage: calibrate each language on its own, so rare languages are covered too "
+              "(larger sets).")
 @click.option("--prior", default=None, metavar="train|uniform|FILE",
               help="The language mix of your population: uniform, or a JSON/CSV file of language -> weight. "
               "[default: train, the training data's mix]")
@@ -267,7 +295,7 @@ def _float_or_none(value: str | None, option: str) -> float | None:
               help="Names per batch with --input (memory stays bounded).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes on stderr.")
 def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, abstain_rate: str,
-            coverage: str | None, marginal: bool, prior: str | None, surname_only: bool, as_json: bool,
+            coverage: str | None, per_language: bool, prior: str | None, surname_only: bool, as_json: bool,
             input_path: str | None, column: str | None, output_path: str | None, fmt: str, batch_size: int,
             quiet: bool) -> None:
     """Top-k languages of each NAME with probabilities.
@@ -288,7 +316,7 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
         raise click.UsageError("give NAMEs or --input, not both")
     if (column is None) and output_path is not None:
         raise click.UsageError("--output goes with --column (a table); one name per line streams to stdout")
-    options = Options(top_k, _float_or_none(coverage, "--coverage"), not marginal, prior, abstain,
+    options = Options(top_k, _float_or_none(coverage, "--coverage"), per_language, prior, abstain,
                       _float_or_none(abstain_rate, "--abstain-rate") or 0.05, surname_only)
     predictor = Predictor.load(model_path)
     if input_path is None:
@@ -340,8 +368,11 @@ def _predict_table(predictor: Any, input_path: str, column: str, output_path: st
               help="Folder for the report files. [default: reports/<model stem>/]")
 @click.option("--split", type=click.Choice(SPLIT_CHOICES), default="all",
               show_default=True, help="Keep only this part of the model's own split (seed from its file).")
+@click.option("--prior", default=None, metavar="train|uniform|FILE",
+              help="Score the probabilities re-weighed for this population's language mix (see `names predict`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(source: str, model_path: str, out_dir: str | None, split: str, as_json: bool) -> None:
+def evaluate(source: str, model_path: str, out_dir: str | None, split: str, prior: str | None,
+             as_json: bool) -> None:
     """Score a model on SOURCE and write a report: metrics, confusion matrix (CSV, PNG), errors.
 
     \b
@@ -353,7 +384,7 @@ def evaluate(source: str, model_path: str, out_dir: str | None, split: str, as_j
     from .predict import Predictor
 
     predictor = Predictor.load(model_path)
-    report = evaluate_data(predictor, load_names(source), split=split, model_path=model_path)
+    report = evaluate_data(predictor, load_names(source), split=split, model_path=model_path, prior=prior)
     out = Path(out_dir) if out_dir else default_report_dir(model_path)
     written = write_report(report, out)
     for note in report.notes:

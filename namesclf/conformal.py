@@ -10,7 +10,9 @@ the finite-sample correction, and without it the coverage falls short by up to `
 Marginal calibration covers names on average, which lets the common languages carry the rare
 ones. Per-language ("Mondrian") calibration takes a quantile per true language, so each
 language is covered at the target; it needs at least ``coverage / (1 - coverage)`` validation
-names of a language (19 at 0.95), and a language with fewer falls back to the marginal quantile
+names of a language (19 at 0.95). The languages with fewer are pooled into one group that shares
+a quantile (the "rare languages" cluster of clustered conformal prediction), so the group is
+covered at the target as a whole; if even the group is too small, those languages enter every set
 (:attr:`ConformalSets.fallback` names them). Per-language coverage also survives a change of
 population prior (label shift), which the marginal guarantee does not.
 """
@@ -53,15 +55,17 @@ class ConformalSets:
     coverage: float
     thresholds: np.ndarray  # (n_languages,)
     per_language: bool
-    fallback: list[int]  # language indices that use the marginal quantile
+    fallback: list[int]  # language indices with too few calibration names for a quantile of their own
 
     def mask(self, proba: np.ndarray) -> np.ndarray:
-        """``(B, n_languages)`` booleans: which languages are in each name's set. A set is never
-        empty: the top language is always in it (that can only raise the coverage)."""
-        proba = np.asarray(proba)
-        inside = (1.0 - proba) <= self.thresholds[None, :] + 1e-12
-        inside[np.arange(len(proba)), proba.argmax(axis=1)] = True
-        return inside
+        """``(B, n_languages)`` booleans: which languages are in each name's set.
+
+        A set can be empty: no language is likely enough to need including at this coverage
+        (at 0.8, when the top answer alone is right 85% of the time, some names must get no
+        language for the coverage to be 0.8 and not 0.85). Forcing the top language in would only
+        raise the coverage above the target, and the sizes with it.
+        """
+        return (1.0 - np.asarray(proba)) <= self.thresholds[None, :] + 1e-12
 
     def sets(self, proba: np.ndarray, labels: Sequence[str]) -> list[list[str]]:
         """Each name's set as language names, most probable first."""
@@ -97,9 +101,9 @@ class ConformalCalibration:
         except (KeyError, TypeError, ValueError) as exc:
             raise NamesError(f"model file's conformal calibration is damaged ({exc})") from None
 
-    def at(self, coverage: float, per_language: bool = True) -> ConformalSets:
-        """The thresholds for ``coverage``: per language where a language has enough calibration
-        names, else (or with ``per_language=False``) the marginal quantile."""
+    def at(self, coverage: float, per_language: bool = False) -> ConformalSets:
+        """The thresholds for ``coverage``: one marginal quantile, or with ``per_language`` one per
+        language that has enough calibration names and one shared by the languages that do not."""
         coverage = check_coverage(coverage)
         if not len(self.labels):
             raise NamesError("the model has no calibration names (it was trained without validation names), "
@@ -116,4 +120,6 @@ class ConformalCalibration:
                     thresholds[lang] = conformal_quantile(mine, coverage)
                 else:
                     fallback.append(lang)
+            if fallback:
+                thresholds[fallback] = conformal_quantile(scores[np.isin(self.labels, fallback)], coverage)
         return ConformalSets(coverage, thresholds, per_language, fallback)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
+    balanced_accuracy_score,
     classification_report,
     confusion_matrix,
     f1_score,
@@ -45,6 +46,7 @@ from .errors import NamesError
 from .files import atomic_write_text, jsonable
 from .metrics import CALIBRATION_BINS, calibration_scores, single_language_scores
 from .plots import plot_confusion, plot_reliability
+from .priors import resolve_prior, reweight
 
 #: How many of the most confused (true, predicted) pairs ``report.txt`` and the CLI list.
 N_CONFUSED = 10
@@ -87,15 +89,16 @@ class EvaluationReport:
         """The one line a person reads first (the CLI prints it)."""
         m = self.metrics
         return (f"accuracy {m['accuracy']:.4f}  accuracy_any {m['accuracy_any']:.4f}  "
-                f"macro-F1 {m['macro_f1']:.4f}  weighted-F1 {m['weighted_f1']:.4f}  "
-                f"top-3 {m['top3_accuracy']:.4f}  on {m['n']:,} (name, language) pairs")
+                f"macro-F1 {m['macro_f1']:.4f}  balanced {m['balanced_accuracy']:.4f}  "
+                f"weighted-F1 {m['weighted_f1']:.4f}  top-3 {m['top3_accuracy']:.4f}  "
+                f"on {m['n']:,} (name, language) pairs")
 
     def to_text(self) -> str:
         """``report.txt``: figures, the most confused pairs, then the per-language report."""
         m = self.metrics
         ctx = self.context
         lines = ["namesclf evaluation"]
-        where = [f"{k}: {ctx[k]}" for k in ("model", "data", "split", "split_seed") if ctx.get(k) is not None]
+        where = [f"{k}: {ctx[k]}" for k in ("model", "data", "split", "split_seed", "prior") if ctx.get(k) is not None]
         if where:
             lines.append("  " + "  ".join(where))
         lines += [
@@ -105,6 +108,7 @@ class EvaluationReport:
             f"accuracy_any   {m['accuracy_any']:8.4f}  each name once, right if any of its languages",
             f"macro-F1       {m['macro_f1']:8.4f}  every language weighs the same",
             f"weighted-F1    {m['weighted_f1']:8.4f}  languages weighed by their number of pairs",
+            f"balanced acc.  {m['balanced_accuracy']:8.4f}  mean recall per language (every language weighs the same)",
             f"top-3 accuracy {m['top3_accuracy']:8.4f}  the true language among the three most probable",
             f"log-loss       {m['log_loss']:8.4f}  mean -log p(true language): lower is better",
             f"ECE            {m['ece']:8.4f}  |confidence - accuracy| over {CALIBRATION_BINS} confidence bins, "
@@ -187,12 +191,14 @@ def select_split(frame: pd.DataFrame, split: str, meta: Mapping[str, Any] | None
 
 
 def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, Any] | None = None,
-             batch_size: int | None = None) -> EvaluationReport:
+             batch_size: int | None = None, prior: str | Mapping[str, float] | None = None) -> EvaluationReport:
     """Predict every (name, language) row of ``frame`` and score it against the true language.
 
     ``frame`` has the columns of :func:`namesclf.data.load_names` (``name``, ``language``,
     ``ascii``); each row is one distinct pair. Each distinct folded name is predicted once, in
-    batches of ``batch_size`` (default: the predictor's own, tuned per device).
+    batches of ``batch_size`` (default: the predictor's own, tuned per device). ``prior``
+    re-weighs the probabilities for another population (:mod:`.priors`; the predictor must know
+    its training mix, ``trained_on``).
     """
     labels = list(predictor.labels)
     if frame.empty:
@@ -204,6 +210,9 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
     proba = np.asarray(predictor.proba_ascii(list(folded), **kwargs), dtype=np.float64)
     if proba.shape != (len(folded), len(labels)):
         raise ValueError(f"proba_ascii returned shape {proba.shape}, expected {(len(folded), len(labels))}")
+    weights = resolve_prior(prior, labels)
+    if weights is not None:
+        proba = reweight(proba, predictor.trained_on, weights)  # type: ignore[attr-defined]
     row = pd.Index(folded).get_indexer(frame["ascii"])
     proba = proba[row]
     index = {lang: i for i, lang in enumerate(labels)}
@@ -245,6 +254,7 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
         "accuracy_ceiling": len(languages_of) / len(frame),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "top3_accuracy": top3,
         **single_language_scores(y_true, y_pred, single),
         **calibration_scores(proba, y_true_idx),
@@ -308,7 +318,7 @@ def most_confused(confusion: pd.DataFrame, n: int = N_CONFUSED) -> list[dict[str
 
 
 def evaluate_data(predictor: Any, data: NamesData, split: str = "all",
-                  model_path: str | Path | None = None) -> EvaluationReport:
+                  model_path: str | Path | None = None, prior: str | None = None) -> EvaluationReport:
     """What ``names evaluate`` does: check the languages, rebuild the split, evaluate.
 
     ``predictor`` is a :class:`namesclf.predict.Predictor` (its ``meta`` holds the split seed).
@@ -317,7 +327,7 @@ def evaluate_data(predictor: Any, data: NamesData, split: str = "all",
     check_languages(predictor.labels, data.frame)
     frame = select_split(data.frame, split, meta)
     context: dict[str, Any] = {"model": str(model_path) if model_path is not None else None,
-                               "data": data.source, "split": split}
+                               "data": data.source, "split": split, "prior": prior}
     notes = []
     if split != "all":
         context["split_seed"] = meta.get("split_seed")
@@ -329,7 +339,7 @@ def evaluate_data(predictor: Any, data: NamesData, split: str = "all",
     if split == "valid" and meta.get("pooling", {}).get("counted_on") == "train+valid":
         notes.append("the model's n-gram half was counted on the valid names too (--refit-ngram), so these "
                      "figures are not held out: use --split test")
-    report = evaluate(predictor, frame, {k: v for k, v in context.items() if v is not None})
+    report = evaluate(predictor, frame, {k: v for k, v in context.items() if v is not None}, prior=prior)
     report.notes.extend(notes)
     return report
 

@@ -64,7 +64,7 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path | None:
 
 
 def predict_frame(frame: pd.DataFrame, column: str, predictor: Predictor | str | Path, k: int = 1, *,
-                  coverage: float | None = None, per_language: bool = True,
+                  coverage: float | None = None, per_language: bool = False,
                   prior: str | dict[str, float] | None = None, abstain: bool = False, abstain_rate: float = 0.05,
                   surname_only: bool = False, prefix: str = "", batch_size: int = 65536) -> pd.DataFrame:
     """``frame`` with prediction columns added after its own: ``language``, ``probability`` (and

@@ -25,7 +25,8 @@ from .predict import Predictor
 from .train import TrainResult, train_classifier
 
 #: The figures of an evaluation that a model file keeps (the per-language tables stay in the report).
-STORED_TEST_KEYS = ("n", "n_names", "accuracy", "accuracy_any", "macro_f1", "weighted_f1", "top3_accuracy",
+STORED_TEST_KEYS = ("n", "n_names", "accuracy", "accuracy_any", "macro_f1", "weighted_f1", "balanced_accuracy",
+                    "top3_accuracy",
                     "n_single", "accuracy_single", "macro_f1_single", "log_loss", "ece")
 
 

@@ -84,7 +84,7 @@ class Options:
 
     k: int = 3
     coverage: float | None = None
-    per_language: bool = True
+    per_language: bool = False
     prior: str | dict[str, float] | None = None
     abstain: bool = False
     abstain_rate: float = ABSTAIN_RATE
@@ -148,7 +148,7 @@ class Predictor:
                              "of namesclf, on data with validation names (and, to abstain, an n-gram half)")
         return values
 
-    def conformal(self, coverage: float, per_language: bool = True) -> ConformalSets:
+    def conformal(self, coverage: float, per_language: bool = False) -> ConformalSets:
         """The set thresholds for ``coverage`` from the validation names' scores."""
         key = ("conformal", coverage, per_language)
         if key not in self._cache:
@@ -185,16 +185,17 @@ class Predictor:
 
     # ------------------------------------------------------------------ answers
 
-    def predict(self, names: Sequence[str], k: int = 3, *, coverage: float | None = None, per_language: bool = True,
+    def predict(self, names: Sequence[str], k: int = 3, *, coverage: float | None = None, per_language: bool = False,
                 prior: str | dict[str, float] | None = None, abstain: bool = False,
                 abstain_rate: float = ABSTAIN_RATE, surname_only: bool = False, strict: bool = True
                 ) -> list[Prediction]:
         """The answer for each name, in input order.
 
         ``k`` top languages with probabilities; ``coverage`` adds the smallest set of languages
-        that holds the true one with that probability (per-language calibration unless
-        ``per_language=False``); ``prior`` (``"train"``, ``"uniform"``, a file, or a mapping)
-        re-weighs the probabilities for another population; ``abstain`` flags names that fit
+        that holds the true one with that probability (over names of the training mix; with
+        ``per_language`` for names of every language, at the price of larger sets); ``prior``
+        (``"train"``, ``"uniform"``, a file, or a mapping) re-weighs the probabilities for another
+        population; ``abstain`` flags names that fit
         no known language (at most ``abstain_rate`` of in-set names wrongly); a full name is cut
         to its surname unless ``surname_only``. With ``strict=False`` a name without letters gets
         an empty answer instead of an error.

@@ -61,7 +61,7 @@ class PredictRequest(BaseModel):
     abstain: bool = Field(False, description="Flag names that fit no known language (`answer`: unknown).")
     abstain_rate: float = Field(0.05, gt=0, lt=1, description="Share of in-set names that may be abstained on.")
     coverage: float | None = Field(None, gt=0, lt=1, description="Add a prediction set with this coverage.")
-    per_language: bool = Field(True, description="Calibrate the sets per language (false: one threshold).")
+    per_language: bool = Field(False, description="Calibrate the sets per language (covers rare languages too).")
     prior: Literal["train", "uniform"] | dict[str, float] | None = Field(
         None, description="The population's language mix: train, uniform, or {language: weight} for every language.")
     surname_only: bool = Field(False, description="Do not cut full names to their surname.")
@@ -262,7 +262,7 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
         abstain: bool = False,
         abstain_rate: Annotated[float, Query(gt=0, lt=1)] = 0.05,
         coverage: Annotated[float | None, Query(gt=0, lt=1)] = None,
-        per_language: bool = True,
+        per_language: bool = False,
         prior: Literal["train", "uniform"] | None = None,
         surname_only: bool = False,
     ) -> JSONResponse:

@@ -66,10 +66,19 @@ def test_per_language_thresholds_and_the_fallback_for_rare_languages() -> None:
         rest = [j for j in range(3) if j != y]
         proba[i, rest] = (1 - p_true[i]) / 2
     cal = ConformalCalibration.from_proba(proba, labels)
-    per = cal.at(0.9)
-    marginal = cal.at(0.9, per_language=False)
-    assert per.fallback == [2]  # 5 < 9 names: the marginal quantile is used for it
-    assert per.thresholds[2] == marginal.thresholds[2]
+    per = cal.at(0.9, per_language=True)
+    marginal = cal.at(0.9)
+    assert per.fallback == [2]  # 5 < 9 names: too few for a quantile of its own
+    assert per.thresholds[2] == math.inf  # and alone in the rare group, too few there too: in every set
+    more = np.r_[labels, np.full(6, 3)]  # a fourth rare language: the group of two has 11 names
+    more_proba = np.zeros((len(more), 4))
+    more_proba[:, :3] = np.r_[proba, np.tile([0.1, 0.1, 0.2], (6, 1))]
+    more_proba[len(labels):, 3] = 0.6
+    grouped = ConformalCalibration.from_proba(more_proba, more).at(0.9, per_language=True)
+    assert grouped.fallback == [2, 3]
+    rare = np.isin(more, [2, 3])
+    assert grouped.thresholds[2] == grouped.thresholds[3] == conformal_quantile(
+        1 - more_proba[np.arange(len(more)), more][rare], 0.9)
     # the hard language gets a looser threshold than the easy one, so both are covered
     assert per.thresholds[1] > per.thresholds[0]
     for lang in (0, 1):
@@ -79,12 +88,13 @@ def test_per_language_thresholds_and_the_fallback_for_rare_languages() -> None:
     assert marginal.mask(proba[labels == 1])[:, 1].mean() < 0.9
 
 
-def test_sets_are_never_empty_and_list_the_most_probable_first() -> None:
+def test_sets_list_the_most_probable_first_and_may_be_empty() -> None:
+    # calibration: the true language always had 0.8 or 0.9, so q = 0.2 (the 17th of 20 scores 0.1/0.2)
     cal = ConformalCalibration.from_proba(np.array([[0.9, 0.1], [0.8, 0.2]] * 10), np.zeros(20, int))
-    sets = cal.at(0.8, per_language=False)
-    flat = np.array([[0.5, 0.5], [0.3, 0.7], [0.05, 0.95]])
-    assert sets.sets(flat, ["A", "B"])[1][0] == "B"
-    assert all(sets.sets(flat, ["A", "B"]))
+    sets = cal.at(0.8)
+    assert sets.thresholds.tolist() == pytest.approx([0.2, 0.2])
+    flat = np.array([[0.1, 0.9], [0.15, 0.85], [0.5, 0.5], [0.85, 0.85]])
+    assert sets.sets(flat, ["A", "B"]) == [["B"], ["B"], [], ["A", "B"]]  # nothing reaches 0.8: an empty set
 
 
 @pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1, "0.9"])

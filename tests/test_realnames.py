@@ -63,7 +63,7 @@ def test_abstain_coverage_and_full_names_in_one_call(predictor: Predictor) -> No
     assert all(r.abstained in (True, False) and r.novelty is not None for r in results)
     assert odd.novelty > alone.novelty  # consonant soup looks less like any known language
     for r in results:
-        assert r.prediction_set and r.prediction_set[0] == r.languages[0][0]
+        assert not r.prediction_set or r.prediction_set[0] == r.languages[0][0]
         assert r.answer == ("unknown" if r.abstained else r.languages[0][0])
     threshold = predictor.open_set.threshold(0.05)
     assert all(r.abstained == (r.novelty > threshold) for r in results)
@@ -170,7 +170,7 @@ def test_http_options(predictor: Predictor) -> None:
                                          "prior": "uniform"})
     assert one.status_code == 200, one.text
     body = one.json()
-    assert body["surname"] == "Ivanov" and isinstance(body["abstained"], bool) and body["prediction_set"]
+    assert body["surname"] == "Ivanov" and isinstance(body["abstained"], bool) and "prediction_set" in body
     many = client.post("/predict", json={"names": ["Ivanov", "Rossi"], "k": 1,
                                          "prior": dict.fromkeys(predictor.labels, 1.0), "coverage": 0.8})
     assert many.status_code == 200 and len(many.json()) == 2
@@ -184,7 +184,9 @@ def test_http_options(predictor: Predictor) -> None:
 def test_the_estimator_predict_set_and_abstain(model: Path) -> None:
     clf = NameClassifier.load(model)
     sets = clf.predict_set(["Ivanov", "Rossi"], coverage=0.9)
-    assert all(s and set(s) <= set(clf.classes_) for s in sets)
+    assert all(set(s) <= set(clf.classes_) for s in sets)
+    wide = clf.predict_set(["Ivanov", "Rossi"], coverage=0.95)
+    assert all(set(a) <= set(b) for a, b in zip(sets, wide, strict=True))  # more coverage, larger sets
     clf.set_params(abstain=True)
     answers = clf.predict(["Ivanov", "Xqzwvbkk"])
     assert set(answers) <= {*clf.classes_, "unknown"}
@@ -203,7 +205,7 @@ def test_real_coverage_abstention_and_full_names(trained_model: Path, real_data:
     names = test["ascii"].tolist()
     answers = predictor.predict(names, 1, coverage=0.9, abstain=True, surname_only=True)
     covered = np.mean([lang in a.prediction_set for lang, a in zip(test["language"], answers, strict=True)])
-    assert 0.87 <= covered <= 0.95, covered
+    assert 0.87 <= covered <= 0.93, covered
     abstained = np.mean([a.abstained for a in answers])
     assert abstained <= 0.09, abstained
     rng = np.random.default_rng(0)
