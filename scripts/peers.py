@@ -29,7 +29,7 @@ from namesclf.config import SPLITS
 from namesclf.data import load_names, split_names
 from namesclf.evaluate import evaluate
 
-FIGURES = ("accuracy", "macro_f1", "accuracy_single", "macro_f1_single", "accuracy_any")
+FIGURES = ("accuracy", "macro_f1", "balanced_accuracy", "accuracy_single", "macro_f1_single", "accuracy_any")
 
 
 class PipelinePredictor:

@@ -32,7 +32,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "namesclf"
 LAYERS = [
     {"errors", "config"},
     {"files", "text", "fullnames"},
-    {"data", "fetch", "metrics", "batches"},
+    {"data", "fetch", "wikipedia", "metrics", "batches"},
     {"ngram"},
     {"conformal", "priors", "openset"},
     {"models"},

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Score models trained on one corpus on another corpus's test names (docs/corpora.md).
+
+    python scripts/crosscorpus.py models/names.pt=data/names models/wikipedia.pt=data/wikipedia.csv
+
+Each MODEL=DATA pair is a model and the corpus it was trained on. Every model is scored on every
+corpus's test split (rebuilt from the seed in that corpus's own model file), restricted to the
+(name, language) pairs whose language both the model and that corpus have. Two rows per pair:
+the model answering over all its languages, and answering over the shared languages only (a prior
+of 0 on the others, by Bayes' rule), which is what a user who knows the population is limited to
+those languages would do. Balanced accuracy (mean recall per language) is the headline: the
+corpora's language mixes differ too much for plain accuracy to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from namesclf.data import load_names, split_names
+from namesclf.evaluate import evaluate
+from namesclf.predict import Predictor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("pairs", nargs="+", metavar="MODEL=DATA")
+    args = parser.parse_args()
+    pairs = [p.split("=", 1) for p in args.pairs]
+    models = {m: Predictor.load(m) for m, _ in pairs}
+    tests = {}
+    for model, data in pairs:
+        frame = load_names(data).frame
+        seed = int(models[model].meta.get("split_seed", 0))
+        tests[data] = frame[split_names(frame, seed=seed) == "test"]
+    print(f"{'model':<28} {'test names of':<26} {'answers over':<14} {'pairs':>7} {'languages':>9} "
+          f"{'accuracy':>8} {'macro-F1':>8} {'balanced':>8}")
+    for model, _ in pairs:
+        predictor = models[model]
+        for data, test in tests.items():
+            shared = sorted(set(predictor.labels) & set(test["language"]))
+            rows = test[test["language"].isin(shared)]
+            only_shared = {lang: float(lang in shared) for lang in predictor.labels}
+            for name, prior in (("all", None), ("shared only", only_shared)):
+                m = evaluate(predictor, rows, prior=prior).metrics
+                print(f"{model:<28} {data:<26} {name:<14} {m['n']:>7,} {len(shared):>9} {m['accuracy']:>8.4f} "
+                      f"{m['macro_f1']:>8.4f} {m['balanced_accuracy']:>8.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
