@@ -69,12 +69,15 @@ def data_stats(source: str, seed: int, as_json: bool) -> None:
         echo_json(summary)
         return
     rows = summary["per_language"]
-    click.echo(f"{'language':<12} {'lines':>6} {'distinct':>8} {'shared':>6} {'train':>6} {'valid':>6} {'test':>6}")
+    name_w = max(8, *(len(str(lang)) for lang in rows))  # widths from the data: 34 languages, 248,376 pairs
+    num_w = max(6, len(f"{summary['lines']:,}"))
+    click.echo(f"{'language':<{name_w}} {'lines':>{num_w}} {'distinct':>{num_w}} {'shared':>{num_w}} "
+               f"{'train':>{num_w}} {'valid':>{num_w}} {'test':>{num_w}}")
     for lang, r in rows.items():
-        click.echo(f"{lang:<12} {r['lines']:>6,} {r['distinct']:>8,} {r['shared']:>6,} "
-                   f"{r['train']:>6,} {r['valid']:>6,} {r['test']:>6,}")
+        click.echo(f"{lang:<{name_w}} " + " ".join(f"{r[k]:>{num_w},}" for k in ("lines", "distinct", "shared", "train",
+                                                                                 "valid", "test")))
+    click.echo(f"{'total':<{name_w}} {summary['lines']:>{num_w},} {summary['distinct_pairs']:>{num_w},}")
     sp = summary["splits"]
-    click.echo(f"{'total':<12} {summary['lines']:>6,} {summary['distinct_pairs']:>8,}")
     click.echo(f"{summary['languages']} languages, {summary['lines']:,} lines, {summary['distinct_pairs']:,} distinct "
                f"(name, language) pairs ({summary['duplicates_dropped']:,} duplicate lines dropped), "
                f"{summary['names_in_several_languages']:,} folded names under more than one language")

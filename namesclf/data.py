@@ -192,14 +192,18 @@ def stats(data: NamesData, seed: int = 0) -> dict:
     n_langs_per_name = frame.groupby(keys)["language"].nunique()
     shared = set(n_langs_per_name[n_langs_per_name > 1].index)
     split = split_names(frame, seed=seed) if frame["language"].nunique() > 1 else pd.Series("train", frame.index)
+    # One pass over all rows, then counts per language: a loop of isin() per language grows with
+    # languages x shared names (seconds on a corpus of 34 languages).
+    table = pd.DataFrame({"language": frame["language"], "shared": keys.isin(shared), "split": split})
+    counts = pd.crosstab(table["language"], table["split"]).reindex(columns=list(SPLITS), fill_value=0)
+    shared_counts = table.groupby("language")["shared"].sum()
     per_language = {}
-    for lang, sub in frame.groupby("language"):
-        sub_keys = group_key(sub["ascii"])
+    for lang, n in frame["language"].value_counts().sort_index().items():
         per_language[lang] = {
-            "lines": data.lines_per_language.get(str(lang), len(sub)),
-            "distinct": len(sub),
-            "shared": int(sub_keys.isin(shared).sum()),
-            **{s: int((split.loc[sub.index] == s).sum()) for s in SPLITS},
+            "lines": data.lines_per_language.get(str(lang), int(n)),
+            "distinct": int(n),
+            "shared": int(shared_counts[lang]),
+            **{s: int(counts.loc[lang, s]) for s in SPLITS},
         }
     return {
         "source": data.source,

@@ -425,6 +425,16 @@ def test_the_real_wheel(real_people: dict[str, list[str]], tmp_path: Path) -> No
     per_label = corpus.per_label
     assert per_label["English"] > 5000 and per_label["Spanish"] > 1500 and per_label["Korean"] > 20
     assert {"Kim", "Lee", "Park"} <= {name for name, label, _ in corpus.rows if label == "Korean"}
+    # and it trains: a stratified sample of at most 300 pairs per language, two short epochs
+    from namesclf.config import TrainConfig
+    from namesclf.pipeline import train_and_evaluate
+
+    sample = loaded.frame.groupby("language", group_keys=False)[["name", "language"]].apply(
+        lambda g: g.sample(min(len(g), 300), random_state=0))
+    sample.to_csv(tmp_path / "sample.csv", index=False)
+    run = train_and_evaluate(load_names(tmp_path / "sample.csv"), TrainConfig(epochs=2, hidden=32, device="cpu"),
+                             out=tmp_path / "m.pt", progress=False)
+    assert run.test["n"] > 500 and run.test["balanced_accuracy"] > 0.25, run.test  # chance: 1/34
 
 
 @pytest.mark.slow
