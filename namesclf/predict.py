@@ -220,17 +220,18 @@ class Predictor:
             return results
         raw = self.proba_ascii([folded[i] for i in ok])
         proba = raw if prior is None else reweight(raw, self.trained_on, prior)
-        # Vectorised: one argsort and two .tolist() calls instead of numpy scalar reads per cell.
-        top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        # Vectorised: one argsort (the top k and the sets' order) and two .tolist() calls instead
+        # of numpy scalar reads per cell.
+        order = np.argsort(-proba, axis=1, kind="stable")
+        top = order[:, :k]
         top_p = np.take_along_axis(proba, top, axis=1).tolist()
         in_set = sets.mask(raw) if sets is not None else None  # sets keep their coverage under any prior
-        order = np.argsort(-proba, axis=1, kind="stable") if sets is not None else None
         novelty = self.novelty_ascii([folded[i] for i in ok]) if threshold is not None else None
         labels = self.labels
         for row, (i, js, ps) in enumerate(zip(ok, top.tolist(), top_p, strict=True)):
             result = results[i]
             result.languages = [(labels[j], p) for j, p in zip(js, ps, strict=True)]
-            if in_set is not None and order is not None:
+            if in_set is not None:
                 result.prediction_set = [labels[j] for j in order[row] if in_set[row, j]]
             if novelty is not None and threshold is not None:
                 result.novelty = float(novelty[row])
