@@ -36,7 +36,8 @@ from typing import Any
 
 __all__ = ["MAX_RAW_LENGTH", "PARTICLES", "ParsedName", "parse_name", "surname_of"]
 
-#: Inputs are cut to this many characters first, like :data:`namesclf.predict.MAX_RAW_LENGTH`.
+#: Raw input beyond this many characters is ignored (here and by :mod:`.predict`): no surname is
+#: longer, and parsing or folding a 100,000-character string must not hold up a server.
 MAX_RAW_LENGTH = 1024
 
 #: Lower-case words that belong to the surname that follows them (``van der Berg``, ``Ó Briain``).

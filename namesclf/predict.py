@@ -27,7 +27,7 @@ from .checkpoint import load_checkpoint
 from .config import PREDICTION_FORMATS
 from .conformal import ConformalCalibration, ConformalSets
 from .errors import NamesError
-from .fullnames import parse_name
+from .fullnames import MAX_RAW_LENGTH, parse_name
 from .models import NgramEnsemble, build_classifier
 from .openset import ABSTAIN_RATE, OpenSet
 from .priors import resolve_prior, reweight, train_prior
@@ -317,11 +317,6 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
     except UnicodeDecodeError as exc:
         raise NamesError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     return skipped
-
-
-#: Raw input beyond this many characters is ignored: no surname is longer, and folding a
-#: 100,000-character string must not hold up a server.
-MAX_RAW_LENGTH = 1024
 
 
 def _surname(name: str) -> str:
