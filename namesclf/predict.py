@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .config import BACKENDS, PREDICTION_FORMATS
 from .conformal import ConformalCalibration, ConformalSets
@@ -282,7 +281,18 @@ class Predictor:
                                                 surname_only), strict=strict)
 
     def predict_with(self, names: Sequence[str], options: Options, strict: bool = True) -> list[Prediction]:
-        """:meth:`predict` with its options in one object (what streams and tables pass around)."""
+        """:meth:`predict` with its options in one object (what streams and tables pass around).
+
+        Each distinct name is answered once (real lists repeat surnames heavily); repeats of a
+        name share its :class:`Prediction` object.
+        """
+        distinct = list(dict.fromkeys(names))
+        if len(distinct) == len(names):
+            return self._predict_distinct(names, options, strict)
+        answers = dict(zip(distinct, self._predict_distinct(distinct, options, strict), strict=True))
+        return [answers[name] for name in names]
+
+    def _predict_distinct(self, names: Sequence[str], options: Options, strict: bool) -> list[Prediction]:
         if options.k < 1:
             raise NamesError("k must be at least 1")
         k = min(options.k, len(self.labels))
@@ -364,37 +374,78 @@ def csv_cells(row: Sequence[Any]) -> list[str]:
             else str(v) for v in row]
 
 
+#: Output lines kept by :func:`write_predictions` for names seen before (about 30 MB when full).
+LINE_CACHE_SIZE = 100_000
+
+
 def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k: int | Options = 3,
-                      fmt: str = "csv", batch_size: int = 4096, progress: bool | None = None) -> int:
+                      fmt: str = "csv", batch_size: int = 4096, progress: bool | None = None,
+                      cache_size: int = LINE_CACHE_SIZE) -> int:
     """Stream the answer for every line to ``out`` as CSV or JSON lines; return how many lines had
     no letters (they are written with empty languages, so output rows match input lines).
 
     CSV columns: ``name`` and :func:`output_columns`. ``k`` is the number of languages or an
-    :class:`Options`. Memory stays bounded by ``batch_size`` names whatever the input's length.
-    ``progress=None`` shows a bar on stderr only when it is a terminal. Input that is not UTF-8 is
-    a :class:`NamesError`.
+    :class:`Options`. Memory stays bounded by ``batch_size`` names and ``cache_size`` cached
+    output lines whatever the input's length: a name seen before is written from the cache,
+    because a real list repeats its common surnames thousands of times (docs/benchmarks.md).
+    ``progress=None`` shows a bar on stderr only when it is a terminal. Input that is not UTF-8
+    is a :class:`NamesError`.
     """
+    from tqdm.auto import tqdm  # here: a prediction of a few names on the command line should not pay for it
+
     options = k if isinstance(k, Options) else Options(k=k)
     if fmt not in PREDICTION_FORMATS:
         raise NamesError(f"unknown format {fmt!r}: use {', '.join(PREDICTION_FORMATS)}")
-    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     n_labels = len(predictor.labels)
-    if writer is not None:
-        writer.writerow(["name", *output_columns(options, n_labels)])
+    line = _line_formatter(options, n_labels, fmt)
+    if fmt == "csv":
+        out.write(line(None))
+    cache: dict[str, tuple[str, bool]] = {}  # name -> (output line, had no letters); oldest evicted first
     skipped = 0
+    it = iter(lines)
     try:
         with tqdm(desc="predict", unit=" names", disable=None if progress is None else not progress,
                   file=sys.stderr) as bar:
-            for pred in predictor.stream(lines, options, batch_size):
-                bar.update(1)
-                skipped += not pred.languages
-                if writer is not None:
-                    writer.writerow([pred.name, *csv_cells(output_row(pred, options, n_labels))])
-                else:
-                    out.write(json.dumps(pred.to_dict(), ensure_ascii=False) + "\n")
+            while batch := list(islice(it, batch_size)):
+                missing = [name for name in dict.fromkeys(batch) if name not in cache]
+                for pred in predictor.predict_with(missing, options, strict=False):
+                    cache[pred.name] = (line(pred), not pred.languages)
+                written = [cache[name] for name in batch]
+                out.write("".join(text for text, _ in written))
+                skipped += sum(empty for _, empty in written)
+                bar.update(len(batch))
+                for old in list(islice(cache, max(0, len(cache) - cache_size))):
+                    del cache[old]
     except UnicodeDecodeError as exc:
         raise NamesError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     return skipped
+
+
+class _LastLine:
+    """A file for ``csv.writer`` that keeps the line it was given: CSV quoting without a stream."""
+
+    text = ""
+
+    def write(self, text: str) -> int:
+        self.text = text
+        return len(text)
+
+
+def _line_formatter(options: Options, n_labels: int, fmt: str) -> Any:
+    """``line(prediction)`` -> one output line with its newline; ``line(None)`` is the CSV header."""
+    if fmt != "csv":
+        return lambda pred: json.dumps(pred.to_dict(), ensure_ascii=False) + "\n"
+    last = _LastLine()
+    writer = csv.writer(last, lineterminator="\n")
+
+    def line(pred: Prediction | None) -> str:
+        if pred is None:
+            writer.writerow(["name", *output_columns(options, n_labels)])
+        else:
+            writer.writerow([pred.name, *csv_cells(output_row(pred, options, n_labels))])
+        return last.text
+
+    return line
 
 
 def _surname(name: str) -> str:
