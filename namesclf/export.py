@@ -87,6 +87,10 @@ def export_payload(payload: dict[str, Any], out: str | Path, source: str | Path 
     outputs = [PROBABILITY] + ([NOVELTY_FEATURES] if background is not None else [])
     example = torch.randint(0, N_LETTERS, (5, 3))
     buffer = io.BytesIO()
+    with torch.no_grad():
+        # Build the n-gram lookup tables now, so the trace sees them as constants: traced while
+        # being built, they would be rebuilt by every call of the graph.
+        graph(example)
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter warns that it is deprecated and that the tracer saw Python
         # control flow; both are expected here (the branches are fixed per model).
