@@ -246,6 +246,7 @@ def train_classifier(
             save_checkpoint(out, classifier_payload(whole, cfg.to_dict(), labels, full_meta))
 
     started = time.perf_counter()
+    # A network that trains fastest on a set number of torch threads says so (the hand-built RNN: 1)
     with pinned_threads(getattr(net, "train_threads", None)):
         result = fit(net, updater, batches, loss_fn, validate, keep=whole, epochs=cfg.epochs, score="valid_macro_f1",
                      higher_is_better=True, patience=cfg.patience, lr=cfg.lr, clip=loop_clip(updater, cfg.clip),
