@@ -20,7 +20,8 @@ from .batches import EncodedSplit, predict_log_proba
 from .conformal import ConformalCalibration
 from .models import NgramEnsemble
 from .ngram import NgramBayes
-from .openset import NoveltyScorer, OpenSet, novelty_features
+from .novelty import background_state, novelty_features
+from .openset import NoveltyScorer, OpenSet
 
 #: Simulated novel languages: the known languages are held out in this many groups.
 NOVELTY_FOLDS = 6
@@ -50,14 +51,15 @@ def _features(ngram: NgramBayes, background: NgramBayes, names: list[str]) -> np
 
 
 def fit_open_set(ngram: NgramBayes, train: pd.DataFrame, valid: pd.DataFrame, labels: list[str],
-                 seed: int = 0) -> OpenSet | None:
+                 seed: int = 0) -> tuple[OpenSet, NgramBayes] | None:
     """Fit the novelty scorer by outlier exposure on simulated novel languages, and score the
     validation names with ``ngram`` (the classifier's n-gram half, counted on ``train``).
 
     The known languages are split into :data:`NOVELTY_FOLDS` groups; for each, n-grams counted
     without it score its training names (novel, as far as that model knows) against the other
     languages' validation names (known). A logistic regression on those features is the scorer.
-    Returns None when there are too few languages (3) or no validation names to do this with.
+    Returns the scorer and the unigram background its features need, or None when there are too
+    few languages (3) or no validation names to do this with.
     """
     present = sorted(set(train["language"]))
     if len(present) < 3 or valid.empty:
@@ -92,7 +94,7 @@ def fit_open_set(ngram: NgramBayes, train: pd.DataFrame, valid: pd.DataFrame, la
     scorer = NoveltyScorer(mean, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
     background = _count(train, valid[valid["language"].isin(labels)], labels, 1)
     valid_scores = scorer(_features(ngram, background, valid.drop_duplicates("ascii")["ascii"].tolist()))
-    return OpenSet(background, scorer, valid_scores)
+    return OpenSet(scorer, valid_scores), background
 
 
 @torch.no_grad()
@@ -109,8 +111,8 @@ def calibrate(whole: torch.nn.Module, labels: list[str], train: pd.DataFrame, va
     out["conformal"] = ConformalCalibration.from_proba(proba, enc_valid.labels.numpy()).to_dict()
     if isinstance(whole, NgramEnsemble):
         ngram = whole.ngram.cpu()
-        open_set = fit_open_set(ngram, train, valid, labels, seed)
+        fitted = fit_open_set(ngram, train, valid, labels, seed)
         whole.ngram.to(device)
-        if open_set is not None:
-            out["openset"] = open_set.to_dict()
+        if fitted is not None:
+            out["openset"] = {**fitted[0].to_dict(), **background_state(fitted[1])}
     return out

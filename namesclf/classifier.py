@@ -14,10 +14,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .checkpoint import classifier_payload, load_checkpoint, save_checkpoint
+from .checkpoint import classifier_payload, save_checkpoint
 from .config import TrainConfig
 from .data import split_names
 from .errors import NamesError
+from .export import export_payload
+from .files import atomic_write_with
+from .onnx_scorer import onnx_path_for
 from .openset import ABSTAIN_RATE
 from .predict import Prediction, Predictor
 from .text import to_ascii
@@ -185,24 +188,46 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         """The ``k`` most probable languages of each name, with probabilities."""
         return self._check().top_k(list(X), k)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the same self-describing model file as ``names train`` (atomically)."""
+    def save(self, path: str | Path, export: bool = True) -> Path:
+        """Write the same self-describing model file as ``names train`` (atomically), and with
+        ``export`` its ONNX file beside it (what :meth:`load` answers from without torch)."""
         predictor = self._check()
-        return save_checkpoint(path, classifier_payload(predictor.model, predictor.config,
-                                                        [str(c) for c in self.classes_], predictor.meta))
+        if predictor.backend == "torch":
+            payload = classifier_payload(predictor.model, predictor.config, [str(c) for c in self.classes_],
+                                         predictor.meta)
+            written = save_checkpoint(path, payload)
+            if export:
+                export_payload(payload, onnx_path_for(path), source=path)
+            return written
+        # Loaded from an ONNX export: the model file it came from is the torch half to save.
+        source = getattr(self, "source_", None)
+        if source is None or not Path(source).is_file():
+            raise NamesError("this classifier was loaded from an .onnx file alone; load the .pt model file to save it")
+        written = _copy(source, path)
+        if export:
+            _copy(onnx_path_for(source), onnx_path_for(path))
+        return written
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> NameClassifier:
-        """Load a model file written by ``names train`` or :meth:`save` (``weights_only`` loading)."""
-        payload = load_checkpoint(path, kind="classifier")
-        predictor = Predictor.from_payload(payload, device)
-        config = TrainConfig.from_dict(payload["config"]).to_dict()
+    def load(cls, path: str | Path, device: str = "cpu", backend: str = "auto") -> NameClassifier:
+        """Load a model file written by ``names train`` or :meth:`save`: from its ONNX export when
+        there is a current one beside it (no torch needed to answer), else with torch
+        (``weights_only`` loading); see :meth:`.predict.Predictor.load`."""
+        predictor = Predictor.load(path, device, backend=backend)
+        config = TrainConfig.from_dict(predictor.config).to_dict()
         est = cls(**{k: v for k, v in config.items() if k in cls._get_param_names()})
         est.predictor_ = predictor
         est.classes_ = np.array(predictor.labels)
+        est.source_ = None if Path(path).suffix == ".onnx" else str(path)
         return est
 
 
-def load_model(path: str | Path, device: str = "cpu") -> NameClassifier:
-    """Load a classifier model file: ``load_model("models/names.pt").predict(["Dostoevsky"])``."""
-    return NameClassifier.load(path, device)
+def _copy(source: str | Path, target: str | Path) -> Path:
+    data = Path(source).read_bytes()
+    return atomic_write_with(target, lambda handle: handle.write(data))
+
+
+def load_model(path: str | Path, device: str = "cpu", backend: str = "auto") -> NameClassifier:
+    """Load a classifier model file: ``load_model("models/names.pt").predict(["Dostoevsky"])``
+    (from its ONNX export when there is a current one, see :meth:`NameClassifier.load`)."""
+    return NameClassifier.load(path, device, backend)

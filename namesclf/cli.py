@@ -23,7 +23,7 @@ from .config import (
     SPLIT_CHOICES,
     TrainConfig,
 )
-from .console import DEFAULT_MODEL, NamesGroup, echo_json, model_option
+from .console import DEFAULT_MODEL, NamesGroup, backend_option, echo_json, model_option
 from .errors import NamesError
 
 
@@ -186,16 +186,20 @@ def _train_options(func: Any) -> Any:
 @click.option("--resume", is_flag=True, help="Continue training the model in --out from its last saved epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
+@click.option("--no-export", is_flag=True,
+              help="Do not write the ONNX file beside --out (prediction then runs on torch; see `names export`).")
 def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: float | None,
           batch_size: int | None, optimizer: str | None, ngram_order: int | None, refit_ngram: bool,
           class_weight: str, patience: int | None, device: str, seed: int,
-          out: str, force: bool, resume: bool, quiet: bool, as_json: bool) -> None:
+          out: str, force: bool, resume: bool, quiet: bool, as_json: bool, no_export: bool) -> None:
     """Train a classifier on SOURCE and write one self-describing model file.
 
     SOURCE is a folder of <Language>.txt files or a CSV/TSV with `name` and `language` columns.
     Names are split 80/10/10 by folded name (no name in two splits); the epoch with the best
     validation macro-F1 is kept and scored once on the test split. Each new best epoch is saved
-    at once, so Ctrl-C leaves a complete model; `--resume` carries on from it.
+    at once, so Ctrl-C leaves a complete model; `--resume` carries on from it. Beside the model
+    file goes its ONNX export (same stem, .onnx), which `names predict` and `names serve` load
+    without torch.
     """
     from .data import load_names
     from .files import refuse_overwrite
@@ -213,7 +217,8 @@ def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: fl
     if data_set.n_empty and not quiet:
         click.echo(f"dropped {data_set.n_empty:,} names with no letters after folding "
                    f"(e.g. {', '.join(map(repr, data_set.dropped_examples[:3]))})", err=True)
-    run = train_and_evaluate(data_set, config, out=out, resume=previous, progress=False if quiet else None)
+    run = train_and_evaluate(data_set, config, out=out, resume=previous, progress=False if quiet else None,
+                             export=not no_export)
     result = run.result
     if result.interrupted:
         raise NamesError(f"interrupted after epoch {len(result.history)}; {out} holds the best epoch so far "
@@ -235,7 +240,9 @@ def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: fl
                    f"on {test['n']:,} names ({epochs_note})")
     else:
         click.echo(f"no test names (the data set is too small to hold any out) ({epochs_note})")
-    click.echo(f"wrote {out}")
+    for path in run.written:
+        if path.suffix in (".pt", ".onnx"):
+            click.echo(f"wrote {path}")
     click.echo(f"wrote {report_dir}/ (test-split report: report.txt, metrics.json, confusion_matrix.png, "
                "reliability.png; training curves: training.csv, training.png)")
 
@@ -297,10 +304,11 @@ def _float_or_none(value: str | None, option: str) -> float | None:
 @click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=4096, show_default=True,
               help="Names per batch with --input (memory stays bounded).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes on stderr.")
+@backend_option()
 def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, abstain_rate: str,
             coverage: str | None, per_language: bool, prior: str | None, surname_only: bool, as_json: bool,
             input_path: str | None, column: str | None, output_path: str | None, fmt: str, batch_size: int,
-            quiet: bool) -> None:
+            quiet: bool, backend: str) -> None:
     """Top-k languages of each NAME with probabilities.
 
     \b
@@ -321,7 +329,7 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
         raise click.UsageError("--output goes with --column (a table); one name per line streams to stdout")
     options = Options(top_k, _float_or_none(coverage, "--coverage"), per_language, prior, abstain,
                       _float_or_none(abstain_rate, "--abstain-rate") or 0.05, surname_only)
-    predictor = Predictor.load(model_path)
+    predictor = Predictor.load(model_path, backend=backend)
     if input_path is None:
         results = predictor.predict_with(list(names), options)
         if as_json:
@@ -361,6 +369,29 @@ def _predict_table(predictor: Any, input_path: str, column: str, output_path: st
             click.echo(f"wrote {written} ({len(result):,} rows)", err=True)
 
 
+# ----------------------------------------------------------------------------- export
+
+
+@cli.command()
+@click.argument("model_file", type=click.Path(dir_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Where to write the ONNX file. [default: beside MODEL_FILE, same stem, .onnx]")
+def export(model_file: str, out: str | None) -> None:
+    """Export a classifier model file to ONNX, for prediction without torch.
+
+    `names train` already writes it; run this for a model trained with --no-export, by the
+    Python API, or by an older namesclf. `names predict`, `names serve` and `load_model` use
+    the .onnx beside a .pt when it was exported from that very file, and torch otherwise.
+
+    \b
+      names export models/names.pt              # -> models/names.onnx
+      names predict Dostoevsky --model models/names.onnx
+    """
+    from .export import export_model_file
+
+    click.echo(f"wrote {export_model_file(model_file, out)}")
+
+
 # ----------------------------------------------------------------------------- evaluate
 
 
@@ -374,8 +405,9 @@ def _predict_table(predictor: Any, input_path: str, column: str, output_path: st
 @click.option("--prior", default=None, metavar="train|uniform|FILE",
               help="Score the probabilities re-weighed for this population's language mix (see `names predict`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@backend_option()
 def evaluate(source: str, model_path: str, out_dir: str | None, split: str, prior: str | None,
-             as_json: bool) -> None:
+             as_json: bool, backend: str) -> None:
     """Score a model on SOURCE and write a report: metrics, confusion matrix (CSV, PNG), errors.
 
     \b
@@ -386,7 +418,7 @@ def evaluate(source: str, model_path: str, out_dir: str | None, split: str, prio
     from .evaluate import default_report_dir, evaluate_data, format_pair, write_report
     from .predict import Predictor
 
-    predictor = Predictor.load(model_path)
+    predictor = Predictor.load(model_path, backend=backend)
     report = evaluate_data(predictor, load_names(source), split=split, model_path=model_path, prior=prior)
     out = Path(out_dir) if out_dir else default_report_dir(model_path)
     written = write_report(report, out)

@@ -22,6 +22,8 @@ LM_CELLS = ("rnn", "gru", "lstm")
 UNITS = ("char", "word")
 #: ``manual`` is the hand-written SGD update; the rest are torch's optimizers.
 OPTIMIZERS = ("manual", "sgd", "adam", "adamw")
+#: Where prediction runs: ``auto`` takes a model file's ONNX export when it is current, else torch.
+BACKENDS = ("auto", "onnx", "torch")
 #: ``auto`` takes CUDA when present.
 DEVICES = ("auto", "cpu", "cuda")
 #: Loss weights per language (see :func:`.train.class_weights`).

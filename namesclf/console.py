@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .config import BACKENDS
 from .errors import NamesError
 
 DEFAULT_MODEL = "models/names.pt"
@@ -29,6 +30,13 @@ def model_option(default: str = DEFAULT_MODEL, env: str = "NAMES_MODEL") -> Any:
     return click.option("--model", "model_path", default=lambda: os.environ.get(env, default),
                         show_default=f"${env} or {default}", type=click.Path(dir_okay=False),
                         help="Model file written by `names train`.")
+
+
+def backend_option() -> Any:
+    """``--backend``: which runtime answers (see :meth:`.predict.Predictor.load`)."""
+    return click.option("--backend", type=click.Choice(BACKENDS), default=BACKENDS[0], show_default=True,
+                        help="auto: the model's ONNX export on ONNX Runtime when there is a current one "
+                             "beside it (no torch to load), else torch; onnx/torch: force one.")
 
 
 def echo_json(obj: Any) -> None:

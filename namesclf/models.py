@@ -171,12 +171,38 @@ class HandBuiltRNN(nn.Module):
         computed by :class:`HandBuiltBackprop`: far fewer ops, and training at these sizes is
         dominated by per-op overhead (docs/benchmarks.md).
         """
+        if torch.jit.is_tracing():  # exporting to ONNX (:mod:`.export`)
+            return self._traced_forward(idx)
         # Padding may index any letter: a padded step only feeds states after the name's last
         # letter, which are never read, so neither its value nor a gradient reaches the output.
         letters = idx.clamp(max=self.n_letters - 1)
         last = (lengths.to(idx.device) - 1).clamp_(min=0)
         return HandBuiltBackprop.apply(letters, last, self.i2h.weight, self.i2h.bias, self.i2o.weight,
                                        self.i2o.bias, self.tanh)
+
+    def _traced_forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` for a batch of names of one length, as the ONNX exporter traces it: the
+        same split of ``i2h``/``i2o`` into a letter table and a hidden product, with the recurrence
+        in TorchScript so that it exports as one loop over however many letters come in, instead
+        of being unrolled to the length of the example."""
+        n = self.n_letters
+        w_ih, b_ih, w_io, b_io = self.i2h.weight, self.i2h.bias, self.i2o.weight, self.i2o.bias
+        inputs = nn.functional.embedding(idx[: idx.size(0) - 1], w_ih[:, :n].t() + b_ih)
+        hidden = torch.jit.script(linear_recurrence)(inputs, w_ih[:, n:].t(), self.tanh)
+        logits = torch.addmm(nn.functional.embedding(idx[idx.size(0) - 1], w_io[:, :n].t() + b_io), hidden,
+                             w_io[:, n:].t())
+        return self.softmax(logits)
+
+
+def linear_recurrence(inputs: torch.Tensor, w_t: torch.Tensor, tanh: bool) -> torch.Tensor:
+    """The last state of ``h_t = act(x_t + h_{t-1} W)`` from ``h_0 = 0`` (``(B, H)``): the hand-built
+    RNN's recurrence in a form TorchScript compiles to a loop (see :meth:`HandBuiltRNN._traced_forward`)."""
+    h = torch.zeros(inputs.size(1), w_t.size(1), dtype=inputs.dtype, device=inputs.device)
+    for t in range(inputs.size(0)):
+        h = torch.addmm(inputs[t], h, w_t)
+        if tanh:
+            h = torch.tanh(h)
+    return h
 
 
 class HashedCharNgrams(nn.Module):
@@ -266,8 +292,12 @@ class RecurrentClassifier(nn.Module):
         self.out = nn.Linear(2 * directions * hidden_size + (ngram_dim if ngram_buckets else 0), n_classes)
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        unpadded = bool((lengths == idx.size(0)).all())
-        if unpadded and idx.size(1) >= FAST_LOOP_MIN_BATCH and self._fast_inference_ok():
+        # The ONNX export traces a batch of one length: through the loop of _unpadded_inference
+        # where it applies (ONNX Runtime runs it several times faster than its own GRU node),
+        # else through the cell itself (one ONNX RNN/GRU/LSTM node for any length).
+        tracing = torch.jit.is_tracing()
+        unpadded = tracing or bool((lengths == idx.size(0)).all())
+        if unpadded and (tracing or idx.size(1) >= FAST_LOOP_MIN_BATCH) and self._fast_inference_ok():
             return self._unpadded_inference(idx)
         emb = self.dropout(self.embedding(idx))
         if unpadded:
@@ -305,6 +335,9 @@ class RecurrentClassifier(nn.Module):
         """
         rnn = self.rnn
         width, batch = idx.shape
+        # Traced for ONNX, the loop is compiled by TorchScript so it exports as one loop over any
+        # length; in torch it runs as plain Python (no compilation cost).
+        recur = torch.jit.script(recurrent_direction) if torch.jit.is_tracing() else recurrent_direction
         finals, pools = [], []
         for direction in range(2 if rnn.bidirectional else 1):
             suffix = "_reverse" if direction else ""
@@ -312,23 +345,36 @@ class RecurrentClassifier(nn.Module):
             w_hh, b_hh = getattr(rnn, f"weight_hh_l0{suffix}"), getattr(rnn, f"bias_hh_l0{suffix}")
             table = torch.addmm(b_ih, self.embedding.weight, w_ih.t())  # (letters + pad, gates)
             gates_in = table.index_select(0, idx.reshape(-1)).view(width, batch, -1)
-            h = gates_in.new_zeros(batch, rnn.hidden_size)
-            pooled = None
-            size = rnn.hidden_size
-            for t in range(width - 1, -1, -1) if direction else range(width):
-                gates_h = torch.addmm(b_hh, h, w_hh.t())
-                if self.cell == "gru":
-                    rz = torch.sigmoid(gates_in[t, :, : 2 * size] + gates_h[:, : 2 * size])
-                    r, z = rz[:, :size], rz[:, size:]
-                    n = torch.tanh(torch.addcmul(gates_in[t, :, 2 * size :], r, gates_h[:, 2 * size :]))
-                    h = torch.addcmul(n, z, h - n)  # (1 - z) * n + z * h
-                else:
-                    h = torch.tanh(gates_in[t] + gates_h)
-                pooled = h if pooled is None else torch.maximum(pooled, h)
+            h, pooled = recur(gates_in, w_hh.t(), b_hh, bool(direction), self.cell == "gru")
             finals.append(h)
             pools.append(pooled)
         features = torch.cat(finals + pools, dim=1)
         return torch.log_softmax(self.out(features), dim=1)
+
+
+def recurrent_direction(gates_in: torch.Tensor, w_hh_t: torch.Tensor, b_hh: torch.Tensor, reverse: bool,
+                        gru: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One direction of a one-layer ``nn.GRU``/``nn.RNN`` (tanh) over precomputed input gates
+    ``(T, B, gates)``: the last hidden state and the running max-pool of all states, ``(B, H)`` each.
+
+    Written so TorchScript compiles it (see :meth:`RecurrentClassifier._unpadded_inference`).
+    """
+    width = gates_in.size(0)
+    size = w_hh_t.size(0)
+    h = torch.zeros(gates_in.size(1), size, dtype=gates_in.dtype, device=gates_in.device)
+    pooled = torch.full_like(h, -float("inf"))
+    for step in range(width):
+        t = width - 1 - step if reverse else step
+        gates_h = torch.addmm(b_hh, h, w_hh_t)
+        if gru:
+            rz = torch.sigmoid(gates_in[t, :, : 2 * size] + gates_h[:, : 2 * size])
+            r, z = rz[:, :size], rz[:, size:]
+            n = torch.tanh(torch.addcmul(gates_in[t, :, 2 * size :], r, gates_h[:, 2 * size :]))
+            h = torch.addcmul(n, z, h - n)  # (1 - z) * n + z * h
+        else:
+            h = torch.tanh(gates_in[t] + gates_h)
+        pooled = torch.maximum(pooled, h)
+    return h, pooled
 
 
 class NgramEnsemble(nn.Module):
@@ -356,8 +402,14 @@ class NgramEnsemble(nn.Module):
         return torch.log_softmax(scores / temperature, dim=1)
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.net(idx, lengths), self.ngram(idx, lengths), self.weight, self.shift,
-                         self.temperature)
+        return self.forward_with_likelihood(idx, lengths)[0]
+
+    def forward_with_likelihood(self, idx: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled log-probabilities and the n-gram half's ``log p(name | language)`` on the
+        way (the open-set features start from it, so prediction runs the n-gram half once)."""
+        likelihood = self.ngram.log_likelihood(idx, lengths)
+        ngram_logp = self.ngram.posterior(likelihood)
+        return self.pool(self.net(idx, lengths), ngram_logp, self.weight, self.shift, self.temperature), likelihood
 
 
 def build_network(kind: str, n_classes: int, *, hidden: int, tanh: bool, embed: int, layers: int,

@@ -9,7 +9,8 @@ GRU's; each fixes errors of the other (docs/experiments.md, "Choosing defaults")
 
 Counts are turned into tensors once, so scoring a batch is gathers and arithmetic on the padded
 index batch every classifier takes, ``(T, B)`` plus lengths, with no per-name Python: a dense
-code -> row index where the n-gram code space is small, ``searchsorted`` where it is not.
+code -> row index where the n-gram code space is small, a trie of gathers where it is not (so the
+model exports to ONNX as it is).
 """
 
 from __future__ import annotations
@@ -185,7 +186,12 @@ class NgramBayes(nn.Module):
     # ------------------------------------------------------------------ scoring
 
     def _lookup(self, name: str, codes: torch.Tensor, space: int) -> torch.Tensor:
-        """Row of each code in the sorted table ``name`` (one past the end where unseen)."""
+        """Row of each code in the sorted table ``name`` (one past the end where unseen).
+
+        Only gathers, so the same code runs in torch and exports to ONNX (which has no
+        ``searchsorted``): a dense code -> row index where the code space is small, else a trie
+        (:meth:`_trie`) walked a symbol at a time below a dense index of the leading symbols.
+        """
         table = getattr(self, name)
         if space <= DENSE_LIMIT:
             index = self._index.get(name)
@@ -194,10 +200,43 @@ class NgramBayes(nn.Module):
                 index[table] = torch.arange(len(table), device=table.device)
                 self._index[name] = index
             return index.take(codes)
-        if len(table) == 0:
-            return torch.zeros_like(codes)
-        rows = torch.searchsorted(table, codes).clamp(max=len(table) - 1)
-        return torch.where(table.take(rows) == codes, rows, len(table))
+        head, steps = self._trie(name, space)
+        node = head.take(codes // (self.base ** len(steps)))
+        for k, step in enumerate(steps):
+            symbol = (codes // self.base ** (len(steps) - 1 - k)) % self.base
+            node = step.take(node * self.base + symbol)
+        return node
+
+    def _trie(self, name: str, space: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The lookup tables of a large code space, built once per table: a dense index over the
+        leading symbols (as many as fit :data:`DENSE_LIMIT`) to the distinct prefixes seen, then
+        per further symbol a ``(prefixes + 1) x base`` transition to the next prefix's number; the
+        last level numbers the codes themselves, so it ends at the table's rows. An unseen prefix
+        is the extra last number at every level and stays unseen."""
+        key = f"trie:{name}"
+        cached = self._index.get(key)
+        if cached is None:
+            table = getattr(self, name)
+            codes = table.cpu().numpy()
+            width = round(np.log(space) / np.log(self.base))  # symbols per code
+            lead = 0  # leading symbols in the dense index: as many as fit DENSE_LIMIT
+            while lead < width and self.base ** (lead + 1) <= DENSE_LIMIT:
+                lead += 1
+            prefix = codes // self.base ** (width - lead)
+            heads, node = np.unique(prefix, return_inverse=True)
+            head = np.full(self.base**lead, len(heads), dtype=np.int64)
+            head[heads] = np.arange(len(heads))
+            steps, known = [], len(heads)
+            for level in range(lead + 1, width + 1):
+                prefix = codes // self.base ** (width - level)
+                numbers, inverse = np.unique(prefix, return_inverse=True)
+                step = np.full((known + 1, self.base), len(numbers), dtype=np.int64)
+                step[node, prefix % self.base] = inverse
+                steps.append(torch.from_numpy(step.reshape(-1)).to(table.device))
+                node, known = inverse, len(numbers)
+            cached = (torch.from_numpy(head).to(table.device), steps)
+            self._index[key] = cached
+        return cached
 
     def _coefficients(self, j: int, d: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Level ``j`` at discount ``d`` as two gather tables, so each level is one fused update
@@ -248,7 +287,11 @@ class NgramBayes(nn.Module):
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Log-posterior over languages, ``(B, n_classes)``: Bayes' rule with the training prior."""
-        return torch.log_softmax(self.log_likelihood(idx, lengths) + self.log_prior, dim=1)
+        return self.posterior(self.log_likelihood(idx, lengths))
+
+    def posterior(self, likelihood: torch.Tensor) -> torch.Tensor:
+        """Bayes' rule: the log-posterior from :meth:`log_likelihood`'s output."""
+        return torch.log_softmax(likelihood + self.log_prior, dim=1)
 
     def nats_per_char(self, idx: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
                       discount: float | None = None, mixture: float | None = None) -> float:

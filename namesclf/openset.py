@@ -15,6 +15,9 @@ They are weighed by a logistic regression fitted at training time on *simulated*
 in-set languages held out in turn from the n-gram counts (:mod:`.calibrate`). The threshold is a
 conformal quantile of the scores of the validation names, so at most the chosen rate of names
 from the known languages (default 5%) is wrongly abstained on. Measured in docs/realnames.md.
+
+This module is the part prediction needs (the weights and the threshold: numbers, no torch); the
+features themselves are computed by :mod:`.novelty` in torch, or by the exported ONNX graph.
 """
 
 from __future__ import annotations
@@ -23,13 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from .conformal import conformal_quantile
 from .errors import NamesError
-from .ngram import NgramBayes
 
-#: The features :func:`novelty_features` computes, in order.
+#: The features :func:`.novelty.novelty_features` computes, in order.
 FEATURES = ("ngram_top_probability", "nats_per_letter", "nats_per_letter_over_unigram", "entropy", "log_length",
             "nats")
 #: The default share of in-set names that may be abstained on.
@@ -40,21 +41,6 @@ def check_rate(rate: float) -> float:
     if not isinstance(rate, int | float) or not 0.0 < float(rate) < 1.0:
         raise NamesError(f"the abstention rate must be between 0 and 1 (e.g. 0.05), not {rate!r}")
     return float(rate)
-
-
-@torch.no_grad()
-def novelty_features(ngram: NgramBayes, background: NgramBayes, idx: torch.Tensor, lengths: torch.Tensor
-                     ) -> np.ndarray:
-    """:data:`FEATURES` for a padded batch, ``(B, 6)``: ``ngram`` is the classifier's n-gram half,
-    ``background`` a unigram model counted on the same names."""
-    n = (lengths.to(idx.device) + 1).double()  # letters and the end mark
-    ll = ngram.log_likelihood(idx, lengths).double()
-    mixture = torch.logsumexp(ll + ngram.log_prior.double(), dim=1)
-    posterior = torch.log_softmax(ll + ngram.log_prior.double(), dim=1)
-    unigram = torch.logsumexp(background.log_likelihood(idx, lengths).double() + background.log_prior.double(), dim=1)
-    entropy = -(posterior.exp() * posterior).sum(1)
-    return torch.stack([posterior.max(1).values.exp(), -mixture / n, -(mixture - unigram) / n, entropy, n.log(),
-                        -mixture], dim=1).cpu().numpy()
 
 
 @dataclass
@@ -71,11 +57,12 @@ class NoveltyScorer:
 
 
 class OpenSet:
-    """A trained model's novelty scorer: its unigram background, the weights, and the validation
-    names' scores that the abstention threshold is a quantile of."""
+    """A trained model's novelty scorer: the weights, and the validation names' scores that the
+    abstention threshold is a quantile of. (The unigram background the features need is stored
+    beside them in the model file, under ``"background"``, and read by :mod:`.novelty`.)"""
 
-    def __init__(self, background: NgramBayes, scorer: NoveltyScorer, valid_scores: np.ndarray) -> None:
-        self.background, self.scorer = background, scorer
+    def __init__(self, scorer: NoveltyScorer, valid_scores: np.ndarray) -> None:
+        self.scorer = scorer
         self.valid_scores = np.sort(np.asarray(valid_scores, dtype=np.float64))
 
     def threshold(self, rate: float = ABSTAIN_RATE) -> float:
@@ -83,25 +70,19 @@ class OpenSet:
         languages score higher (a conformal quantile, so the bound holds for unseen names too)."""
         return conformal_quantile(self.valid_scores, 1.0 - check_rate(rate))
 
-    def scores(self, ngram: NgramBayes, idx: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
-        return self.scorer(novelty_features(ngram, self.background.to(idx.device), idx, lengths))
-
     def to_dict(self) -> dict[str, Any]:
         return {"features": list(FEATURES), "mean": self.scorer.mean.tolist(), "scale": self.scorer.scale.tolist(),
                 "coef": self.scorer.coef.tolist(), "intercept": float(self.scorer.intercept),
-                "valid_scores": self.valid_scores.tolist(),
-                "background": {k: v.detach().cpu().clone() for k, v in self.background.state_dict().items()},
-                "n_classes": self.background.n_classes}
+                "valid_scores": self.valid_scores.tolist()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> OpenSet:
         try:
             if list(values["features"]) != list(FEATURES):
                 raise ValueError("it was made with other features")
-            background = NgramBayes(int(values["n_classes"]), 1)
-            background.load_state_dict(values["background"])
-            scorer = NoveltyScorer(np.asarray(values["mean"]), np.asarray(values["scale"]),
-                                   np.asarray(values["coef"]), float(values["intercept"]))
-            return cls(background.eval(), scorer, np.asarray(values["valid_scores"]))
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            scorer = NoveltyScorer(np.asarray(values["mean"], dtype=np.float64),
+                                   np.asarray(values["scale"], dtype=np.float64),
+                                   np.asarray(values["coef"], dtype=np.float64), float(values["intercept"]))
+            return cls(scorer, np.asarray(values["valid_scores"]))
+        except (KeyError, TypeError, ValueError) as exc:
             raise NamesError(f"model file's novelty scorer is damaged ({str(exc).splitlines()[0]})") from None

@@ -20,6 +20,8 @@ from .checkpoint import classifier_payload, load_checkpoint, save_checkpoint
 from .config import SPLITS, TrainConfig
 from .data import NamesData, split_names
 from .evaluate import EvaluationReport, evaluate, training_report_dir, write_report
+from .export import export_payload
+from .onnx_scorer import onnx_path_for
 from .plots import write_training_curves
 from .predict import Predictor
 from .train import TrainResult, train_classifier
@@ -83,6 +85,7 @@ def train_and_evaluate(
     report_dir: str | Path | None = None,
     resume: dict[str, Any] | None = None,
     progress: bool | None = None,
+    export: bool = True,
 ) -> TrainRun:
     """Split ``data`` (grouped by folded name, seeded by the config), train, test, write.
 
@@ -90,7 +93,8 @@ def train_and_evaluate(
     these test names. ``out`` gets the model file (each new best epoch while training, then the
     final model with its test figures); ``report_dir`` (default: beside ``out``) gets the test
     report and the training curves. An interrupted run keeps the best epoch in ``out`` and skips
-    the test.
+    the test. With ``export`` the ONNX file prediction loads without torch is written beside
+    ``out`` (:mod:`.export`).
     """
     cfg = config.resolved()
     split = split_names(data.frame, seed=cfg.seed)
@@ -114,8 +118,11 @@ def train_and_evaluate(
                  "resume": {"epoch": len(result.history) and int(result.history[-1]["epoch"]),
                             "best_score": result.valid.get("valid_macro_f1")}})
     if out is not None:
-        save_checkpoint(out, classifier_payload(result.model, result.config.to_dict(), result.labels, meta))
+        payload = classifier_payload(result.model, result.config.to_dict(), result.labels, meta)
+        save_checkpoint(out, payload)
         run.written.append(Path(out))
+        if export:  # the file prediction loads without torch (docs/benchmarks.md, "Cold start")
+            run.written.append(export_payload(payload, onnx_path_for(out), source=out))
     if report_dir is None and out is not None:
         report_dir = training_report_dir(out)
     if report_dir is not None:

@@ -12,26 +12,23 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, Protocol, TextIO
 
 import numpy as np
-import torch
-from torch import nn
-from tqdm.auto import tqdm
 
-from .batches import EncodedSplit, predict_log_proba
-from .checkpoint import load_checkpoint
-from .config import PREDICTION_FORMATS
+from .config import BACKENDS, PREDICTION_FORMATS
 from .conformal import ConformalCalibration, ConformalSets
 from .errors import NamesError
 from .fullnames import MAX_RAW_LENGTH, parse_name
-from .models import NgramEnsemble, build_classifier
+from .onnx_scorer import OnnxScorer, onnx_path_for
 from .openset import ABSTAIN_RATE, OpenSet
 from .priors import resolve_prior, reweight, train_prior
-from .text import to_ascii
+from .text import encode_batch, to_ascii
 
 #: Names per forward pass on CPU / on an accelerator (see :meth:`Predictor.proba_ascii`).
 CPU_BATCH = 2048
@@ -91,47 +88,134 @@ class Options:
     surname_only: bool = False
 
 
-class Predictor:
-    """A trained classifier ready to answer: folding, batching and the softmax live here."""
+class Scorer(Protocol):
+    """What runs the network: :class:`.onnx_scorer.OnnxScorer` or :class:`.torch_scorer.TorchScorer`."""
 
-    def __init__(self, model: nn.Module, labels: Sequence[str], device: torch.device | str = "cpu",
+    labels: list[str]
+    meta: dict[str, Any]
+    config: dict[str, Any]
+    has_ngram: bool
+
+    @property
+    def device_type(self) -> str: ...
+
+    def score(self, idx: np.ndarray, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+class Predictor:
+    """A trained classifier ready to answer: folding, batching, sets, priors and abstention live
+    here; the network runs in a :class:`Scorer` (ONNX Runtime or torch), so this module imports
+    no torch and prediction can start without it.
+
+    ``Predictor(scorer)``, or ``Predictor(module, labels, device, meta, config)`` for a torch
+    classifier in memory (training, tests).
+    """
+
+    def __init__(self, model: Any, labels: Sequence[str] | None = None, device: Any = "cpu",
                  meta: dict | None = None, config: dict | None = None) -> None:
-        self.model = model.to(device).eval()
-        self.labels = list(labels)
-        self.device = torch.device(device)
-        self.meta = meta or {}
-        self.config = config or {}
+        if hasattr(model, "score") and hasattr(model, "has_ngram"):
+            self.scorer: Scorer = model
+        else:
+            from .torch_scorer import TorchScorer
+
+            if labels is None:
+                raise TypeError("a torch classifier needs its labels")
+            self.scorer = TorchScorer(model, labels, device, meta, config)
+        self.labels = list(self.scorer.labels)
         self._cache: dict[Any, Any] = {}  # calibration read from ``meta`` on first use
 
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.scorer.meta
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.scorer.config
+
+    @property
+    def backend(self) -> str:
+        """``onnx`` or ``torch``: which runtime answers."""
+        return "onnx" if isinstance(self.scorer, OnnxScorer) else "torch"
+
+    @property
+    def model(self) -> Any:
+        """The torch module (torch backend only: load with ``backend="torch"`` to get at it)."""
+        model = getattr(self.scorer, "model", None)
+        if model is None:
+            raise NamesError("this predictor runs on ONNX Runtime; load it with backend='torch' for the torch module")
+        return model
+
+    @property
+    def device_type(self) -> str:
+        return self.scorer.device_type
+
     @classmethod
-    def load(cls, path: str, device: str = "cpu") -> Predictor:
-        payload = load_checkpoint(path, kind="classifier")
-        return cls.from_payload(payload, device)
+    def load(cls, path: str | Path, device: str = "cpu", backend: str = "auto", threads: int | None = None
+             ) -> Predictor:
+        """Load a model file. ``backend="auto"`` answers from the ONNX export beside it (same stem,
+        ``.onnx``, written by ``names train`` and ``names export``) when there is one made from
+        this very file and ``device`` is the CPU, else from torch; a path ending in ``.onnx`` is
+        the export itself. ``threads`` caps ONNX Runtime's threads."""
+        if backend not in BACKENDS:
+            raise NamesError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
+        path = Path(path)
+        if path.suffix == ".onnx":
+            if backend == "torch":
+                raise NamesError(f"{path} is an ONNX export: give the .pt model file for the torch backend")
+            return cls(OnnxScorer.load(path, threads))
+        onnx_file = onnx_path_for(path)
+        if backend == "onnx" or (backend == "auto" and device == "cpu" and onnx_file.is_file() and path.is_file()):
+            scorer = OnnxScorer.load(onnx_file, threads)
+            if not path.is_file() or scorer.matches(path):
+                return cls(scorer)
+            if backend == "onnx":
+                raise NamesError(f"{onnx_file} was exported from another {path.name}: run `names export {path}`")
+            warnings.warn(f"{onnx_file} was exported from another {path.name} (run `names export {path}`); "
+                          "predicting with torch", stacklevel=2)
+        from .torch_scorer import TorchScorer
+
+        return cls(TorchScorer.load(str(path), device))
 
     @classmethod
     def from_payload(cls, payload: dict, device: str = "cpu") -> Predictor:
-        try:
-            model = build_classifier(payload["config"], len(payload["labels"]))
-            model.load_state_dict(payload["state_dict"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise NamesError(f"model file is damaged: {str(exc).splitlines()[0]}") from None
-        return cls(model, payload["labels"], device, payload.get("meta"), payload["config"])
+        """A torch predictor from a loaded model file's dict."""
+        from .torch_scorer import TorchScorer
 
-    @torch.inference_mode()
-    def proba_ascii(self, folded: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        """Probabilities ``(N, n_languages)`` for already-folded, non-empty names.
+        return cls(TorchScorer.from_payload(payload, device))
 
-        Names are sorted by length and run ``batch_size`` at a time, one length per batch (no
-        padding). The default is :data:`CPU_BATCH` on CPU: for the 64-unit GRU on 2 quiet cores,
-        2,048 names a pass ran at ~47,000 names/s against ~24,000 for 256 (bigger matrix products
-        amortise the per-step overhead of the recurrence); :data:`GPU_BATCH` on an accelerator.
+    def score_ascii(self, folded: Sequence[str], features: bool = False, batch_size: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities ``(N, n_languages)`` (and the novelty features) of folded, non-empty names.
+
+        Names are grouped by length and run ``batch_size`` at a time, one length per batch (no
+        padding, which is what both runtimes' fast paths want). The default is :data:`CPU_BATCH`
+        on CPU: for the 64-unit GRU on 2 quiet cores, 2,048 names a pass ran at ~47,000 names/s
+        against ~24,000 for 256 (bigger matrix products amortise the per-step overhead of the
+        recurrence); :data:`GPU_BATCH` on an accelerator.
         """
         if batch_size is None:
-            batch_size = CPU_BATCH if self.device.type == "cpu" else GPU_BATCH
+            batch_size = CPU_BATCH if self.device_type == "cpu" else GPU_BATCH
+        proba = np.empty((len(folded), len(self.labels)), dtype=np.float32)
+        found = np.empty((len(folded), 6)) if features else None
         if not len(folded):
-            return np.empty((0, len(self.labels)), dtype=np.float32)
-        encoded = EncodedSplit.from_names(folded)
-        return predict_log_proba(self.model, encoded, self.device, batch_size).exp().numpy()
+            return proba, found
+        idx, lengths = encode_batch(folded)
+        order = np.argsort(lengths, kind="stable")
+        sorted_lengths = lengths[order]
+        starts = np.flatnonzero(np.r_[True, sorted_lengths[1:] != sorted_lengths[:-1]])
+        for start, stop in zip(starts, [*starts[1:], len(order)], strict=True):
+            width = int(sorted_lengths[start])
+            for first in range(start, stop, batch_size):
+                rows = order[first : min(first + batch_size, stop)]
+                p, f = self.scorer.score(np.ascontiguousarray(idx[:width, rows]), features)
+                proba[rows] = p
+                if found is not None:
+                    found[rows] = f
+        return proba, found
+
+    def proba_ascii(self, folded: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Probabilities ``(N, n_languages)`` for already-folded, non-empty names."""
+        return self.score_ascii(folded, batch_size=batch_size)[0]
 
     def predict_proba(self, names: Sequence[str]) -> np.ndarray:
         """Probabilities for raw names; a name with no letters after folding is a :class:`NamesError`."""
@@ -159,7 +243,7 @@ class Predictor:
     @property
     def open_set(self) -> OpenSet:
         if "openset" not in self._cache:
-            if not isinstance(self.model, NgramEnsemble):
+            if not self.scorer.has_ngram:
                 raise NamesError("abstention needs the n-gram half (this model was trained with --ngram-order 0)")
             self._cache["openset"] = OpenSet.from_dict(self._calibration("openset"))
         return self._cache["openset"]
@@ -169,19 +253,12 @@ class Predictor:
         """The training names' language mix (add-one smoothed): what priors are taken against."""
         return train_prior(self._calibration("label_counts"))
 
-    @torch.inference_mode()
-    def novelty_ascii(self, folded: Sequence[str], batch_size: int = 4096) -> np.ndarray:
+    def novelty_ascii(self, folded: Sequence[str]) -> np.ndarray:
         """The novelty score of already-folded names (higher: less like any known language)."""
         open_set = self.open_set
-        assert isinstance(self.model, NgramEnsemble)
-        encoded = EncodedSplit.from_names(folded)
-        order = torch.argsort(encoded.lengths, stable=True)
-        out = np.empty(len(folded))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            idx, lengths, _ = encoded.batch(rows.numpy(), self.device)
-            out[rows.numpy()] = open_set.scores(self.model.ngram, idx, lengths)
-        return out
+        features = self.score_ascii(folded, features=True)[1]
+        assert features is not None
+        return open_set.scorer(features)
 
     # ------------------------------------------------------------------ answers
 
@@ -204,7 +281,18 @@ class Predictor:
                                                 surname_only), strict=strict)
 
     def predict_with(self, names: Sequence[str], options: Options, strict: bool = True) -> list[Prediction]:
-        """:meth:`predict` with its options in one object (what streams and tables pass around)."""
+        """:meth:`predict` with its options in one object (what streams and tables pass around).
+
+        Each distinct name is answered once (real lists repeat surnames heavily); repeats of a
+        name share its :class:`Prediction` object.
+        """
+        distinct = list(dict.fromkeys(names))
+        if len(distinct) == len(names):
+            return self._predict_distinct(names, options, strict)
+        answers = dict(zip(distinct, self._predict_distinct(distinct, options, strict), strict=True))
+        return [answers[name] for name in names]
+
+    def _predict_distinct(self, names: Sequence[str], options: Options, strict: bool) -> list[Prediction]:
         if options.k < 1:
             raise NamesError("k must be at least 1")
         k = min(options.k, len(self.labels))
@@ -218,7 +306,7 @@ class Predictor:
         ok = [i for i, f in enumerate(folded) if f]
         if not ok:
             return results
-        raw = self.proba_ascii([folded[i] for i in ok])
+        raw, features = self.score_ascii([folded[i] for i in ok], features=threshold is not None)
         proba = raw if prior is None else reweight(raw, self.trained_on, prior)
         # Vectorised: one argsort (the top k and the sets' order) and two .tolist() calls instead
         # of numpy scalar reads per cell.
@@ -226,7 +314,7 @@ class Predictor:
         top = order[:, :k]
         top_p = np.take_along_axis(proba, top, axis=1).tolist()
         in_set = sets.mask(raw) if sets is not None else None  # sets keep their coverage under any prior
-        novelty = self.novelty_ascii([folded[i] for i in ok]) if threshold is not None else None
+        novelty = self.open_set.scorer(features) if features is not None else None
         labels = self.labels
         for row, (i, js, ps) in enumerate(zip(ok, top.tolist(), top_p, strict=True)):
             result = results[i]
@@ -286,37 +374,78 @@ def csv_cells(row: Sequence[Any]) -> list[str]:
             else str(v) for v in row]
 
 
+#: Output lines kept by :func:`write_predictions` for names seen before (about 30 MB when full).
+LINE_CACHE_SIZE = 100_000
+
+
 def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k: int | Options = 3,
-                      fmt: str = "csv", batch_size: int = 4096, progress: bool | None = None) -> int:
+                      fmt: str = "csv", batch_size: int = 4096, progress: bool | None = None,
+                      cache_size: int = LINE_CACHE_SIZE) -> int:
     """Stream the answer for every line to ``out`` as CSV or JSON lines; return how many lines had
     no letters (they are written with empty languages, so output rows match input lines).
 
     CSV columns: ``name`` and :func:`output_columns`. ``k`` is the number of languages or an
-    :class:`Options`. Memory stays bounded by ``batch_size`` names whatever the input's length.
-    ``progress=None`` shows a bar on stderr only when it is a terminal. Input that is not UTF-8 is
-    a :class:`NamesError`.
+    :class:`Options`. Memory stays bounded by ``batch_size`` names and ``cache_size`` cached
+    output lines whatever the input's length: a name seen before is written from the cache,
+    because a real list repeats its common surnames thousands of times (docs/benchmarks.md).
+    ``progress=None`` shows a bar on stderr only when it is a terminal. Input that is not UTF-8
+    is a :class:`NamesError`.
     """
+    from tqdm.auto import tqdm  # here: a prediction of a few names on the command line should not pay for it
+
     options = k if isinstance(k, Options) else Options(k=k)
     if fmt not in PREDICTION_FORMATS:
         raise NamesError(f"unknown format {fmt!r}: use {', '.join(PREDICTION_FORMATS)}")
-    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     n_labels = len(predictor.labels)
-    if writer is not None:
-        writer.writerow(["name", *output_columns(options, n_labels)])
+    line = _line_formatter(options, n_labels, fmt)
+    if fmt == "csv":
+        out.write(line(None))
+    cache: dict[str, tuple[str, bool]] = {}  # name -> (output line, had no letters); oldest evicted first
     skipped = 0
+    it = iter(lines)
     try:
         with tqdm(desc="predict", unit=" names", disable=None if progress is None else not progress,
                   file=sys.stderr) as bar:
-            for pred in predictor.stream(lines, options, batch_size):
-                bar.update(1)
-                skipped += not pred.languages
-                if writer is not None:
-                    writer.writerow([pred.name, *csv_cells(output_row(pred, options, n_labels))])
-                else:
-                    out.write(json.dumps(pred.to_dict(), ensure_ascii=False) + "\n")
+            while batch := list(islice(it, batch_size)):
+                missing = [name for name in dict.fromkeys(batch) if name not in cache]
+                for pred in predictor.predict_with(missing, options, strict=False):
+                    cache[pred.name] = (line(pred), not pred.languages)
+                written = [cache[name] for name in batch]
+                out.write("".join(text for text, _ in written))
+                skipped += sum(empty for _, empty in written)
+                bar.update(len(batch))
+                for old in list(islice(cache, max(0, len(cache) - cache_size))):
+                    del cache[old]
     except UnicodeDecodeError as exc:
         raise NamesError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     return skipped
+
+
+class _LastLine:
+    """A file for ``csv.writer`` that keeps the line it was given: CSV quoting without a stream."""
+
+    text = ""
+
+    def write(self, text: str) -> int:
+        self.text = text
+        return len(text)
+
+
+def _line_formatter(options: Options, n_labels: int, fmt: str) -> Any:
+    """``line(prediction)`` -> one output line with its newline; ``line(None)`` is the CSV header."""
+    if fmt != "csv":
+        return lambda pred: json.dumps(pred.to_dict(), ensure_ascii=False) + "\n"
+    last = _LastLine()
+    writer = csv.writer(last, lineterminator="\n")
+
+    def line(pred: Prediction | None) -> str:
+        if pred is None:
+            writer.writerow(["name", *output_columns(options, n_labels)])
+        else:
+            writer.writerow([pred.name, *csv_cells(output_row(pred, options, n_labels))])
+        return last.text
+
+    return line
 
 
 def _surname(name: str) -> str:

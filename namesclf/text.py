@@ -10,10 +10,13 @@ import re
 import string
 import unicodedata
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from anyascii import anyascii
+
+if TYPE_CHECKING:  # prediction folds and encodes without torch; only the tensor helpers need it
+    import torch
 
 #: The tutorial's alphabet (ASCII letters and `` .,;'``) plus the hyphen of double-barrelled names.
 ALPHABET: str = string.ascii_letters + " .,;'-"
@@ -91,6 +94,8 @@ def decode(indices: Sequence[int]) -> str:
 
 def line_to_tensor(name: str) -> torch.Tensor:
     """The tutorial's one-hot line tensor, shape ``<len x 1 x n_letters>``."""
+    import torch
+
     idx = encode(name)
     tensor = torch.zeros(len(idx), 1, N_LETTERS)
     if idx:
@@ -98,8 +103,8 @@ def line_to_tensor(name: str) -> torch.Tensor:
     return tensor
 
 
-def batch_indices(names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad a batch of folded names to ``(max_len, batch)`` indices and their lengths.
+def encode_batch(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Pad a batch of folded names to ``(max_len, batch)`` int64 indices and their lengths (numpy).
 
     Padding uses :data:`PAD_INDEX`. Every name must encode to at least one letter; callers fold
     and filter first (an empty name has no last letter to read a prediction from). Encoding goes
@@ -123,7 +128,15 @@ def batch_indices(names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     if len(raw):
         # fill column-major: out.T[mask] walks names in order, letters in order within each
         out.T[np.arange(width) < lengths[:, None]] = codes
-    return torch.from_numpy(out), torch.from_numpy(lengths)
+    return out, lengths
+
+
+def batch_indices(names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`encode_batch` as tensors (what the networks take)."""
+    import torch
+
+    idx, lengths = encode_batch(names)
+    return torch.from_numpy(idx), torch.from_numpy(lengths)
 
 
 def batch_one_hot(names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,4 +147,6 @@ def batch_one_hot(names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def one_hot(idx: torch.Tensor) -> torch.Tensor:
     """One-hot of padded indices; the padding index becomes an all-zero row."""
+    import torch
+
     return torch.nn.functional.one_hot(idx, N_LETTERS + 1)[..., :N_LETTERS].float()

@@ -275,7 +275,7 @@ def row_classifier(bench: Bench, config: TrainConfig, keep_as: str | None = None
            "config": dataclasses.asdict(first.config)}
     predictor = Predictor(first.model, first.labels, bench.device)
     row.update(timed_prediction(bench, lambda names: predictor.proba_ascii(names, bench.predict_batch)))
-    row["predict_batch"] = bench.predict_batch or (CPU_BATCH if predictor.device.type == "cpu" else GPU_BATCH)
+    row["predict_batch"] = bench.predict_batch or (CPU_BATCH if predictor.device_type == "cpu" else GPU_BATCH)
     if keep_as:
         bench.shared[keep_as] = first
     return row

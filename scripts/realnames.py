@@ -39,11 +39,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-from namesclf.batches import EncodedSplit
 from namesclf.config import TrainConfig
 from namesclf.conformal import conformal_quantile
 from namesclf.data import load_names, split_names
-from namesclf.openset import novelty_features
 from namesclf.pipeline import train_and_evaluate
 from namesclf.predict import Predictor
 from namesclf.train import train_classifier
@@ -127,10 +125,8 @@ def run_sets(args: argparse.Namespace) -> dict[str, Any]:
 
 def _scores(predictor: Predictor, names: list[str]) -> dict[str, np.ndarray]:
     """Higher = more novel, for each score compared."""
-    proba = predictor.proba_ascii(names)
-    encoded = EncodedSplit.from_names(names)
+    proba, features = predictor.score_ascii(names, features=True)
     open_set = predictor.open_set
-    features = novelty_features(predictor.model.ngram, open_set.background, encoded.idx, encoded.lengths)
     return {"novelty (learned)": open_set.scorer(features), "max-probability": -proba.max(axis=1),
             "n-gram nats/letter": features[:, 1]}
 

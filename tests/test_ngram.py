@@ -7,6 +7,7 @@ import io
 import math
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,7 +16,7 @@ from namesclf.batches import EncodedSplit, predict_log_proba
 from namesclf.config import TrainConfig
 from namesclf.metrics import classification_scores
 from namesclf.models import NgramEnsemble, RecurrentClassifier, build_classifier
-from namesclf.ngram import NgramBayes
+from namesclf.ngram import DENSE_LIMIT, NgramBayes
 from namesclf.text import ALPHABET, N_LETTERS, batch_indices
 from namesclf.train import POOL_SHIFTS, POOL_WEIGHTS, choose_pooling, fit_ngram, train_classifier
 
@@ -112,15 +113,34 @@ def test_state_dict_round_trip_through_weights_only_load() -> None:
     torch.testing.assert_close(fresh(idx, lengths), model(idx, lengths))
 
 
-def test_dense_and_searchsorted_lookups_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("limit", [0, 61, 61**2])
+def test_dense_and_trie_lookups_agree(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
     names = [n for lang in TINY.values() for n in lang]
     labels = [i for i, lang in enumerate(TINY.values()) for _ in lang]
     model = fitted(names, labels, len(TINY), order=3)
     idx, lengths = batch_indices(["Ivanova", "Qwerty", "Rossini", "Yamamura"])
     dense = model(idx, lengths)
-    monkeypatch.setattr("namesclf.ngram.DENSE_LIMIT", 0)
+    monkeypatch.setattr("namesclf.ngram.DENSE_LIMIT", limit)  # every table, or the longer ones, by trie
     model._index = {}
     torch.testing.assert_close(model(idx, lengths), dense)
+
+
+def test_trie_lookup_finds_each_row_as_a_sorted_search_would() -> None:
+    """Order 5: the longest contexts and n-grams exceed the dense limit (61**5 codes), so they are
+    found by the trie; every seen code must come back as its row, every unseen one as one past the end."""
+    names = [n for lang in TINY.values() for n in lang]
+    labels = [i for i, lang in enumerate(TINY.values()) for _ in lang]
+    model = fitted(names, labels, len(TINY), order=5)
+    rng = np.random.default_rng(0)
+    for j in (3, 4):
+        for name, space in ((f"ctx_codes{j}", model.base**j), (f"gram_codes{j}", model.base ** (j + 1))):
+            table = getattr(model, name)
+            if space <= DENSE_LIMIT:
+                continue
+            codes = torch.cat([table, torch.from_numpy(rng.integers(0, space, 5000))])
+            rows = np.searchsorted(table.numpy(), codes.numpy()).clip(max=len(table) - 1)
+            want = np.where(table.numpy()[rows] == codes.numpy(), rows, len(table))
+            assert (model._lookup(name, codes, space).numpy() == want).all(), name
 
 
 def test_ensemble_is_the_pooled_formula() -> None:

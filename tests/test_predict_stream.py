@@ -227,3 +227,35 @@ def test_write_predictions_is_a_library_call(predictor: Predictor) -> None:
     assert rows[1][1] == top[0][0] and float(rows[1][2]) == pytest.approx(top[0][1], abs=1e-6)
     with pytest.raises(NamesError, match="unknown format"):
         write_predictions(predictor, ["Ivanov"], io.StringIO(), fmt="xml")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize(("batch_size", "cache_size"), [(5, 0), (5, 3), (1000, 100_000)])
+def test_repeated_names_are_answered_once_and_written_like_the_first(predictor: Predictor, fmt: str,
+                                                                     batch_size: int, cache_size: int) -> None:
+    """De-duplication in a batch and the line cache across batches (evicting as it goes when small)
+    write exactly what answering every line on its own writes."""
+    rng = np.random.default_rng(0)
+    lines = [NAMES[i] for i in rng.zipf(1.5, size=400) % len(NAMES)] + ["", "123", "Rossi"]
+    cached = io.StringIO()
+    skipped = write_predictions(predictor, lines, cached, 2, fmt, batch_size=batch_size, cache_size=cache_size,
+                                progress=False)
+    one_by_one = io.StringIO()
+    for line in lines:
+        write_predictions(predictor, [line], one_by_one, 2, fmt, progress=False)
+    expected = one_by_one.getvalue().splitlines()
+    if fmt == "csv":  # one header, not one per call
+        expected = [expected[0], *(row for row in expected if row != expected[0])]
+    assert cached.getvalue().splitlines() == expected
+    assert skipped == 2
+
+
+def test_predict_with_answers_each_distinct_name_once(predictor: Predictor, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    score = predictor.scorer.score
+    monkeypatch.setattr(predictor.scorer, "score",
+                        lambda idx, features=False: seen.append(idx.shape[1]) or score(idx, features))
+    names = ["Rossi", "Tanaka", "Rossi", "Rossi", "Tanaka"]
+    got = predictor.predict(names, 2)
+    assert sum(seen) == 2
+    assert [p.to_dict() for p in got] == [p.to_dict() for n in names for p in predictor.predict([n], 2)]

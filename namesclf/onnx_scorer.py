@@ -1,0 +1,119 @@
+"""Prediction on ONNX Runtime: the exported classifier (:mod:`.export`) and its metadata, no torch.
+
+Loading torch costs a prediction process over a second and ~300 MB before the first name; ONNX
+Runtime loads in a fraction of that (docs/benchmarks.md). The ``.onnx`` file is self-describing
+and holds no pickle: the graph, its weights as constants, and one JSON metadata entry with the
+languages, the training config, the calibration prediction needs (prediction sets, abstention,
+priors) and the SHA-256 of the ``.pt`` it was exported from, so a stale export is noticed.
+
+The graph takes a batch of names of one length, ``idx`` ``(T, B)`` int64 letter indices, and
+returns ``probability`` ``(B, n_languages)`` and, when the model has an n-gram half,
+``novelty_features`` ``(B, 6)`` (:data:`.openset.FEATURES`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelFileError
+from .text import ALPHABET
+
+#: The metadata entry that holds the JSON description.
+METADATA_KEY = "namesclf"
+FORMAT = "namesclf-onnx"
+FORMAT_VERSION = 1
+#: The graph's input and outputs.
+INPUT = "idx"
+PROBABILITY = "probability"
+NOVELTY_FEATURES = "novelty_features"
+
+
+def onnx_path_for(path: str | Path) -> Path:
+    """Where the ONNX file of a ``.pt`` model file lives: beside it, same stem."""
+    return Path(path).with_suffix(".onnx")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class OnnxScorer:
+    """An exported classifier on an ONNX Runtime session, with what its metadata says."""
+
+    device_type = "cpu"
+
+    def __init__(self, session: Any, info: dict[str, Any]) -> None:
+        self.session = session
+        self.info = info
+        self.labels: list[str] = list(info["labels"])
+        self.config: dict[str, Any] = dict(info["config"])
+        self.meta: dict[str, Any] = dict(info.get("meta") or {})
+        self.has_ngram = NOVELTY_FEATURES in info["outputs"]
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int | None = None) -> OnnxScorer:
+        """Open ``path``; every way it can be wrong is a one-line :class:`.errors.ModelFileError`.
+
+        ``threads`` caps ONNX Runtime's threads for this session (one per process when several
+        processes share the cores, as server and Dask workers do); None lets it use every core.
+        """
+        import onnxruntime as ort  # here, not at import: a torch-backed predictor never pays for it
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such ONNX file (write one with `names export MODEL.pt`)")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        except Exception as exc:  # ORT raises its own exception types for damaged or foreign files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"{path}: cannot read as an ONNX model: {first[:200]}") from None
+        return cls(session, read_metadata(raw, path))
+
+    def score(self, idx: np.ndarray, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities (and the novelty features when asked) for a ``(T, B)`` batch of one length."""
+        if features and not self.has_ngram:
+            raise ValueError("this model has no n-gram half, hence no novelty features")
+        outputs = [PROBABILITY, NOVELTY_FEATURES] if features else [PROBABILITY]
+        result = self.session.run(outputs, {INPUT: idx})
+        return result[0], (result[1] if features else None)
+
+    def matches(self, source: str | Path) -> bool:
+        """Whether this export was made from the model file ``source`` as it is now."""
+        return self.info.get("source_sha256") == file_sha256(source)
+
+
+def read_metadata(raw: str | None, path: str | Path) -> dict[str, Any]:
+    """The JSON description of an ONNX file, checked."""
+    if raw is None:
+        raise ModelFileError(f"{path}: an ONNX model, but not one namesclf exported")
+    try:
+        info = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{path}: its namesclf metadata is not JSON") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: its metadata is not a namesclf ONNX description")
+    version = info.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: ONNX format version {version} is newer than this namesclf reads "
+                             f"({FORMAT_VERSION}); upgrade namesclf")
+    if info.get("alphabet") != ALPHABET:
+        raise ModelFileError(f"{path}: the model was trained on a different alphabet")
+    missing = [k for k in ("kind", "labels", "config", "outputs") if k not in info]
+    if missing or info["kind"] != "classifier":
+        raise ModelFileError(f"{path}: not a namesclf classifier export (missing {', '.join(missing) or 'kind'})")
+    return info
