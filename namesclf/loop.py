@@ -9,9 +9,10 @@ supply batches, a loss, a validation callback and what to do with a new best (wr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,20 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise NamesError("--device cuda was asked for, but no CUDA device is available (use --device cpu)")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with torch's intra-op threads set to ``threads`` (None: as they are), then
+    put the setting back, so a network that trains best on one thread leaves the rest alone."""
+    before = torch.get_num_threads()
+    if threads and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from namesclf.batches import length_bucketed_batches
+from namesclf.batches import EncodedSplit, length_bucketed_batches
 from namesclf.checkpoint import load_checkpoint
 from namesclf.config import LMConfig
 from namesclf.errors import TrainingInterrupted
 from namesclf.files import refuse_overwrite
-from namesclf.loop import fit, make_updater
+from namesclf.loop import fit, make_updater, pinned_threads
 from namesclf.pipeline import resume_config
 
 # A scripted run: the validation score of each epoch, and the epoch (if any) whose training is cut by Ctrl-C.
@@ -108,6 +108,61 @@ def test_batches_without_weights_see_every_row_once_sorted_by_length_within_chun
     assert all(np.all(np.diff(lengths[b].numpy()) >= 0) for b in batches)  # each batch length-sorted
     again = np.concatenate(list(length_bucketed_batches(lengths, 8, np.random.default_rng(0))))
     assert np.array_equal(rows, again)  # seeded
+
+
+def test_epoch_batches_are_the_batches_of_batch() -> None:
+    """The whole-epoch tensors cut into the same batches, value for value, as one batch at a time."""
+    names = ["Li", "Abe", "Nakamura", "X", "Dostoevsky", "Ng", "O'Neill", "Sato", "Rossi", "Yu", "Papadopoulos"]
+    encoded = EncodedSplit.from_names(names)
+    encoded.labels = torch.arange(len(names))
+    row_batches = list(length_bucketed_batches(encoded.lengths, 3, np.random.default_rng(0)))
+    cut = list(encoded.epoch_batches(iter(row_batches), torch.device("cpu")))
+    assert len(cut) == len(row_batches) == 4
+    for rows, got in zip(row_batches, cut, strict=True):
+        for expected, value in zip(encoded.batch(rows, torch.device("cpu")), got, strict=True):
+            assert torch.equal(expected, value)
+    assert list(encoded.epoch_batches([], torch.device("cpu"))) == []
+
+
+def test_pinned_threads_sets_and_restores_torchs_threads() -> None:
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    with pinned_threads(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with pinned_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(KeyError), pinned_threads(other):
+        raise KeyError("a failing block still gets the setting back")
+    assert torch.get_num_threads() == before
+
+
+def test_the_hand_built_rnn_trains_on_one_thread_and_leaves_the_setting(tiny_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from namesclf.config import TrainConfig
+    from namesclf.data import load_names
+    from namesclf.models import HandBuiltRNN
+    from namesclf.train import train_classifier
+
+    seen: set[int] = set()
+    forward = HandBuiltRNN.forward
+
+    def recording(self: HandBuiltRNN, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            seen.add(torch.get_num_threads())
+        return forward(self, idx, lengths)
+
+    monkeypatch.setattr(HandBuiltRNN, "forward", recording)
+    frame = load_names(tiny_dir).frame
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_classifier(frame, frame.iloc[:0], TrainConfig(model="handbuilt", ngram_order=0, epochs=1, device="cpu"),
+                         progress=False)
+        assert seen == {HandBuiltRNN.train_threads} == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_weighted_batches_draw_rows_in_proportion_to_their_weight() -> None:

@@ -169,13 +169,16 @@ def _letters_and_last(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return idx.clamp(max=N_LETTERS - 1), lengths - 1
 
 
+@pytest.mark.parametrize("names", [["Abe", "Li", "Nakamura", "X"], ["X", "Y"], ["Li", "X"]],
+                         ids=["mixed", "one-letter-only", "one-step"])
 @pytest.mark.parametrize("tanh", [False, True])
-def test_hand_written_backward_passes_gradcheck(tanh: bool) -> None:
-    """The hand-built RNN's back-propagation through time is written out (``HandBuiltBackprop``):
-    the gradients of all four parameters must match finite differences, on a padded batch of
-    names of different lengths (one of a single letter)."""
+def test_hand_written_backward_passes_gradcheck(tanh: bool, names: list[str]) -> None:
+    """The hand-built RNN's back-propagation through time is written out (``HandBuiltBackprop``,
+    log-softmax included): the gradients of all four parameters must match finite differences, on
+    a padded batch of names of different lengths (one of a single letter), on one-letter names
+    alone (no recurrence step: ``i2h`` gets a zero gradient) and on a batch with one step."""
     torch.manual_seed(0)
-    letters, last = _letters_and_last(["Abe", "Li", "Nakamura", "X"])
+    letters, last = _letters_and_last(names)
     hidden, classes = 5, 3
     params = [(0.5 * torch.randn(*shape, dtype=torch.double)).requires_grad_()
               for shape in ((hidden, N_LETTERS + hidden), (hidden,), (classes, N_LETTERS + hidden), (classes,))]
@@ -194,3 +197,29 @@ def test_hand_written_backward_matches_autograd_through_step() -> None:
     torch.nn.functional.nll_loss(torch.cat([m.forward_line(line_to_tensor(n)) for n in names]), y).backward()
     for k, p in m.named_parameters():
         torch.testing.assert_close(ours[k], p.grad, atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_manual_sgd_training_follows_the_tutorials_step_loop() -> None:
+    """Ten clipped manual-SGD steps through the batched hand-written pass give the same network as
+    ten through autograd over the tutorial's one-name ``step`` loop: the same function and the
+    same training, up to float rounding."""
+    torch.manual_seed(5)
+    a = HandBuiltRNN(N_LETTERS, 16, 4, tanh=True)
+    b = HandBuiltRNN(N_LETTERS, 16, 4, tanh=True)
+    b.load_state_dict(a.state_dict())
+    names = ["Abe", "Li", "Dostoevsky", "O'Neill", "X", "Nakamura"]
+    idx, lengths = batch_indices(names)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    ours = make_updater("manual", a.parameters(), lr=0.5, max_norm=1.0)
+    tutorial = make_updater("manual", b.parameters(), lr=0.5, max_norm=1.0)
+    for _ in range(10):
+        ours.zero_grad()
+        torch.nn.functional.nll_loss(a(idx, lengths), y).backward()
+        ours.step()
+        tutorial.zero_grad()
+        torch.nn.functional.nll_loss(torch.cat([b.forward_line(line_to_tensor(n)) for n in names]), y).backward()
+        tutorial.step()
+    moved = (a.i2h.weight - HandBuiltRNN(N_LETTERS, 16, 4).i2h.weight).abs().max()
+    assert moved > 0.01  # the steps did something, so agreeing below is not trivial
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-5, msg=name)
