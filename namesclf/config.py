@@ -172,3 +172,23 @@ class LMConfig(RunConfig):
     patience: int = 5
     seed: int = 0
     device: str = "auto"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How ``names serve`` batches, caches and sheds load, per server process (docs/http.md).
+
+    Defaults: a pass of 256 names is ~30 ms of work on one core, so a one-name request waits at
+    most about one pass behind a big batch; 8,192 queued names are ~1 s of work at batch speed;
+    65,536 cached answers are a few tens of MB.
+    """
+
+    cache_size: int = 65_536
+    max_pending: int = 8_192
+    pass_names: int = 256
+    wait_ms: float = 0.0
+
+    def check(self) -> None:
+        if self.pass_names < 1 or self.max_pending < 1 or self.cache_size < 0 or self.wait_ms < 0:
+            raise NamesError("--pass-names and --max-pending must be at least 1, --cache-size and --wait-ms "
+                             "at least 0")
