@@ -8,6 +8,7 @@ request has a timeout, and the load test has an overall deadline.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -395,3 +396,225 @@ def test_create_app_in_process(tiny_clf: Path) -> None:
         resp = http.get("/predict", params={"name": "!!!"})
         assert resp.status_code == 422 and "no letters" in resp.json()["error"]
         assert http.post("/generate", json={"language": "Russian"}).status_code == 404
+
+
+# ----------------------------------------------------------------------------- batching, cache, load shedding
+
+
+def same_answer(got: dict[str, Any], want: dict[str, Any], tol: float = 1e-5) -> bool:
+    """Equal but for float rounding: two batch sizes give probabilities up to ~1e-6 apart (float32
+    matrix products of another shape), novelty scores a few 1e-6 (relative)."""
+    def floats(d: dict[str, Any]) -> list[float]:
+        return [p["probability"] for p in d["predictions"]] + ([d["novelty"]] if "novelty" in d else [])
+
+    def rest(d: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: v for k, v in d.items() if k not in ("predictions", "novelty")},
+                "languages": [p["language"] for p in d["predictions"]]}
+
+    return rest(got) == rest(want) and all(abs(a - b) <= tol * max(1.0, abs(b))
+                                         for a, b in zip(floats(got), floats(want), strict=True))
+
+
+PARITY_NAMES = ["Ivanov", "Tanaka", "Rossi", "Ivanov", "Fyodor Dostoevsky", "Ślusàrski", "123", "Yamamoto",
+                "Berg, Jan van der", "Kuznetsov", "Tanaka", "😀", "O'Brien", "Esposito", "Sasaki"]
+
+
+def test_batched_and_cached_answers_match_a_direct_predict_with(tiny_clf: Path) -> None:
+    """Requests gathered into shared passes (3 names a pass, so passes mix requests) and then
+    answered from the cache give what one direct ``predict_with`` call gives, name by name."""
+    import asyncio
+    import json
+
+    from namesclf.batcher import Batcher
+    from namesclf.predict import Options, Predictor
+
+    predictor = Predictor.load(str(tiny_clf))
+    batcher = Batcher(predictor, pass_names=3, cache_size=1000)
+    option_sets = [Options(k=2), Options(k=3, abstain=True), Options(k=1, prior="uniform"),
+                   Options(k=2, surname_only=True)]
+
+    async def ask_all() -> list[list[list[bytes | None]]]:
+        rounds = []
+        for _ in range(2):  # the second round comes from the cache
+            asks = [batcher.answers([name], options) for options in option_sets for name in PARITY_NAMES]
+            asks += [batcher.answers(PARITY_NAMES, options) for options in option_sets]
+            rounds.append(await asyncio.gather(*asks))
+        return rounds
+
+    try:
+        rounds = asyncio.run(ask_all())
+    finally:
+        batcher.close()
+    assert batcher.passes > 1 and batcher.cache.hits > 0 and batcher.pending == 0
+    for answers in rounds:
+        singles, batches = answers[: -len(option_sets)], answers[-len(option_sets):]
+        for o, options in enumerate(option_sets):
+            direct = predictor.predict_with(PARITY_NAMES, options, strict=False)
+            for i, (name, want) in enumerate(zip(PARITY_NAMES, direct, strict=True)):
+                for got in (singles[o * len(PARITY_NAMES) + i][0], batches[o][i]):
+                    if not want.languages:
+                        assert got is None, name
+                        continue
+                    assert got is not None and same_answer(json.loads(got), want.to_dict()), (name, options)
+
+
+def test_a_full_queue_refuses_at_once_and_cache_hits_still_pass(tiny_clf: Path) -> None:
+    """With the prediction thread held busy, names beyond ``max_pending`` are refused with
+    Overloaded; the first request is admitted even when it alone is over the bound; cached
+    names are answered; and once the queue drains the refused names go through."""
+    import asyncio
+    import threading
+
+    from namesclf.batcher import Batcher, Overloaded
+    from namesclf.predict import Options, Predictor
+
+    batcher = Batcher(Predictor.load(str(tiny_clf)), max_pending=3)
+    options = Options(k=2)
+    gate = threading.Event()
+
+    async def scenario() -> None:
+        assert (await batcher.answers(["Ivanov"], options))[0] is not None  # cached from here on
+        held = asyncio.ensure_future(batcher.call(gate.wait, 30))
+        await asyncio.sleep(0)
+        first = asyncio.ensure_future(batcher.answers(["Tanaka", "Rossi", "Petrov", "Sasaki"], options))
+        await asyncio.sleep(0.05)
+        assert batcher.pending == 4  # over the bound, but the queue was empty: admitted
+        with pytest.raises(Overloaded) as refused:
+            await batcher.answers(["Yamada"], options)
+        assert refused.value.retry_after == 1 and "busy" in str(refused.value)
+        assert (await batcher.answers(["Ivanov"], options))[0] is not None  # a hit never queues
+        gate.set()
+        await held
+        assert all(a is not None for a in await first)
+        assert batcher.pending == 0
+        assert (await batcher.answers(["Yamada"], options))[0] is not None
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        gate.set()
+        batcher.close()
+    assert batcher.refused == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_clf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The tiny classifier behind a real server that admits only 10 queued names (fewer than the
+    last pass of a 10,000-name batch holds, so a new name is refused until the batch is done)."""
+    srv = Server(["--model", str(tiny_clf), "--no-access-log", "--max-pending", "10"],
+                 tmp_path_factory.mktemp("serve-tiny") / "server.log")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_overload_is_503_with_retry_after_and_nothing_is_lost(tiny_server: Server) -> None:
+    """While a 10,000-name batch is queued, a new name is refused at once with 503, Retry-After
+    and a JSON error; the batch itself and a cached name are still answered, and the refused
+    name is answered once the queue has drained."""
+    names = [f"Ivanov{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676 % 26)}" for i in range(MAX_BATCH)]
+    with httpx.Client(base_url=tiny_server.url, timeout=TIMEOUT) as http:
+        assert http.get("/predict", params={"name": "Tanaka"}).status_code == 200
+        result: dict[str, Any] = {}
+        big = threading.Thread(target=lambda: result.update(resp=httpx.post(
+            f"{tiny_server.url}/predict", json={"names": names, "k": 1}, timeout=TIMEOUT)))
+        big.start()
+        try:
+            deadline = time.monotonic() + 30
+            while http.get("/health").json()["serving"]["pending"] == 0:
+                assert big.is_alive() and time.monotonic() < deadline, "the batch never showed as queued"
+                time.sleep(0.002)
+            t0 = time.monotonic()
+            refused = http.get("/predict", params={"name": "Kuznetsov"})
+            assert refused.status_code == 503, refused.text
+            assert time.monotonic() - t0 < 5  # at once, not after the batch
+            assert refused.headers["retry-after"] == "1"
+            assert "busy" in refused.json()["error"]
+            assert http.get("/predict", params={"name": "Tanaka"}).status_code == 200  # cached
+        finally:
+            big.join(120)
+        assert result["resp"].status_code == 200 and len(result["resp"].json()) == MAX_BATCH
+        assert http.get("/predict", params={"name": "Kuznetsov"}).status_code == 200
+        assert http.get("/health").json()["serving"]["refused"] >= 1
+
+
+def test_urllib_sending_a_5mb_body_gets_the_413(tiny_server: Server) -> None:
+    """urllib writes the whole body before reading: the server must read it (and throw it away)
+    before answering, or the client sees a broken pipe instead of the 413."""
+    import urllib.error
+    import urllib.request
+
+    body = b'{"names": ["' + b"a" * (5 * 1024 * 1024) + b'"]}'
+    request = urllib.request.Request(f"{tiny_server.url}/predict", data=body, headers=JSON, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=60)
+    assert answer.value.code == 413
+    assert "too large" in json.loads(answer.value.read())["error"]
+    assert httpx.get(f"{tiny_server.url}/health", timeout=TIMEOUT).status_code == 200
+
+
+FUZZ_EXAMPLES = 25
+
+
+def test_schemathesis_fuzz_no_5xx_and_every_answer_matches_its_schema(tiny_server: Server) -> None:
+    """schemathesis generates requests for every operation of the server's own OpenAPI schema
+    (valid ones, then invalid ones), :data:`FUZZ_EXAMPLES` each: no answer is a 5xx, every status
+    code is declared, and every answer matches its declared schema and content type."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_url(f"{tiny_server.url}/openapi.json")
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    ran: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        takes_input = len(operation.query) > 0 or len(operation.body) > 0
+        # An operation without parameters or body (/health) has no invalid request to generate.
+        modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if takes_input else (GenerationMode.POSITIVE,)
+        for mode in modes:
+
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck))
+            def fuzz(case: Any) -> None:
+                case.call_and_validate(base_url=tiny_server.url, checks=checks, timeout=30)
+
+            fuzz()
+            ran.append(f"{operation.method.upper()} {operation.path} {mode.value}")
+    assert {"GET /predict positive", "GET /predict negative", "POST /predict positive", "POST /predict negative",
+            "POST /generate positive", "GET /health positive"} <= set(ran), ran
+    assert tiny_server.proc.poll() is None
+
+
+def test_workers_share_the_port_and_answer_alike(tiny_clf: Path, tmp_path: Path) -> None:
+    """``--workers 2``: two processes answer on one port (both seen), the same as one process
+    would, and stopping the parent stops them."""
+    srv = Server(["--model", str(tiny_clf), "--no-access-log", "--workers", "2"], tmp_path / "server.log")
+    pids: set[int] = set()
+    try:
+        srv.wait_ready()
+        deadline = time.monotonic() + 60
+        while len(pids) < 2 and time.monotonic() < deadline:
+            with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as http:  # a new connection each time
+                pids.add(http.get("/health").json()["pid"])
+        assert len(pids) == 2, pids
+        answers = [httpx.get(f"{srv.url}/predict", params={"name": "Yamamoto", "k": 2}, timeout=TIMEOUT).json()
+                   for _ in range(6)]
+        assert all(same_answer(a, answers[0]) for a in answers)
+        assert answers[0]["predictions"][0]["language"] == "Japanese"
+    finally:
+        srv.stop()
+    for pid in pids:
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the server"
