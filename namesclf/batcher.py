@@ -6,11 +6,14 @@ Why each part (figures on 2 shared cores, the default GRU + 4-gram model, torch 
 * **Micro-batching.** One ``predict_with`` call costs ~3.2 ms for 1 name, ~3.6 ms for 8 and
   ~5.7 ms for 32: almost all of it is per-call overhead (module calls, the recurrence's steps,
   the n-gram lookups), not per-name work. Answering each request with its own call is why the
-  server got *slower* under concurrency. Here every request's names go into one queue; a single
-  prediction thread takes everything waiting (up to :attr:`Batcher.pass_names` names) and runs
-  one call, so the more requests arrive together, the cheaper each one gets. While a pass runs,
-  the next requests queue up, so batches form by themselves under load; at low load a request
-  is answered at once (``wait_s`` can hold the first request a moment to gather more).
+  server got *slower* under concurrency. Here every request's names are queued; a single
+  prediction thread takes everything waiting (up to ``pass_names`` names) and runs one call, so
+  the more requests arrive together, the cheaper each one gets. While a pass runs, the next
+  requests queue up, so batches form by themselves under load; at low load a request is answered
+  at once (``gather_ms`` can hold the first request a moment to gather more).
+* **Small requests first.** Requests of at most :data:`SMALL` uncached names (one-name GETs) wait
+  in their own queue, and each pass takes them before the chunks of big batches, so a
+  10,000-name POST does not put a one-name request a second behind it.
 * **One prediction thread per process.** Passes run one after another: no oversubscription of
   the cores by many torch calls at once, and the event loop keeps parsing HTTP meanwhile (torch
   releases the GIL in its kernels). More cores are used by more worker processes.
@@ -19,11 +22,13 @@ Why each part (figures on 2 shared cores, the default GRU + 4-gram model, torch 
   It is keyed by the name as sent, not its folded form: the answer echoes the name and its
   surname, so only the exact string has the exact same answer, and looking up a raw string
   needs no folding (~16 us a name) first.
-* **Admission control.** At most :attr:`Batcher.max_pending` names may be queued or in a pass
-  per process; a request that would go over is refused at once with :class:`Overloaded` (the
-  server answers 503 + ``Retry-After``) instead of queueing without bound, so latency stays
-  bounded under overload and the client learns so immediately. Cache hits never queue, so they
-  are never refused.
+* **Admission control.** A request is refused at once with :class:`Overloaded` (the server
+  answers 503 + ``Retry-After``) instead of queueing without bound when the process is behind:
+  when the oldest small request has waited more than ``max_queue_ms`` (a small request is then
+  refused: latency stays bounded whatever the load), or when its names would take the names
+  queued or in a pass past ``max_pending`` (the bound on big batches' work). A request is always
+  admitted when nothing is queued, however big. Cache hits never queue, so they are never
+  refused.
 
 Answers are those of a direct ``predict_with`` call on the same names (a parity test checks it):
 the model reads each name alone (one length per forward batch, no padding), so which other names
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,12 +53,9 @@ from .predict import Options, Predictor
 
 
 class Overloaded(Exception):
-    """More work is queued than the server admits; the client should retry after ``retry_after`` s."""
+    """The process is behind; the client should retry after :attr:`retry_after` seconds."""
 
-    def __init__(self, pending: int, asked: int, limit: int, retry_after: int = 1) -> None:
-        super().__init__(f"server busy: {pending:,} names queued, {asked:,} more would pass the limit of "
-                         f"{limit:,}; retry after {retry_after} s")
-        self.retry_after = retry_after
+    retry_after = 1
 
 
 def options_key(options: Options) -> Hashable:
@@ -110,6 +113,11 @@ class _Item:
     options: Options
     key: Hashable
     future: asyncio.Future = field(repr=False)
+    queued: float = 0.0  # time.monotonic() when queued
+
+
+#: Requests with at most this many uncached names go to the queue that passes serve first.
+SMALL = 32
 
 
 class Batcher:
@@ -119,23 +127,20 @@ class Batcher:
     Bind to a loop lazily, so one app object can be served by a test client and by uvicorn.
     """
 
-    def __init__(self, predictor: Predictor, *, cache_size: int = ServeConfig.cache_size,
-                 max_pending: int = ServeConfig.max_pending, pass_names: int = ServeConfig.pass_names,
-                 wait_s: float = ServeConfig.wait_ms / 1000) -> None:
-        if pass_names < 1 or max_pending < 1 or cache_size < 0 or wait_s < 0:
-            raise ValueError("pass_names and max_pending must be at least 1, cache_size and wait_s at least 0")
+    def __init__(self, predictor: Predictor, config: ServeConfig | None = None) -> None:
+        config = config or ServeConfig()
+        config.check()
         self.predictor = predictor
-        self.cache = AnswerCache(cache_size)
-        self.max_pending = max_pending
-        self.pass_names = pass_names
-        self.wait_s = wait_s
+        self.config = config
+        self.cache = AnswerCache(config.cache_size)
         self.pending = 0  # names queued or in a pass
         self.passes = 0
         self.predicted = 0
         self.refused = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="names-predict")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._items: deque[_Item] = deque()
+        self._small: deque[_Item] = deque()
+        self._bulk: deque[_Item] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
 
@@ -144,7 +149,7 @@ class Batcher:
     async def answers(self, names: Sequence[str], options: Options) -> list[bytes | None]:
         """Each name's answer as JSON bytes, in input order; None where a name has no letters.
 
-        Raises :class:`Overloaded` when the uncached names would pass :attr:`max_pending`, and
+        Raises :class:`Overloaded` when the process is behind (see the module's docstring), and
         whatever ``predict_with`` raises for these options (a :class:`~namesclf.errors.NamesError`).
         """
         key = options_key(options)
@@ -160,16 +165,17 @@ class Batcher:
         if not missing:
             return out
         todo = list(missing)  # de-duplicated, first-seen order
-        if self.pending and self.pending + len(todo) > self.max_pending:
-            self.refused += 1
-            raise Overloaded(self.pending, len(todo), self.max_pending)
+        self._admit(len(todo))
         self._start()
         loop = self._loop
         assert loop is not None and self._wakeup is not None
+        queue = self._small if len(todo) <= SMALL else self._bulk
+        now = time.monotonic()
         futures = []
-        for start in range(0, len(todo), self.pass_names):
+        step = self.config.pass_names
+        for start in range(0, len(todo), step):
             future = loop.create_future()
-            self._items.append(_Item(todo[start : start + self.pass_names], options, key, future))
+            queue.append(_Item(todo[start : start + step], options, key, future, now))
             futures.append(future)
         self.pending += len(todo)
         self._wakeup.set()
@@ -179,6 +185,19 @@ class Batcher:
                 for i in missing[name]:
                     out[i] = answer
         return out
+
+    def _admit(self, n: int) -> None:
+        if not self.pending:
+            return
+        waited_ms = 1000 * (time.monotonic() - self._small[0].queued) if self._small else 0.0
+        if n <= SMALL and waited_ms > self.config.max_queue_ms:
+            self.refused += 1
+            raise Overloaded(f"server busy: small requests have waited {waited_ms:.0f} ms, over the limit of "
+                             f"{self.config.max_queue_ms:g} ms; retry after 1 s")
+        if self.pending + n > self.config.max_pending:
+            self.refused += 1
+            raise Overloaded(f"server busy: {self.pending:,} names queued, {n:,} more would pass the limit of "
+                             f"{self.config.max_pending:,}; retry after 1 s")
 
     async def call(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` on the prediction thread (what must not run beside a pass)."""
@@ -200,30 +219,38 @@ class Batcher:
         if self._loop is loop and self._task is not None and not self._task.done():
             return
         if self._loop is not loop:  # a new loop (a second test client): queued work of the old one is gone
-            self._items.clear()
+            self._small.clear()
+            self._bulk.clear()
             self.pending = 0
         self._loop = loop
         self._wakeup = asyncio.Event()
         self._task = loop.create_task(self._run(), name="names-batcher")
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._wakeup is not None
-        while True:
-            while not self._items:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            if self.wait_s and sum(len(i.names) for i in self._items) < self.pass_names:
-                await asyncio.sleep(self.wait_s)
-            batch: list[_Item] = []
-            size = 0
-            while self._items and (not batch or size + len(self._items[0].names) <= self.pass_names):
-                item = self._items.popleft()
+    def _take(self) -> tuple[list[_Item], int]:
+        """The next pass: small requests first, then chunks of big ones, up to ``pass_names`` names."""
+        batch: list[_Item] = []
+        size = 0
+        for queue in (self._small, self._bulk):
+            while queue and (not batch or size + len(queue[0].names) <= self.config.pass_names):
+                item = queue.popleft()
                 if item.future.done():  # its request was cancelled
                     self.pending -= len(item.names)
                     continue
                 batch.append(item)
                 size += len(item.names)
+        return batch, size
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None
+        gather_s = self.config.gather_ms / 1000
+        while True:
+            while not (self._small or self._bulk):
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if gather_s and not self._bulk and sum(len(i.names) for i in self._small) < self.config.pass_names:
+                await asyncio.sleep(gather_s)
+            batch, size = self._take()
             if not batch:
                 continue
             try:
@@ -245,7 +272,6 @@ class Batcher:
                     item.future.set_result(result)
 
     # ------------------------------------------------------------------ the prediction thread
-
     def _predict(self, batch: list[_Item]) -> list[list[tuple[str, bytes | None]] | Exception]:
         """One ``predict_with`` per distinct options in ``batch`` (usually one), each name once."""
         groups: dict[Hashable, list[int]] = {}

@@ -424,17 +424,20 @@ def evaluate(source: str, model_path: str, out_dir: str | None, split: str, prio
 @click.option("--max-pending", type=click.IntRange(1, 10_000_000), default=ServeConfig.max_pending,
               show_default=True, help="Names queued or being predicted per process before a request is refused with "
               "503 + Retry-After.")
+@click.option("--max-queue-ms", type=click.FloatRange(0, 60_000, min_open=True), default=ServeConfig.max_queue_ms,
+              show_default=True, help="Refuse small requests with 503 + Retry-After once the oldest queued one "
+              "has waited this long.")
 @click.option("--pass-names", type=click.IntRange(1, 100_000), default=ServeConfig.pass_names,
               show_default=True, help="Most names one forward pass gathers from concurrent requests.")
-@click.option("--wait-ms", type=click.FloatRange(0, 100), default=ServeConfig.wait_ms,
+@click.option("--gather-ms", type=click.FloatRange(0, 100), default=ServeConfig.gather_ms,
               show_default=True, help="Hold a lone request this long to gather others into its pass.")
 def serve(model_path: str, lm_path: str | None, host: str, port: int, threads: int,
-          no_access_log: bool, workers: int, cache_size: int, max_pending: int, pass_names: int,
-          wait_ms: float) -> None:
+          no_access_log: bool, workers: int, cache_size: int, max_pending: int, max_queue_ms: float,
+          pass_names: int, gather_ms: float) -> None:
     """Serve the model as a JSON HTTP API (docs at /docs).
 
     Concurrent requests are gathered into shared forward passes, answers are cached, and a
-    process with more than --max-pending names queued answers 503 at once (docs/http.md).
+    process that is behind (--max-queue-ms, --max-pending) answers 503 at once (docs/http.md).
 
     \b
       names serve --model models/names.pt --lm models/lm.pt
@@ -445,7 +448,8 @@ def serve(model_path: str, lm_path: str | None, host: str, port: int, threads: i
     """
     from .serve import serve as run_server
 
-    tuning = ServeConfig(cache_size=cache_size, max_pending=max_pending, pass_names=pass_names, wait_ms=wait_ms)
+    tuning = ServeConfig(cache_size=cache_size, max_pending=max_pending, max_queue_ms=max_queue_ms,
+                         pass_names=pass_names, gather_ms=gather_ms)
     run_server(model_path, lm_path, host, port, threads=threads, access_log=not no_access_log, workers=workers,
                tuning=tuning)
 

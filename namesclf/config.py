@@ -180,15 +180,19 @@ class ServeConfig:
 
     Defaults: a pass of 256 names is ~30 ms of work on one core, so a one-name request waits at
     most about one pass behind a big batch; 8,192 queued names are ~1 s of work at batch speed;
-    65,536 cached answers are a few tens of MB.
+    a small request waiting 50 ms means the process is behind (a pass takes 3-30 ms), so new
+    small requests are refused until it catches up, which keeps an admitted request's latency
+    near 100 ms; 65,536 cached answers are a few tens of MB.
     """
 
     cache_size: int = 65_536
     max_pending: int = 8_192
+    max_queue_ms: float = 50.0
     pass_names: int = 256
-    wait_ms: float = 0.0
+    gather_ms: float = 0.0
 
     def check(self) -> None:
-        if self.pass_names < 1 or self.max_pending < 1 or self.cache_size < 0 or self.wait_ms < 0:
-            raise NamesError("--pass-names and --max-pending must be at least 1, --cache-size and --wait-ms "
-                             "at least 0")
+        if self.pass_names < 1 or self.max_pending < 1 or self.cache_size < 0 or self.gather_ms < 0 \
+                or self.max_queue_ms <= 0:
+            raise NamesError("--pass-names, --max-pending and --max-queue-ms must be positive, --cache-size and "
+                             "--gather-ms at least 0")

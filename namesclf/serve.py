@@ -270,11 +270,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal error (a bug in namesclf; the server log has the traceback)")
 
 
-def make_batcher(predictor: Predictor, tuning: ServeConfig) -> Batcher:
-    return Batcher(predictor, cache_size=tuning.cache_size, max_pending=tuning.max_pending,
-                   pass_names=tuning.pass_names, wait_s=tuning.wait_ms / 1000)
-
-
 def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None = None,
                lm_path: str | None = None, tuning: ServeConfig | None = None) -> FastAPI:
     """The API around an already loaded classifier (and optionally a language model).
@@ -287,7 +282,7 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
     n_languages = len(labels)
     if lm is not None:
         _ = lm.known_keys  # built once here, not by the first concurrent /generate requests
-    batcher = make_batcher(predictor, tuning or ServeConfig())
+    batcher = Batcher(predictor, tuning)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:

@@ -426,10 +426,11 @@ def test_batched_and_cached_answers_match_a_direct_predict_with(tiny_clf: Path) 
     import json
 
     from namesclf.batcher import Batcher
+    from namesclf.config import ServeConfig
     from namesclf.predict import Options, Predictor
 
     predictor = Predictor.load(str(tiny_clf))
-    batcher = Batcher(predictor, pass_names=3, cache_size=1000)
+    batcher = Batcher(predictor, ServeConfig(pass_names=3, cache_size=1000, max_queue_ms=60_000))
     option_sets = [Options(k=2), Options(k=3, abstain=True), Options(k=1, prior="uniform"),
                    Options(k=2, surname_only=True)]
 
@@ -458,43 +459,64 @@ def test_batched_and_cached_answers_match_a_direct_predict_with(tiny_clf: Path) 
                     assert got is not None and same_answer(json.loads(got), want.to_dict()), (name, options)
 
 
-def test_a_full_queue_refuses_at_once_and_cache_hits_still_pass(tiny_clf: Path) -> None:
-    """With the prediction thread held busy, names beyond ``max_pending`` are refused with
-    Overloaded; the first request is admitted even when it alone is over the bound; cached
-    names are answered; and once the queue drains the refused names go through."""
+def test_a_process_that_is_behind_refuses_at_once_and_cache_hits_still_pass(tiny_clf: Path) -> None:
+    """With the prediction thread held busy: names beyond ``max_pending`` are refused (the first
+    request is admitted even when it alone is over the bound); a small request is refused once
+    the oldest small one has waited ``max_queue_ms``, while a big batch within the bound is still
+    admitted; cached names are answered; and once the queue drains everything goes through."""
     import asyncio
     import threading
 
-    from namesclf.batcher import Batcher, Overloaded
+    from namesclf.batcher import SMALL, Batcher, Overloaded
+    from namesclf.config import ServeConfig
     from namesclf.predict import Options, Predictor
 
-    batcher = Batcher(Predictor.load(str(tiny_clf)), max_pending=3)
+    predictor = Predictor.load(str(tiny_clf))
     options = Options(k=2)
-    gate = threading.Event()
+    big = [f"Tanaka{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(SMALL + 1)]
 
-    async def scenario() -> None:
+    class Gated:
+        """The predictor, held at a gate: a pass stays in flight until the test opens it."""
+
+        def __init__(self) -> None:
+            self.gate = threading.Event()
+            self.gate.set()
+
+        def predict_with(self, *args: Any, **kwargs: Any) -> Any:
+            assert self.gate.wait(30)
+            return predictor.predict_with(*args, **kwargs)
+
+    async def scenario(batcher: Batcher, gated: Gated, reason: str) -> None:
         assert (await batcher.answers(["Ivanov"], options))[0] is not None  # cached from here on
-        held = asyncio.ensure_future(batcher.call(gate.wait, 30))
-        await asyncio.sleep(0)
-        first = asyncio.ensure_future(batcher.answers(["Tanaka", "Rossi", "Petrov", "Sasaki"], options))
+        gated.gate.clear()
+        in_pass = asyncio.ensure_future(batcher.answers(["Kuznetsov"], options))
+        await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(batcher.answers(["Tanaka", "Rossi"], options))
         await asyncio.sleep(0.05)
-        assert batcher.pending == 4  # over the bound, but the queue was empty: admitted
+        assert batcher.pending == 3
         with pytest.raises(Overloaded) as refused:
             await batcher.answers(["Yamada"], options)
-        assert refused.value.retry_after == 1 and "busy" in str(refused.value)
+        assert refused.value.retry_after == 1 and reason in str(refused.value)
+        bulk = [] if batcher.config.max_pending < 100 else [asyncio.ensure_future(batcher.answers(big, options))]
+        await asyncio.sleep(0)
+        assert batcher.pending == 3 + len(big) * len(bulk)  # a big batch is not refused for small ones' wait
         assert (await batcher.answers(["Ivanov"], options))[0] is not None  # a hit never queues
-        gate.set()
-        await held
-        assert all(a is not None for a in await first)
+        gated.gate.set()
+        for task in (in_pass, queued, *bulk):
+            assert all(a is not None for a in await task)
         assert batcher.pending == 0
         assert (await batcher.answers(["Yamada"], options))[0] is not None
 
-    try:
-        asyncio.run(asyncio.wait_for(scenario(), 60))
-    finally:
-        gate.set()
-        batcher.close()
-    assert batcher.refused == 1
+    for config, reason in ((ServeConfig(max_pending=3, max_queue_ms=60_000), "names queued"),
+                           (ServeConfig(max_pending=1000, max_queue_ms=20), "have waited")):
+        gated = Gated()
+        batcher = Batcher(gated, config)  # type: ignore[arg-type]
+        try:
+            asyncio.run(asyncio.wait_for(scenario(batcher, gated, reason), 60))
+        finally:
+            gated.gate.set()
+            batcher.close()
+        assert batcher.refused == 1, reason
 
 
 @pytest.fixture(scope="module")
