@@ -9,8 +9,11 @@ Why each part (figures on 2 shared cores, the default GRU + 4-gram model, torch 
   server got *slower* under concurrency. Here every request's names are queued; a single
   prediction thread takes everything waiting (up to ``pass_names`` names) and runs one call, so
   the more requests arrive together, the cheaper each one gets. While a pass runs, the next
-  requests queue up, so batches form by themselves under load; at low load a request is answered
-  at once (``gather_ms`` can hold the first request a moment to gather more).
+  requests queue up, so batches form by themselves under load. Clients that have just had their
+  answers come back a moment later, so a pass waits up to ``gather_ms`` for as many requests as
+  the last pass held (measured with 8 connections on 2 busy cores: 8 names a pass instead of
+  4.8, and 1.25 ms of CPU a request instead of 1.6-2.0). A lone client never waits: its last
+  pass held one request.
 * **Small requests first.** Requests of at most :data:`SMALL` uncached names (one-name GETs) wait
   in their own queue, and each pass takes them before the chunks of big batches, so a
   10,000-name POST does not put a one-name request a second behind it.
@@ -244,13 +247,15 @@ class Batcher:
         loop = asyncio.get_running_loop()
         assert self._wakeup is not None
         gather_s = self.config.gather_ms / 1000
+        last_requests = 1
         while True:
             while not (self._small or self._bulk):
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if gather_s and not self._bulk and sum(len(i.names) for i in self._small) < self.config.pass_names:
-                await asyncio.sleep(gather_s)
+            if gather_s and len(self._small) < last_requests and not self._bulk:
+                await self._gather(last_requests, loop.time() + gather_s)
             batch, size = self._take()
+            last_requests = min(len(batch), self.config.pass_names)
             if not batch:
                 continue
             try:
@@ -270,6 +275,21 @@ class Batcher:
                         self.cache.put((item.key, name), answer)
                 if not item.future.done():
                     item.future.set_result(result)
+
+    async def _gather(self, want: int, deadline: float) -> None:
+        """Wait until ``want`` small requests are queued (as many as the last pass held: the same
+        clients coming back) or the deadline passes. A lone client never waits: its last pass held
+        one request, which is already here."""
+        assert self._loop is not None and self._wakeup is not None
+        while len(self._small) < want and not self._bulk:
+            left = deadline - self._loop.time()
+            if left <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except TimeoutError:
+                return
 
     # ------------------------------------------------------------------ the prediction thread
     def _predict(self, batch: list[_Item]) -> list[list[tuple[str, bytes | None]] | Exception]:

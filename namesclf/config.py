@@ -189,7 +189,7 @@ class ServeConfig:
     max_pending: int = 8_192
     max_queue_ms: float = 50.0
     pass_names: int = 256
-    gather_ms: float = 0.0
+    gather_ms: float = 2.0
 
     def check(self) -> None:
         if self.pass_names < 1 or self.max_pending < 1 or self.cache_size < 0 or self.gather_ms < 0 \

@@ -33,6 +33,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -46,6 +47,7 @@ from . import __version__
 from .batcher import Batcher, Overloaded
 from .config import ServeConfig
 from .errors import NamesError
+from .openset import ABSTAIN_RATE
 from .predict import Options, Predictor
 
 #: Longest name accepted (characters before folding). Surnames are short; the model reads at
@@ -223,12 +225,83 @@ class BodySizeLimit:
                          f"send fewer names per request"}
 
 
-async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, content: dict[str, Any], close: bool = True,
+                     headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     body = json.dumps(content, separators=(",", ":")).encode()
+    await _send_bytes(send, status, body, ((b"connection", b"close"), *headers) if close else headers)
+
+
+async def _send_bytes(send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
     await send({"type": "http.response.body", "body": body})
+
+
+class FastPredict:
+    """Pure ASGI middleware: answer the common ``GET /predict?name=...`` (and ``&k=...``) without
+    FastAPI's routing and per-parameter validation; every other request goes to the app.
+
+    Why: measured with wrk on 2 busy cores, FastAPI's handling of the eight declared query
+    parameters cost ~0.4 ms of CPU a request (0.75-0.81 ms in all against 0.36 ms for the same
+    answer from a bare ASGI function), as much as uvicorn's HTTP parsing and more than a batched
+    forward pass per name. Only a query this path is sure of is answered here: ``name`` once,
+    1..:data:`MAX_NAME_CHARS` characters, and at most ``k`` once, plain digits within 1..number of
+    languages; the other options at their defaults, so the answer (and its cache entry) is the
+    one the endpoint would give. Anything else, and a name with no letters (the endpoint words
+    the 422), goes to FastAPI, which validates and answers as declared in the OpenAPI schema.
+    """
+
+    def __init__(self, app: ASGIApp, batcher: Batcher, n_languages: int, counts: dict[str, int]) -> None:
+        self.app = app
+        self.batcher = batcher
+        self.n_languages = n_languages
+        self.counts = counts  # shared with /health
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        simple = self._simple(scope["query_string"])
+        if simple is None:
+            await self.app(scope, receive, send)
+            return
+        name, k = simple
+        try:
+            answer = (await self.batcher.answers([name], default_options(k)))[0]
+        except Overloaded as exc:
+            await _send_json(send, 503, {"error": str(exc)}, close=False,
+                             headers=((b"retry-after", str(exc.retry_after).encode()),))
+            return
+        if answer is None:
+            await self.app(scope, receive, send)
+            return
+        self.counts["fast_path"] += 1
+        await _send_bytes(send, 200, answer)
+
+    def _simple(self, query: bytes) -> tuple[str, int] | None:
+        """``(name, k)`` when the query holds only those, valid; None for anything else."""
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)  # as Starlette parses it
+        values = dict(pairs)
+        if len(values) != len(pairs) or not 1 <= len(values) <= 2:
+            return None
+        name = values.pop("name", None)
+        if name is None or not 1 <= len(name) <= MAX_NAME_CHARS:
+            return None
+        k = 3
+        if values:
+            text = values.pop("k", "")
+            if values or not (text.isascii() and text.isdigit() and len(text) <= 3 and text[0] != "0"):
+                return None
+            k = int(text)
+            if k > self.n_languages:
+                return None
+        return name, k
+
+
+def default_options(k: int) -> Options:
+    """The options of ``GET /predict`` when only ``k`` is given (the endpoint's defaults)."""
+    return Options(k, None, False, None, False, ABSTAIN_RATE, False)
 
 
 def _summarise(errors: list[dict[str, Any]]) -> str:
@@ -297,6 +370,8 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    counts = {"fast_path": 0}
+    app.add_middleware(FastPredict, batcher=batcher, n_languages=n_languages, counts=counts)  # last added: first run
     app.state.batcher = batcher
 
     _install_error_handlers(app)
@@ -310,7 +385,8 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
     async def health() -> dict[str, Any]:
         """Liveness, what is loaded, and this process's cache and queue counters."""
         return {"status": "ok", "version": __version__, "model": model_path, "languages": n_languages,
-                "lm": lm_path if lm is not None else None, "pid": os.getpid(), "serving": batcher.stats()}
+                "lm": lm_path if lm is not None else None, "pid": os.getpid(),
+                "serving": {**batcher.stats(), **counts}}
 
     @app.get("/languages")
     async def languages() -> dict[str, Any]:
@@ -322,7 +398,7 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
         name: Annotated[str, Query(min_length=1, max_length=MAX_NAME_CHARS, examples=["Dostoevsky"])],
         k: Annotated[int, Query(ge=1, description="1..number of languages")] = 3,
         abstain: bool = False,
-        abstain_rate: Annotated[float, Query(gt=0, lt=1)] = 0.05,
+        abstain_rate: Annotated[float, Query(gt=0, lt=1)] = ABSTAIN_RATE,
         coverage: Annotated[float | None, Query(gt=0, lt=1)] = None,
         per_language: bool = False,
         prior: Literal["train", "uniform"] | None = None,

@@ -640,3 +640,41 @@ def test_workers_share_the_port_and_answer_alike(tiny_clf: Path, tmp_path: Path)
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the server"
+
+
+@pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
+def test_the_get_fast_path_answers_what_the_endpoint_answers(tiny_clf: Path) -> None:
+    """``GET /predict?name=..&k=..`` is answered by a pure ASGI fast path; the same request with
+    one more (default) option goes through FastAPI. With no cache, both compute: same bytes. Odd
+    queries (a repeated key, ``k`` out of range or not plain digits, no letters) fall through."""
+    from fastapi.testclient import TestClient
+
+    from namesclf.config import ServeConfig
+    from namesclf.predict import Predictor
+    from namesclf.serve import create_app
+
+    app = create_app(Predictor.load(str(tiny_clf)), tuning=ServeConfig(cache_size=0))
+    with TestClient(app) as http:
+        def fast_count() -> int:
+            return http.get("/health").json()["serving"]["fast_path"]
+
+        for name, k in (("Yamamoto", 2), ("Ślusàrski", 3), ("Fyodor Dostoevsky", 1), ("O'Brien & Co", 3)):
+            before = fast_count()
+            fast = http.get("/predict", params={"name": name, "k": k})
+            assert fast_count() == before + 1
+            slow = http.get("/predict", params={"name": name, "k": k, "surname_only": "false"})
+            assert fast_count() == before + 1
+            assert fast.status_code == slow.status_code == 200
+            assert fast.content == slow.content and fast.headers["content-type"] == slow.headers["content-type"]
+            assert fast.json()["name"] == name
+        before = fast_count()
+        assert http.get("/predict", params={"name": "Rossi"}).json()["predictions"].__len__() == 3
+        assert http.get("/predict?name=Rossi&name=Tanaka").json()["name"] == "Tanaka"  # FastAPI: the last
+        assert http.get("/predict?name=Rossi&k=03").json()["predictions"].__len__() == 3
+        for query, status in (("name=Rossi&k=4", 422), ("name=Rossi&k=0", 422), ("name=1234", 422), ("name=", 422),
+                              ("k=2", 422), ("name=Rossi&k=-1", 422)):
+            resp = http.get(f"/predict?{query}")
+            assert resp.status_code == status, (query, resp.text)
+            assert resp.json()["error"]
+        assert "no letters" in http.get("/predict?name=1234").json()["error"]
+        assert fast_count() == before + 1  # only the plain "Rossi"
