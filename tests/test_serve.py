@@ -678,3 +678,54 @@ def test_the_get_fast_path_answers_what_the_endpoint_answers(tiny_clf: Path) -> 
             assert resp.json()["error"]
         assert "no letters" in http.get("/predict?name=1234").json()["error"]
         assert fast_count() == before + 1  # only the plain "Rossi"
+
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8000
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    41.20ms   20.11ms 281.30ms   80.00%
+    Req/Sec     1.30k   200.00     1.60k    70.00%
+  Latency Distribution
+     50%   39.64ms
+     75%   50.00ms
+     90%   70.00ms
+     99%  1.20s
+  12960 requests in 10.00s, 5.10MB read
+  Socket errors: connect 0, read 2, write 0, timeout 5
+  Non-2xx or 3xx responses: 78
+Requests/sec:   1295.64
+Transfer/sec:    510.00KB
+"""
+
+
+def test_the_benchmark_reads_wrk_and_judges_the_server_targets() -> None:
+    """scripts/load.py reads wrk's report (units included), and bench.py's server targets pass or
+    fail on those figures."""
+    import importlib.util
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    spec = importlib.util.spec_from_file_location("names_load_test", scripts / "load.py")
+    assert spec is not None and spec.loader is not None
+    load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load)
+    row = load.parse_wrk(WRK_OUTPUT)
+    assert row == {"requests": 12960, "requests_per_s": 1295.64, "p50_ms": 39.64, "p99_ms": 1200.0, "non_2xx": 78,
+                   "socket_errors": {"connect": 0, "read": 2, "write": 0, "timeout": 5}}
+    with pytest.raises(SystemExit):
+        load.parse_wrk("unable to connect to 127.0.0.1:8000 Connection refused")
+
+    spec = importlib.util.spec_from_file_location("names_bench_test", scripts / "bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    quiet = {"requests": 10_000, "non_2xx": 0, "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+    rows = {"get_c8": {**quiet, "requests_per_s": 1200.0, "p99_ms": 15.0},
+            "get_c64": {**quiet, "requests_per_s": 1500.0, "p99_ms": 140.0, "non_2xx": 300},
+            "post_repeat_c8": {**quiet, "requests_per_s": 150.0, "p99_ms": 90.0, "names_per_s": 150_000},
+            "post_unique_c8": {**quiet, "requests_per_s": 30.0, "p99_ms": 400.0, "names_per_s": 30_000}}
+    assert [t["status"] for t in bench.serve_targets({"rows": rows, "tool": "wrk"})] == ["PASS"] * 3
+    rows["get_c8"]["p99_ms"] = 25.0
+    rows["get_c64"] = {**rows["get_c64"], "non_2xx": 0}
+    rows["post_repeat_c8"]["socket_errors"] = {"connect": 0, "read": 0, "write": 0, "timeout": 1}
+    assert [t["status"] for t in bench.serve_targets({"rows": rows, "tool": "wrk"})] == ["FAIL"] * 3
+    assert bench.serve_targets(None) == []
