@@ -701,23 +701,17 @@ Transfer/sec:    510.00KB
 def test_the_benchmark_reads_wrk_and_judges_the_server_targets() -> None:
     """scripts/load.py reads wrk's report (units included), and bench.py's server targets pass or
     fail on those figures."""
-    import importlib.util
+    from .test_bench import load_script
 
     scripts = Path(__file__).resolve().parents[1] / "scripts"
-    spec = importlib.util.spec_from_file_location("names_load_test", scripts / "load.py")
-    assert spec is not None and spec.loader is not None
-    load = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(load)
+    load = load_script(scripts / "load.py")
     row = load.parse_wrk(WRK_OUTPUT)
     assert row == {"requests": 12960, "requests_per_s": 1295.64, "p50_ms": 39.64, "p99_ms": 1200.0, "non_2xx": 78,
                    "socket_errors": {"connect": 0, "read": 2, "write": 0, "timeout": 5}}
     with pytest.raises(SystemExit):
         load.parse_wrk("unable to connect to 127.0.0.1:8000 Connection refused")
 
-    spec = importlib.util.spec_from_file_location("names_bench_test", scripts / "bench.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(scripts / "bench.py")
     quiet = {"requests": 10_000, "non_2xx": 0, "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
     rows = {"get_c8": {**quiet, "requests_per_s": 1200.0, "p99_ms": 15.0},
             "get_c64": {**quiet, "requests_per_s": 1500.0, "p99_ms": 140.0, "non_2xx": 300},
