@@ -174,3 +174,27 @@ class LMConfig(RunConfig):
     patience: int = 5
     seed: int = 0
     device: str = "auto"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How ``names serve`` batches, caches and sheds load, per server process (docs/http.md).
+
+    Defaults: a pass of 256 names is ~30 ms of work on one core, so a one-name request waits at
+    most about one pass behind a big batch; 8,192 queued names are ~1 s of work at batch speed;
+    a small request waiting 50 ms means the process is behind (a pass takes 3-30 ms), so new
+    small requests are refused until it catches up, which keeps an admitted request's latency
+    near 100 ms; 65,536 cached answers are a few tens of MB.
+    """
+
+    cache_size: int = 65_536
+    max_pending: int = 8_192
+    max_queue_ms: float = 50.0
+    pass_names: int = 256
+    gather_ms: float = 2.0
+
+    def check(self) -> None:
+        if self.pass_names < 1 or self.max_pending < 1 or self.cache_size < 0 or self.gather_ms < 0 \
+                or self.max_queue_ms <= 0:
+            raise NamesError("--pass-names, --max-pending and --max-queue-ms must be positive, --cache-size and "
+                             "--gather-ms at least 0")

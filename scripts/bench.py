@@ -4,6 +4,7 @@
     python scripts/bench.py                     # the full run (24 min on 2 quiet cores)
     python scripts/bench.py --quick             # 1 repeat, 20,000 tutorial steps, 4 epochs per model (~2 min)
     python scripts/bench.py --rows tutorial,handbuilt --repeats 5 --out tutorial.json
+    python scripts/bench.py --rows none --serve models/names.pt   # the HTTP server alone (~1 min)
 
 Why one script and one process: figures taken on different days, splits or thread settings are
 not comparable, and the comparisons this project makes (the batched hand-built RNN against the
@@ -42,6 +43,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import importlib.util
 import json
 import math
 import os
@@ -481,6 +483,8 @@ def select_rows(spec: str | None) -> list[Row]:
     rows = all_rows()
     if not spec:
         return rows
+    if spec == "none":  # e.g. the server rows alone (--serve)
+        return []
     keys = {r.key for r in rows}
     wanted = set()
     for item in (s.strip() for s in spec.split(",")):
@@ -540,6 +544,57 @@ def check_targets(rows: dict[str, dict[str, Any]], plan: Plan, wall_seconds: flo
 
 
 # ----------------------------------------------------------------------------- output
+
+
+# ----------------------------------------------------------------------------- the HTTP server
+
+TARGET_SERVE_GET_PER_S = 1_000
+TARGET_SERVE_GET_P99_MS = 20.0
+TARGET_SERVE_GET64_P99_MS = 100.0
+TARGET_SERVE_POST_NAMES_PER_S = 100_000
+
+
+def serve_figures(args: argparse.Namespace) -> dict[str, Any]:
+    """The server rows of scripts/load.py (``--bench``) against ``names serve --model args.serve``.
+
+    Kept in load.py, which also runs them alone; here they join the report so that one JSON says
+    which machine, how busy it was, and what the server did on it.
+    """
+    spec = importlib.util.spec_from_file_location("names_load", Path(__file__).resolve().parent / "load.py")
+    assert spec is not None and spec.loader is not None
+    load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load)
+    data = args.data if Path(args.data).is_dir() else Path("data/names")
+    print(f"server: names serve --model {args.serve} --workers {args.serve_workers}, "
+          f"{args.serve_seconds:g} s a row", flush=True)
+    result = load.server_bench(str(args.serve), data, workers=args.serve_workers, seconds=args.serve_seconds)
+    load.print_bench(result)
+    return result
+
+
+def serve_targets(result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The server targets (docs/http.md) as PASS / FAIL; none without ``--serve``."""
+    if result is None:
+        return []
+    rows = result["rows"]
+    get8, get64, post = rows["get_c8"], rows["get_c64"], rows["post_repeat_c8"]
+    lost = {key: sum(row["socket_errors"].values()) if "socket_errors" in row else 0 for key, row in rows.items()}
+    checks = [
+        (f"GET, 8 connections: >= {TARGET_SERVE_GET_PER_S:,} req/s, p99 <= {TARGET_SERVE_GET_P99_MS:g} ms",
+         get8["requests_per_s"] >= TARGET_SERVE_GET_PER_S and (get8["p99_ms"] or 1e9) <= TARGET_SERVE_GET_P99_MS
+         and not get8["non_2xx"] and not lost["get_c8"],
+         f"{get8['requests_per_s']:,.0f} req/s, p99 {get8['p99_ms']} ms, non-2xx {get8['non_2xx']}"),
+        (f"GET, 64 connections: p99 <= {TARGET_SERVE_GET64_P99_MS:g} ms or the excess refused with 503, "
+         "no socket errors",
+         ((get64["p99_ms"] or 1e9) <= TARGET_SERVE_GET64_P99_MS or get64["non_2xx"] > 0) and not lost["get_c64"],
+         f"{get64['requests_per_s']:,.0f} req/s, p99 {get64['p99_ms']} ms, non-2xx {get64['non_2xx']}, "
+         f"socket errors {lost['get_c64']}"),
+        (f"POST 1,000 names, 8 connections: >= {TARGET_SERVE_POST_NAMES_PER_S:,} names/s",
+         post["names_per_s"] >= TARGET_SERVE_POST_NAMES_PER_S and not post["non_2xx"] and not lost["post_repeat_c8"],
+         f"{post['names_per_s']:,} names/s (all-new names: {rows['post_unique_c8']['names_per_s']:,}), "
+         f"measured with {result['tool']}"),
+    ]
+    return [{"target": name, "status": "PASS" if ok else "FAIL", "detail": detail} for name, ok, detail in checks]
 
 
 def cpu_model() -> str:
@@ -645,8 +700,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="names per forward pass when timing prediction (default: the Predictor's)")
     parser.add_argument("--seed", type=int, default=0, help="split and training seed (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device for the project's models (default cpu)")
+    parser.add_argument("--serve", type=Path, default=None, metavar="MODEL",
+                        help="also measure `names serve --model MODEL` (wrk when installed, else scripts/load.py); "
+                        "--rows none for the server alone")
+    parser.add_argument("--serve-workers", type=int, default=2, help="server processes for --serve (default 2)")
+    parser.add_argument("--serve-seconds", type=float, default=10.0, help="seconds per server row (default 10)")
     args = parser.parse_args(argv)
-    for name in ("threads", "repeats", "steps", "epochs", "predict_batch"):
+    for name in ("threads", "repeats", "steps", "epochs", "predict_batch", "serve_workers"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -708,8 +768,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({result['fidelity_n_per_language']} per language)", flush=True)
         elif "fidelity_error" in result:
             print(f"  {'':<20} generation fidelity failed: {result['fidelity_error']}", flush=True)
+    if args.serve is not None:
+        report["serve"] = serve_figures(args)
+        write_report(args.out, report)
     wall = time.perf_counter() - started
-    report["targets"] = check_targets(done, plan, wall)
+    report["targets"] = check_targets(done, plan, wall) + serve_targets(report.get("serve"))
     header["wall_seconds"] = wall
     header["load_average_end"] = load_average()
     write_report(args.out, report)

@@ -3,6 +3,14 @@
 
     python scripts/load.py --model models/names.pt          # starts `names serve` on a free port
     python scripts/load.py --url http://127.0.0.1:8000      # an already running server
+    python scripts/load.py --model models/names.pt --bench --workers 2   # the benchmark's server rows
+
+``--bench`` measures what scripts/bench.py reports (``--serve``): with wrk when it is installed
+(``GET /predict`` with a new name every request at 8 and 64 connections, ``POST /predict`` with
+1,000 names a request at 8 connections, cycling through the data's names or all new), else with
+this script's own clients (threads with keep-alive connections, a fixed number of requests). The
+result says which tool measured it: the two are not comparable (wrk's C client costs the server's
+cores far less than Python threads parsing every answer).
 
 Loopback only (the script refuses any other host), a fixed number of requests per client, and a
 timeout on every request, so a run is bounded in both load and time. Every answer is checked
@@ -14,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -21,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,12 +61,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(model: str, threads: int, startup_s: float = 120.0) -> Iterator[str]:
-    """``python -m namesclf serve`` on a free loopback port; always terminated on exit."""
+def running_server(model: str, threads: int, startup_s: float = 120.0, extra: Sequence[str] = ()) -> Iterator[str]:
+    """``python -m namesclf serve`` on a free loopback port (``extra``: more options); always
+    terminated on exit."""
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="names-serve-", suffix=".log", delete=False)  # noqa: SIM115
     cmd = [sys.executable, "-m", "namesclf", "serve", "--model", model, "--host", "127.0.0.1",
-           "--port", str(port), "--threads", str(threads), "--no-access-log"]
+           "--port", str(port), "--threads", str(threads), "--no-access-log", *extra]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -158,6 +169,142 @@ def measure(url: str, names: list[str], args: argparse.Namespace) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- the benchmark's server rows
+
+SCRIPTS = Path(__file__).resolve().parent
+#: (key, what, method, connections): the rows of ``--bench``.
+BENCH_ROWS = [
+    ("get_c8", "GET /predict, a new name every request, 8 connections", "GET", 8),
+    ("get_c64", "GET /predict, a new name every request, 64 connections", "GET", 64),
+    ("post_repeat_c8", "POST /predict, 1,000 names a request, 5,000 recurring names, 8 connections",
+     "POST-repeat", 8),
+    ("post_unique_c8", "POST /predict, 1,000 new names a request, 8 connections", "POST-unique", 8),
+]
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return round(float(number) * _UNITS[unit], 2)
+
+
+def parse_wrk(output: str) -> dict:
+    """Requests, req/s, p50/p99 (ms), non-2xx answers and socket errors from ``wrk --latency``."""
+    total = re.search(r"(\d+) requests in ([0-9.]+)(\w+)", output)
+    latency = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)", output, re.M))
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", output)
+    if total is None or rate is None:
+        raise SystemExit(f"could not read wrk's output:\n{output}")
+    return {"requests": int(total.group(1)), "requests_per_s": float(rate.group(1)),
+            "p50_ms": _ms(latency["50"]) if "50" in latency else None,
+            "p99_ms": _ms(latency["99"]) if "99" in latency else None,
+            "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "socket_errors": dict(zip(("connect", "read", "write", "timeout"), map(int, errors.groups()), strict=True))
+            if errors else {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+
+
+def wrk(url: str, method: str, connections: int, seconds: float, names_file: Path, batch: int) -> dict:
+    """One wrk run (one thread: wrk's C client is not the bottleneck, and the cores are the server's)."""
+    script, extra = ((SCRIPTS / "wrk_predict.lua", []) if method == "GET" else
+                     (SCRIPTS / "wrk_post.lua", [str(batch), "unique" if method == "POST-unique" else "repeat"]))
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency", "-s", str(script),
+           url, "--", str(names_file), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    return parse_wrk(proc.stdout)
+
+
+def python_clients(url: str, method: str, connections: int, names: list[str], batch: int, requests: int,
+                   timeout: float) -> dict:
+    """The same shapes with this script's clients, when wrk is not installed."""
+    stamp = f"{time.time_ns() % 10**12:012d}"
+
+    def single(cid: int, i: int) -> tuple[str, str, dict]:
+        return "GET", "/predict", {"params": {"name": f"{names[(cid * 7919 + i) % len(names)]}{stamp}{cid:03d}{i:09d}"}}
+
+    def batch_request(cid: int, i: int) -> tuple[str, str, dict]:
+        offset = (cid * 7919 + i * batch) % len(names)
+        chunk = [names[(offset + j) % len(names)] for j in range(batch)]
+        if method == "POST-unique":
+            chunk = [f"{n}{stamp}{cid:03d}{i:06d}{j:04d}" for j, n in enumerate(chunk)]
+        return "POST", "/predict", {"json": {"names": chunk, "k": 3}}
+
+    def ok(kwargs: dict, resp: httpx.Response) -> bool:
+        return resp.status_code == 200
+
+    result = run_clients(url, connections, max(1, requests // connections),
+                         single if method == "GET" else batch_request, ok, timeout)
+    result["non_2xx"] = result.pop("failures")
+    result.pop("first_failures")
+    return result
+
+
+def wait_until_idle(url: str, limit_s: float = 120.0) -> None:
+    """Wait until the server has no queued work (requests whose clients have gone are still
+    answered), so one row's backlog does not count against the next; every process is asked."""
+    deadline = time.monotonic() + limit_s
+    quiet = 0
+    while quiet < 10 and time.monotonic() < deadline:
+        with httpx.Client(timeout=10) as fresh:  # a new connection: any worker may answer
+            pending = fresh.get(f"{url}/health").json()["serving"]["pending"]
+        quiet = quiet + 1 if pending == 0 else 0
+        time.sleep(0.05)
+
+
+def server_bench(model: str, data: Path, workers: int = 2, seconds: float = 10.0, threads: int = 1,
+                 batch: int = 1000, tool: str | None = None) -> dict:
+    """The benchmark's server rows against a freshly started ``names serve --workers N``.
+
+    The GET rows and the all-new POST row send names never seen before (every data name with a
+    number appended), so the cache never answers. The recurring POST row cycles through 5,000 of
+    the data's names, as the default run of this script does, after a warm-up that has every
+    process see them: it measures steady traffic that repeats surnames, the cache's case.
+    """
+    tool = tool or ("wrk" if shutil.which("wrk") else "scripts/load.py")
+    names = load_names(data, limit=1_000_000)
+    recurring = load_names(data)
+    out: dict = {"tool": tool, "workers": workers, "threads": threads, "seconds": seconds, "batch_size": batch,
+                 "distinct_names": len(set(names)), "recurring_names": len(set(recurring)), "rows": {}}
+    with tempfile.TemporaryDirectory(prefix="names-bench-") as tmp:
+        names_file, recurring_file = Path(tmp) / "names.txt", Path(tmp) / "recurring.txt"
+        names_file.write_text("\n".join(names) + "\n", encoding="utf-8")
+        recurring_file.write_text("\n".join(recurring) + "\n", encoding="utf-8")
+        with running_server(model, threads, extra=["--workers", str(workers)]) as url:
+            httpx.get(f"{url}/predict", params={"name": "Warmup"}, timeout=60)
+            for key, what, method, connections in BENCH_ROWS:
+                size = batch if method != "GET" else 1
+                pool = recurring if method == "POST-repeat" else names
+                if method == "POST-repeat":  # every process sees every recurring name first
+                    for _ in range(2 * workers):
+                        python_clients(url, method, 1, recurring, batch, -(-len(recurring) // batch), 60.0)
+                    wait_until_idle(url)
+                if tool == "wrk":
+                    row = wrk(url, method, connections, seconds,
+                              recurring_file if method == "POST-repeat" else names_file, batch)
+                else:
+                    # A fixed number of requests, about ``seconds`` of work for 2 cores.
+                    requests = int(seconds * (300 if size == 1 else 10))
+                    row = python_clients(url, method, connections, pool, batch, max(connections, requests), 60.0)
+                answered = row["requests_per_s"] * (1 - row["non_2xx"] / max(1, row["requests"]))
+                row.update(what=what, connections=connections, names_per_request=size,
+                           ok_per_s=round(answered, 1), names_per_s=round(answered * size))
+                out["rows"][key] = row
+                wait_until_idle(url)
+            out["server_counters"] = httpx.get(f"{url}/health", timeout=60).json().get("serving")
+    return out
+
+
+def print_bench(result: dict) -> None:
+    print(f"server: {result['workers']} worker(s), {result['threads']} torch thread(s); measured with "
+          f"{result['tool']}, {result['seconds']:g} s a row")
+    for row in result["rows"].values():
+        errors = sum(row.get("socket_errors", {}).values())
+        print(f"  {row['what']:<70} {row['requests_per_s']:>9,.1f} req/s {row['names_per_s']:>9,} names/s  "
+              f"p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  non-2xx {row['non_2xx']}  socket errors {errors}")
+    print("  (names/s counts answered requests only; a 503 answers no names)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
@@ -171,6 +318,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="Seconds allowed per request.")
     parser.add_argument("--data", type=Path, default=Path("data/names"), help="Where to take names from.")
     parser.add_argument("--json", action="store_true", help="Print JSON only.")
+    parser.add_argument("--bench", action="store_true",
+                        help="The benchmark's server rows instead (needs --model; wrk when installed).")
+    parser.add_argument("--workers", type=int, default=2, help="--workers for the server --bench starts.")
+    parser.add_argument("--seconds", type=float, default=10.0, help="Seconds per --bench row.")
     args = parser.parse_args()
     for name in ("clients", "requests", "batch_requests", "batch_size"):
         if not 1 <= getattr(args, name) <= 100_000:
@@ -178,6 +329,17 @@ def main() -> None:
     if args.url and urlsplit(args.url).hostname not in LOOPBACK:
         parser.error("--url must point at this machine (127.0.0.1, localhost or ::1)")
     names = load_names(args.data)
+    if args.bench:
+        if not args.model:
+            parser.error("--bench starts its own server: give --model")
+        bench = server_bench(args.model, args.data, args.workers, args.seconds, args.threads, args.batch_size)
+        bench["cpus"] = os.cpu_count()
+        bench["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        if args.json:
+            print(json.dumps(bench, indent=2))
+        else:
+            print_bench(bench)
+        return
 
     if args.model:
         with running_server(args.model, args.threads) as url:

@@ -8,6 +8,7 @@ request has a timeout, and the load test has an overall deadline.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -395,3 +396,330 @@ def test_create_app_in_process(tiny_clf: Path) -> None:
         resp = http.get("/predict", params={"name": "!!!"})
         assert resp.status_code == 422 and "no letters" in resp.json()["error"]
         assert http.post("/generate", json={"language": "Russian"}).status_code == 404
+
+
+# ----------------------------------------------------------------------------- batching, cache, load shedding
+
+
+def same_answer(got: dict[str, Any], want: dict[str, Any], tol: float = 1e-5) -> bool:
+    """Equal but for float rounding: two batch sizes give probabilities up to ~1e-6 apart (float32
+    matrix products of another shape), novelty scores a few 1e-6 (relative)."""
+    def floats(d: dict[str, Any]) -> list[float]:
+        return [p["probability"] for p in d["predictions"]] + ([d["novelty"]] if "novelty" in d else [])
+
+    def rest(d: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: v for k, v in d.items() if k not in ("predictions", "novelty")},
+                "languages": [p["language"] for p in d["predictions"]]}
+
+    return rest(got) == rest(want) and all(abs(a - b) <= tol * max(1.0, abs(b))
+                                         for a, b in zip(floats(got), floats(want), strict=True))
+
+
+PARITY_NAMES = ["Ivanov", "Tanaka", "Rossi", "Ivanov", "Fyodor Dostoevsky", "Ślusàrski", "123", "Yamamoto",
+                "Berg, Jan van der", "Kuznetsov", "Tanaka", "😀", "O'Brien", "Esposito", "Sasaki"]
+
+
+def test_batched_and_cached_answers_match_a_direct_predict_with(tiny_clf: Path) -> None:
+    """Requests gathered into shared passes (3 names a pass, so passes mix requests) and then
+    answered from the cache give what one direct ``predict_with`` call gives, name by name."""
+    import asyncio
+    import json
+
+    from namesclf.batcher import Batcher
+    from namesclf.config import ServeConfig
+    from namesclf.predict import Options, Predictor
+
+    predictor = Predictor.load(str(tiny_clf))
+    batcher = Batcher(predictor, ServeConfig(pass_names=3, cache_size=1000, max_queue_ms=60_000))
+    option_sets = [Options(k=2), Options(k=3, abstain=True), Options(k=1, prior="uniform"),
+                   Options(k=2, surname_only=True)]
+
+    async def ask_all() -> list[list[list[bytes | None]]]:
+        rounds = []
+        for _ in range(2):  # the second round comes from the cache
+            asks = [batcher.answers([name], options) for options in option_sets for name in PARITY_NAMES]
+            asks += [batcher.answers(PARITY_NAMES, options) for options in option_sets]
+            rounds.append(await asyncio.gather(*asks))
+        return rounds
+
+    try:
+        rounds = asyncio.run(ask_all())
+    finally:
+        batcher.close()
+    assert batcher.passes > 1 and batcher.cache.hits > 0 and batcher.pending == 0
+    for answers in rounds:
+        singles, batches = answers[: -len(option_sets)], answers[-len(option_sets):]
+        for o, options in enumerate(option_sets):
+            direct = predictor.predict_with(PARITY_NAMES, options, strict=False)
+            for i, (name, want) in enumerate(zip(PARITY_NAMES, direct, strict=True)):
+                for got in (singles[o * len(PARITY_NAMES) + i][0], batches[o][i]):
+                    if not want.languages:
+                        assert got is None, name
+                        continue
+                    assert got is not None and same_answer(json.loads(got), want.to_dict()), (name, options)
+
+
+def test_a_process_that_is_behind_refuses_at_once_and_cache_hits_still_pass(tiny_clf: Path) -> None:
+    """With the prediction thread held busy: names beyond ``max_pending`` are refused (the first
+    request is admitted even when it alone is over the bound); a small request is refused once
+    the oldest small one has waited ``max_queue_ms``, while a big batch within the bound is still
+    admitted; cached names are answered; and once the queue drains everything goes through."""
+    import asyncio
+    import threading
+
+    from namesclf.batcher import SMALL, Batcher, Overloaded
+    from namesclf.config import ServeConfig
+    from namesclf.predict import Options, Predictor
+
+    predictor = Predictor.load(str(tiny_clf))
+    options = Options(k=2)
+    big = [f"Tanaka{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(SMALL + 1)]
+
+    class Gated:
+        """The predictor, held at a gate: a pass stays in flight until the test opens it."""
+
+        def __init__(self) -> None:
+            self.gate = threading.Event()
+            self.gate.set()
+
+        def predict_with(self, *args: Any, **kwargs: Any) -> Any:
+            assert self.gate.wait(30)
+            return predictor.predict_with(*args, **kwargs)
+
+    async def scenario(batcher: Batcher, gated: Gated, reason: str) -> None:
+        assert (await batcher.answers(["Ivanov"], options))[0] is not None  # cached from here on
+        gated.gate.clear()
+        in_pass = asyncio.ensure_future(batcher.answers(["Kuznetsov"], options))
+        await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(batcher.answers(["Tanaka", "Rossi"], options))
+        await asyncio.sleep(0.05)
+        assert batcher.pending == 3
+        with pytest.raises(Overloaded) as refused:
+            await batcher.answers(["Yamada"], options)
+        assert refused.value.retry_after == 1 and reason in str(refused.value)
+        bulk = [] if batcher.config.max_pending < 100 else [asyncio.ensure_future(batcher.answers(big, options))]
+        await asyncio.sleep(0)
+        assert batcher.pending == 3 + len(big) * len(bulk)  # a big batch is not refused for small ones' wait
+        assert (await batcher.answers(["Ivanov"], options))[0] is not None  # a hit never queues
+        gated.gate.set()
+        for task in (in_pass, queued, *bulk):
+            assert all(a is not None for a in await task)
+        assert batcher.pending == 0
+        assert (await batcher.answers(["Yamada"], options))[0] is not None
+
+    for config, reason in ((ServeConfig(max_pending=3, max_queue_ms=60_000), "names queued"),
+                           (ServeConfig(max_pending=1000, max_queue_ms=20), "have waited")):
+        gated = Gated()
+        batcher = Batcher(gated, config)  # type: ignore[arg-type]
+        try:
+            asyncio.run(asyncio.wait_for(scenario(batcher, gated, reason), 60))
+        finally:
+            gated.gate.set()
+            batcher.close()
+        assert batcher.refused == 1, reason
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_clf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The tiny classifier behind a real server that admits only 10 queued names (fewer than the
+    last pass of a 10,000-name batch holds, so a new name is refused until the batch is done)."""
+    srv = Server(["--model", str(tiny_clf), "--no-access-log", "--max-pending", "10"],
+                 tmp_path_factory.mktemp("serve-tiny") / "server.log")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_overload_is_503_with_retry_after_and_nothing_is_lost(tiny_server: Server) -> None:
+    """While a 10,000-name batch is queued, a new name is refused at once with 503, Retry-After
+    and a JSON error; the batch itself and a cached name are still answered, and the refused
+    name is answered once the queue has drained."""
+    names = [f"Ivanov{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676 % 26)}" for i in range(MAX_BATCH)]
+    with httpx.Client(base_url=tiny_server.url, timeout=TIMEOUT) as http:
+        assert http.get("/predict", params={"name": "Tanaka"}).status_code == 200
+        result: dict[str, Any] = {}
+        big = threading.Thread(target=lambda: result.update(resp=httpx.post(
+            f"{tiny_server.url}/predict", json={"names": names, "k": 1}, timeout=TIMEOUT)))
+        big.start()
+        try:
+            deadline = time.monotonic() + 30
+            while http.get("/health").json()["serving"]["pending"] == 0:
+                assert big.is_alive() and time.monotonic() < deadline, "the batch never showed as queued"
+                time.sleep(0.002)
+            t0 = time.monotonic()
+            refused = http.get("/predict", params={"name": "Kuznetsov"})
+            assert refused.status_code == 503, refused.text
+            assert time.monotonic() - t0 < 5  # at once, not after the batch
+            assert refused.headers["retry-after"] == "1"
+            assert "busy" in refused.json()["error"]
+            assert http.get("/predict", params={"name": "Tanaka"}).status_code == 200  # cached
+        finally:
+            big.join(120)
+        assert result["resp"].status_code == 200 and len(result["resp"].json()) == MAX_BATCH
+        assert http.get("/predict", params={"name": "Kuznetsov"}).status_code == 200
+        assert http.get("/health").json()["serving"]["refused"] >= 1
+
+
+def test_urllib_sending_a_5mb_body_gets_the_413(tiny_server: Server) -> None:
+    """urllib writes the whole body before reading: the server must read it (and throw it away)
+    before answering, or the client sees a broken pipe instead of the 413."""
+    import urllib.error
+    import urllib.request
+
+    body = b'{"names": ["' + b"a" * (5 * 1024 * 1024) + b'"]}'
+    request = urllib.request.Request(f"{tiny_server.url}/predict", data=body, headers=JSON, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=60)
+    assert answer.value.code == 413
+    assert "too large" in json.loads(answer.value.read())["error"]
+    assert httpx.get(f"{tiny_server.url}/health", timeout=TIMEOUT).status_code == 200
+
+
+FUZZ_EXAMPLES = 25
+
+
+def test_schemathesis_fuzz_no_5xx_and_every_answer_matches_its_schema(tiny_server: Server) -> None:
+    """schemathesis generates requests for every operation of the server's own OpenAPI schema
+    (valid ones, then invalid ones), :data:`FUZZ_EXAMPLES` each: no answer is a 5xx, every status
+    code is declared, and every answer matches its declared schema and content type."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_url(f"{tiny_server.url}/openapi.json")
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    ran: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        takes_input = len(operation.query) > 0 or len(operation.body) > 0
+        # An operation without parameters or body (/health) has no invalid request to generate.
+        modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if takes_input else (GenerationMode.POSITIVE,)
+        for mode in modes:
+
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck))
+            def fuzz(case: Any) -> None:
+                case.call_and_validate(base_url=tiny_server.url, checks=checks, timeout=30)
+
+            fuzz()
+            ran.append(f"{operation.method.upper()} {operation.path} {mode.value}")
+    assert {"GET /predict positive", "GET /predict negative", "POST /predict positive", "POST /predict negative",
+            "POST /generate positive", "GET /health positive"} <= set(ran), ran
+    assert tiny_server.proc.poll() is None
+
+
+def test_workers_share_the_port_and_answer_alike(tiny_clf: Path, tmp_path: Path) -> None:
+    """``--workers 2``: two processes answer on one port (both seen), the same as one process
+    would, and stopping the parent stops them."""
+    srv = Server(["--model", str(tiny_clf), "--no-access-log", "--workers", "2"], tmp_path / "server.log")
+    pids: set[int] = set()
+    try:
+        srv.wait_ready()
+        deadline = time.monotonic() + 60
+        while len(pids) < 2 and time.monotonic() < deadline:
+            with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as http:  # a new connection each time
+                pids.add(http.get("/health").json()["pid"])
+        assert len(pids) == 2, pids
+        answers = [httpx.get(f"{srv.url}/predict", params={"name": "Yamamoto", "k": 2}, timeout=TIMEOUT).json()
+                   for _ in range(6)]
+        assert all(same_answer(a, answers[0]) for a in answers)
+        assert answers[0]["predictions"][0]["language"] == "Japanese"
+    finally:
+        srv.stop()
+    for pid in pids:
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the server"
+
+
+@pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
+def test_the_get_fast_path_answers_what_the_endpoint_answers(tiny_clf: Path) -> None:
+    """``GET /predict?name=..&k=..`` is answered by a pure ASGI fast path; the same request with
+    one more (default) option goes through FastAPI. With no cache, both compute: same bytes. Odd
+    queries (a repeated key, ``k`` out of range or not plain digits, no letters) fall through."""
+    from fastapi.testclient import TestClient
+
+    from namesclf.config import ServeConfig
+    from namesclf.predict import Predictor
+    from namesclf.serve import create_app
+
+    app = create_app(Predictor.load(str(tiny_clf)), tuning=ServeConfig(cache_size=0))
+    with TestClient(app) as http:
+        def fast_count() -> int:
+            return http.get("/health").json()["serving"]["fast_path"]
+
+        for name, k in (("Yamamoto", 2), ("Ślusàrski", 3), ("Fyodor Dostoevsky", 1), ("O'Brien & Co", 3)):
+            before = fast_count()
+            fast = http.get("/predict", params={"name": name, "k": k})
+            assert fast_count() == before + 1
+            slow = http.get("/predict", params={"name": name, "k": k, "surname_only": "false"})
+            assert fast_count() == before + 1
+            assert fast.status_code == slow.status_code == 200
+            assert fast.content == slow.content and fast.headers["content-type"] == slow.headers["content-type"]
+            assert fast.json()["name"] == name
+        before = fast_count()
+        assert http.get("/predict", params={"name": "Rossi"}).json()["predictions"].__len__() == 3
+        assert http.get("/predict?name=Rossi&name=Tanaka").json()["name"] == "Tanaka"  # FastAPI: the last
+        assert http.get("/predict?name=Rossi&k=03").json()["predictions"].__len__() == 3
+        for query, status in (("name=Rossi&k=4", 422), ("name=Rossi&k=0", 422), ("name=1234", 422), ("name=", 422),
+                              ("k=2", 422), ("name=Rossi&k=-1", 422)):
+            resp = http.get(f"/predict?{query}")
+            assert resp.status_code == status, (query, resp.text)
+            assert resp.json()["error"]
+        assert "no letters" in http.get("/predict?name=1234").json()["error"]
+        assert fast_count() == before + 1  # only the plain "Rossi"
+
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8000
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    41.20ms   20.11ms 281.30ms   80.00%
+    Req/Sec     1.30k   200.00     1.60k    70.00%
+  Latency Distribution
+     50%   39.64ms
+     75%   50.00ms
+     90%   70.00ms
+     99%  1.20s
+  12960 requests in 10.00s, 5.10MB read
+  Socket errors: connect 0, read 2, write 0, timeout 5
+  Non-2xx or 3xx responses: 78
+Requests/sec:   1295.64
+Transfer/sec:    510.00KB
+"""
+
+
+def test_the_benchmark_reads_wrk_and_judges_the_server_targets() -> None:
+    """scripts/load.py reads wrk's report (units included), and bench.py's server targets pass or
+    fail on those figures."""
+    from .test_bench import load_script
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    load = load_script(scripts / "load.py")
+    row = load.parse_wrk(WRK_OUTPUT)
+    assert row == {"requests": 12960, "requests_per_s": 1295.64, "p50_ms": 39.64, "p99_ms": 1200.0, "non_2xx": 78,
+                   "socket_errors": {"connect": 0, "read": 2, "write": 0, "timeout": 5}}
+    with pytest.raises(SystemExit):
+        load.parse_wrk("unable to connect to 127.0.0.1:8000 Connection refused")
+
+    bench = load_script(scripts / "bench.py")
+    quiet = {"requests": 10_000, "non_2xx": 0, "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+    rows = {"get_c8": {**quiet, "requests_per_s": 1200.0, "p99_ms": 15.0},
+            "get_c64": {**quiet, "requests_per_s": 1500.0, "p99_ms": 140.0, "non_2xx": 300},
+            "post_repeat_c8": {**quiet, "requests_per_s": 150.0, "p99_ms": 90.0, "names_per_s": 150_000},
+            "post_unique_c8": {**quiet, "requests_per_s": 30.0, "p99_ms": 400.0, "names_per_s": 30_000}}
+    assert [t["status"] for t in bench.serve_targets({"rows": rows, "tool": "wrk"})] == ["PASS"] * 3
+    rows["get_c8"]["p99_ms"] = 25.0
+    rows["get_c64"] = {**rows["get_c64"], "non_2xx": 0}
+    rows["post_repeat_c8"]["socket_errors"] = {"connect": 0, "read": 0, "write": 0, "timeout": 1}
+    assert [t["status"] for t in bench.serve_targets({"rows": rows, "tool": "wrk"})] == ["FAIL"] * 3
+    assert bench.serve_targets(None) == []
