@@ -446,7 +446,8 @@ def evaluate(source: str, model_path: str, out_dir: str | None, split: str, prio
               help="Interface to listen on (0.0.0.0 exposes the API to the network).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="torch threads per server process (batching and --workers already use the cores).")
+              help="Compute threads per server process, ONNX Runtime or torch (batching and --workers "
+                   "already use the cores).")
 @click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes on the one port, each with its own model, cache and batcher "

@@ -75,6 +75,8 @@ class OnnxScorer:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+            # Several processes share the cores: threads that spin while idle would take them from the others.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

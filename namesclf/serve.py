@@ -463,8 +463,9 @@ class Settings:
 
     def load(self) -> FastAPI:
         """Load the model(s) and build the app (in each worker process, once)."""
-        _set_threads(self.threads)
-        predictor = Predictor.load(self.model_path)
+        predictor = Predictor.load(self.model_path, threads=self.threads)
+        if predictor.backend == "torch" or self.lm_path is not None:
+            _set_threads(self.threads)
         lm = None
         if self.lm_path is not None:
             from .generate import load_lm
@@ -484,7 +485,9 @@ def app_from_env() -> FastAPI:
 
 def _set_threads(threads: int) -> None:
     """Intra-op threads per process: concurrency comes from batching and processes, and intra-op
-    threads on top oversubscribe the cores (2 threads made a batch ~30x slower on 2 busy cores)."""
+    threads on top oversubscribe the cores (2 threads made a batch ~30x slower on 2 busy cores).
+    ONNX Runtime gets the same cap through :meth:`.predict.Predictor.load`; torch only when a model
+    runs on it (no ONNX export, or the language model)."""
     import torch
 
     torch.set_num_threads(threads)
