@@ -143,6 +143,11 @@ def test_the_command_on_a_running_cluster_writes_one_file_or_a_folder(
         if output.endswith("/"):  # a file per partition, named so that their order is the rows' order
             assert sorted(os.listdir(tmp_path / output))[:2] == ["part.000000.parquet", "part.000001.parquet"]
         assert_same(pd.read_parquet(tmp_path / output), single)
+    code, out, err = run(*common, "--scheduler", address)  # no --output: CSV on stdout
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("person,last,language,probability,language_2") and len(lines) == 2001
+    assert [line.split(",")[0] for line in lines[1:]] == [str(i) for i in range(2000)]
 
 
 def test_the_documented_command_on_a_local_cluster_in_a_real_process(model: Path, tmp_path: Path) -> None:
