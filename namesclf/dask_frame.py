@@ -45,6 +45,10 @@ loads = 0
 #: a slow partition does not leave the others idle at the end.
 PARTITIONS_PER_THREAD = 2
 
+#: The scheduler always serves HTTP (health, metrics): on a free loopback port, not on 0.0.0.0:8787,
+#: which a second cluster on the machine would find taken.
+LOOPBACK_HTTP = {"dashboard_address": "127.0.0.1:0"}
+
 INSTALL_HINT = "--scheduler needs dask: pip install 'namesclf[scale]'"
 
 
@@ -144,7 +148,8 @@ def connect(scheduler: str, quiet: bool = True, timeout: float = 20) -> Iterator
         if workers < 1:
             raise NamesError(f"--scheduler {scheduler}: use local:N with N >= 1 workers, or tcp://HOST:PORT")
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=None, scheduler_kwargs=LOOPBACK_HTTP) as cluster, \
+                Client(cluster) as client:
             yield client
         return
     if "://" not in scheduler:

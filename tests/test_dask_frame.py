@@ -56,7 +56,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def client() -> Iterator[distributed.Client]:
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+                                  dashboard_address=None, scheduler_kwargs=dask_frame.LOOPBACK_HTTP) as cluster, \
+            distributed.Client(cluster) as c:
         c.wait_for_workers(2, timeout=60)
         yield c
 
@@ -150,37 +151,36 @@ def test_the_command_on_a_running_cluster_writes_one_file_or_a_folder(
     assert [line.split(",")[0] for line in lines[1:]] == [str(i) for i in range(2000)]
 
 
-def test_the_documented_command_on_a_local_cluster_in_a_real_process(model: Path, tmp_path: Path) -> None:
+def test_the_documented_command_on_a_local_cluster(model: Path, tmp_path: Path) -> None:
     src = tmp_path / "big.parquet"
     frame = table(500, seed=3).reset_index(drop=True)
     frame.to_parquet(src, index=False)
     out = tmp_path / "out.parquet"
-    proc = subprocess.run([sys.executable, "-m", "namesclf", "predict", "--model", str(model), "--input", str(src),
-                           "--column", "last", "--output", str(out), "--scheduler", "local:1"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == f"wrote {out} (500 rows)"
+    code, _, err = run("--model", str(model), "--input", str(src), "--column", "last", "--output", str(out),
+                       "--scheduler", "local:1")
+    assert code == 0, err
+    assert err.strip().splitlines()[-1] == f"wrote {out} (500 rows)"
     assert_same(pd.read_parquet(out), predict_frame(pd.read_parquet(src), "last", str(model), k=3))
 
 
 def test_without_scheduler_dask_is_never_imported_and_without_dask_one_line_says_what_to_install(
         model: Path, tmp_path: Path) -> None:
+    """One real process: the table without --scheduler, then dask made unimportable and --scheduler."""
     src = tmp_path / "people.csv"
     table(20).to_csv(src, index=False)
-    plain = ("import sys; from namesclf.cli import cli; import namesclf, namesclf.frame\n"
-             f"cli.main(['predict', '--model', {str(model)!r}, '--input', {str(src)!r}, '--column', 'last', '-q'],"
-             " standalone_mode=False)\n"
-             "print('dask' in sys.modules, 'distributed' in sys.modules, file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", plain], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.split() == ["False", "False"] and len(proc.stdout.splitlines()) == 21
-    missing = ("import sys; sys.modules['dask'] = sys.modules['distributed'] = None\n"
-               "from namesclf.cli import main; main()")
-    proc = subprocess.run([sys.executable, "-c", missing, "predict", "--model", str(model), "--input", str(src),
-                           "--column", "last", "--scheduler", "local:2"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == ["Error: --scheduler needs dask: pip install 'namesclf[scale]'"]
+    code = ("import sys\nimport namesclf, namesclf.frame\nfrom namesclf.cli import main\n"
+            f"common = ['names', 'predict', '--model', {str(model)!r}, '--input', {str(src)!r}, '--column', 'last']\n"
+            "sys.argv = [*common, '-q']\n"
+            "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+            "print('dask' in sys.modules, 'distributed' in sys.modules, file=sys.stderr, flush=True)\n"
+            "sys.modules['dask'] = sys.modules['distributed'] = None\n"
+            "sys.argv = [*common, '--scheduler', 'local:2']\n"
+            "main()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stdout.splitlines()) == 21  # the table, on stdout
+    assert proc.stderr.strip().splitlines() == ["False False",
+                                                "Error: --scheduler needs dask: pip install 'namesclf[scale]'"]
 
 
 def test_bad_schedulers_models_and_columns_are_one_line_errors(model: Path, tmp_path: Path) -> None:
