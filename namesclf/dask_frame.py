@@ -230,7 +230,8 @@ def write_dataset(ddf: Any, path: str | Path) -> Path:
 def iter_partitions(ddf: Any, client: Any, ahead: int) -> Iterator[pd.DataFrame]:
     """The computed partitions in order, with at most ``ahead`` in flight: the cluster works ahead
     while the caller writes, and memory holds a few partitions, not the table."""
-    parts = iter(ddf.to_delayed())
+    # one partition's graph per submission (not the whole table's graph, culled, each time)
+    parts = (ddf.partitions[i] for i in range(ddf.npartitions))
     pending: deque = deque()
     for part in parts:
         pending.append(client.compute(part))
