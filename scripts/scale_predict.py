@@ -18,8 +18,8 @@ user would run it (read the file, classify, write one Parquet file in row order)
 - with ``-nodedup``: every row classified, not each distinct surname once (what the
   de-duplication saves).
 
-Prints, per configuration: seconds, rows/s, and the peak resident memory of the process (the
-client, for the cluster) and of each worker.
+Prints, per configuration: seconds (and how many of them starting the cluster took), rows/s, and
+the peak resident memory of the process (the client, for the cluster) and of each worker.
 """
 
 from __future__ import annotations
@@ -102,11 +102,12 @@ def run_one(config: str, table: Path, model: str, out: Path) -> dict[str, Any]:
             result = pd.concat([predict_every_row(frame.iloc[i : i + ROW_GROUP], COLUMN, str(Path(model).resolve()),
                                                   options) for i in range(0, len(frame), ROW_GROUP)])
         write_table(result, out)
-        rows, workers = len(result), []
+        rows, workers, startup = len(result), [], 0.0
     else:
         from namesclf.dask_frame import connect, read_table_lazy, write_one_file
 
         with connect(scheduler) as client:
+            startup = time.perf_counter() - start
             threads = sum(client.nthreads().values())
             ddf = read_table_lazy(table, threads)
             if dedup:
@@ -117,7 +118,7 @@ def run_one(config: str, table: Path, model: str, out: Path) -> dict[str, Any]:
             _, rows, _ = write_one_file(result, client, out, ahead=2 * threads)
             workers = sorted(client.run(peak_mb).values())
     seconds = time.perf_counter() - start
-    return {"config": config, "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds,
+    return {"config": config, "rows": rows, "seconds": seconds, "startup": startup, "rows_per_s": rows / seconds,
             "peak_mb": peak_mb(), "worker_peak_mb": workers}
 
 
@@ -148,7 +149,8 @@ def main() -> None:
     print(f"{stats['rows']:,} rows, {stats['distinct']:,} distinct surnames of {stats['corpus_surnames']:,} "
           f"(Zipf exponent {args.zipf}), {stats['distinct_per_partition']:,.0f} distinct per "
           f"{min(ROW_GROUP, stats['rows']):,}-row partition", flush=True)
-    print(f"{'config':<16} {'seconds':>8} {'rows/s':>10} {'peak MB':>8}  worker peak MB", flush=True)
+    print(f"{'config':<16} {'seconds':>8} {'of which start':>14} {'rows/s':>10} {'peak MB':>8}  worker peak MB",
+          flush=True)
     for config in args.configs.split(","):
         config = config.replace("local", f"local:{args.workers}", 1) if config.startswith("local") else config
         proc = subprocess.run([sys.executable, __file__, "--model", args.model, "--rows", str(args.rows),
@@ -159,8 +161,8 @@ def main() -> None:
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         workers = ", ".join(f"{m:,.0f}" for m in r["worker_peak_mb"]) or "-"
-        print(f"{r['config']:<16} {r['seconds']:>8.1f} {r['rows_per_s']:>10,.0f} {r['peak_mb']:>8,.0f}  {workers}",
-              flush=True)
+        print(f"{r['config']:<16} {r['seconds']:>8.1f} {r['startup']:>14.1f} {r['rows_per_s']:>10,.0f} "
+              f"{r['peak_mb']:>8,.0f}  {workers}", flush=True)
 
 
 if __name__ == "__main__":
