@@ -88,11 +88,12 @@ def test_the_cluster_gives_the_single_process_table_and_loads_the_model_once_per
     assert out.dtypes.equals(lazy._meta.dtypes)  # the meta is exact
     assert out["language"].isna().sum() == frame["last"].isin(["123", "!!!", "", None]).sum() > 0
     assert out["language"].notna().sum() > 0
-    loads = client.run(lambda: dask_frame.loads)
-    assert sorted(loads.values()) == [1, 1], loads  # six partitions, two workers, two loads
     import torch
 
-    assert set(client.run(torch.get_num_threads).values()) == {1}
+    # six partitions, at most one load per worker; torch on one thread in each that loaded
+    seen = list(client.run(lambda: (dask_frame.loads, torch.get_num_threads())).values())
+    assert {loads for loads, _ in seen} <= {0, 1} and sum(loads for loads, _ in seen) >= 1, seen
+    assert all(threads == 1 for loads, threads in seen if loads), seen
 
 
 def kill_once(part: pd.DataFrame, markers: str, partition_info: dict | None = None) -> pd.DataFrame:
