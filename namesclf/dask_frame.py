@@ -149,7 +149,7 @@ def connect(scheduler: str, quiet: bool = True, timeout: float = 20) -> Iterator
             raise NamesError(f"--scheduler {scheduler}: use local:N with N >= 1 workers, or tcp://HOST:PORT")
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None, scheduler_kwargs=LOOPBACK_HTTP) as cluster, \
-                Client(cluster) as client:
+                Client(cluster) as client, _one_line_worker_deaths():
             yield client
         return
     if "://" not in scheduler:
@@ -159,8 +159,21 @@ def connect(scheduler: str, quiet: bool = True, timeout: float = 20) -> Iterator
     except (OSError, TimeoutError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NamesError(f"cannot reach the Dask scheduler at {scheduler}: {first}") from None
-    with client:
+    with client, _one_line_worker_deaths():
         yield client
+
+
+@contextlib.contextmanager
+def _one_line_worker_deaths() -> Iterator[None]:
+    """Dask reruns the partitions of a worker that died; when one partition has killed every worker
+    that tried it (out of memory, most often), say so in one line rather than a traceback."""
+    from distributed import KilledWorker
+
+    try:
+        yield
+    except KilledWorker as exc:
+        raise NamesError(f"a partition killed each of the {exc.allowed_failures + 1} workers that ran it (out of "
+                         "memory?): give workers more memory, or write the input with smaller row groups") from None
 
 
 def read_table_lazy(path: str | Path, threads: int) -> Any:

@@ -119,6 +119,23 @@ def test_a_worker_killed_mid_run_is_retried_and_no_row_is_lost_or_repeated(
     assert out.index.is_unique and len(out) == len(frame)
 
 
+def always_kill(part: pd.DataFrame) -> pd.DataFrame:
+    os._exit(1)
+
+
+def test_a_partition_that_kills_every_worker_is_one_line(client: distributed.Client) -> None:
+    ddf = dd.from_pandas(table(10), npartitions=1)
+    allowed = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+    client.run_on_scheduler(lambda dask_scheduler: setattr(dask_scheduler, "allowed_failures", 0))
+    try:
+        with pytest.raises(NamesError, match=r"^a partition killed each of the 1 workers that ran it \(out of"), \
+                dask_frame.connect(client.scheduler.address) as other:
+            other.compute(ddf.map_partitions(always_kill, meta=ddf._meta)).result()
+    finally:
+        client.run_on_scheduler(lambda dask_scheduler: setattr(dask_scheduler, "allowed_failures", allowed))
+    client.wait_for_workers(2, timeout=60)
+
+
 def run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, ["predict", *args])
     return result.exit_code, result.stdout, result.stderr
