@@ -304,12 +304,16 @@ def _float_or_none(value: str | None, option: str) -> float | None:
               show_default=True, help="Output format with --input (one name per line).")
 @click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=4096, show_default=True,
               help="Names per batch with --input (memory stays bounded).")
+@click.option("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT",
+              help="With --column: classify the table on Dask, on N local worker processes or a running "
+              "cluster (pip install 'namesclf[scale]'). --input may be a folder of Parquet files; an --output "
+              "with no suffix (or ending in /) is written as a folder of Parquet files, one per partition.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes on stderr.")
 @backend_option()
 def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, abstain_rate: str,
             coverage: str | None, per_language: bool, prior: str | None, surname_only: bool, as_json: bool,
             input_path: str | None, column: str | None, output_path: str | None, fmt: str, batch_size: int,
-            quiet: bool, backend: str) -> None:
+            scheduler: str | None, quiet: bool, backend: str) -> None:
     """Top-k languages of each NAME with probabilities.
 
     \b
@@ -319,6 +323,7 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
       names predict Nakamura --coverage 0.9 --prior uniform
       names predict --input names.txt --format csv > predictions.csv
       names predict --input people.parquet --column last_name --output people.csv
+      names predict --input big.parquet --column last_name --output out.parquet --scheduler local:4
     """
     from .predict import Options, Predictor, write_predictions
 
@@ -330,6 +335,11 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
         raise click.UsageError("--output goes with --column (a table); one name per line streams to stdout")
     options = Options(top_k, _float_or_none(coverage, "--coverage"), per_language, prior, abstain,
                       _float_or_none(abstain_rate, "--abstain-rate") or 0.05, surname_only)
+    if scheduler is not None:
+        if column is None or input_path in (None, "-"):
+            raise click.UsageError("--scheduler goes with --input FILE --column COL (a table file, not stdin)")
+        _predict_table_on_dask(model_path, input_path, column, output_path, options, scheduler, quiet)
+        return
     predictor = Predictor.load(model_path, backend=backend)
     if input_path is None:
         results = predictor.predict_with(list(names), options)
@@ -368,6 +378,30 @@ def _predict_table(predictor: Any, input_path: str, column: str, output_path: st
             click.echo(f"{empty:,} rows had an empty or unreadable {column!r} and have no prediction", err=True)
         if written is not None:
             click.echo(f"wrote {written} ({len(result):,} rows)", err=True)
+
+
+def _predict_table_on_dask(model_path: str, input_path: str, column: str, output_path: str | None, options: Any,
+                           scheduler: str, quiet: bool) -> None:
+    from .dask_frame import connect, is_dataset_path, read_table_lazy, write_dataset, write_one_file
+    from .frame import predict_frame
+
+    with connect(scheduler) as client:
+        threads = sum(client.nthreads().values())
+        table = read_table_lazy(input_path, threads)
+        result = predict_frame(table, column, model_path, options.k, coverage=options.coverage,
+                               per_language=options.per_language, prior=options.prior, abstain=options.abstain,
+                               abstain_rate=options.abstain_rate, surname_only=options.surname_only)
+        if output_path is not None and is_dataset_path(output_path):
+            folder = write_dataset(result, output_path)
+            if not quiet:
+                click.echo(f"wrote {folder}/ ({result.npartitions:,} Parquet files)", err=True)
+            return
+        written, rows, empty = write_one_file(result, client, output_path or "-", ahead=2 * threads)
+    if not quiet:
+        if empty:
+            click.echo(f"{empty:,} rows had an empty or unreadable {column!r} and have no prediction", err=True)
+        if written is not None:
+            click.echo(f"wrote {written} ({rows:,} rows)", err=True)
 
 
 # ----------------------------------------------------------------------------- export

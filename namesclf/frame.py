@@ -8,6 +8,7 @@ predictions.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,6 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path | None:
     """Write ``frame`` atomically in the format of ``path``'s suffix (``-``: CSV on stdout)."""
     fmt = table_format(path)
     if str(path) == "-":
-        import sys
-
         frame.to_csv(sys.stdout, index=False, lineterminator="\n")
         return None
     if fmt == "parquet":
@@ -63,36 +62,88 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path | None:
                              binary=False)
 
 
-def predict_frame(frame: pd.DataFrame, column: str, predictor: Predictor | str | Path, k: int = 1, *,
+#: The dtype pandas gives a column of text by default (``str`` in pandas 3, ``object`` before): the
+#: prediction columns take it, so a table looks the same whether it came from one process or a cluster.
+STRING = pd.Series(["a"]).dtype
+
+
+def output_dtypes(options: Options, n_labels: int, prefix: str = "") -> dict[str, Any]:
+    """The dtype of each prediction column, fixed whatever the cells hold (an all-empty batch would
+    otherwise give ``object`` columns): what a Dask ``meta`` and a Parquet schema need to be exact."""
+    dtypes: dict[str, Any] = {}
+    for column in output_columns(options, n_labels):
+        if column.startswith("probability") or column == "novelty":
+            dtypes[prefix + column] = np.dtype("float64")
+        elif column == "abstained":
+            dtypes[prefix + column] = pd.BooleanDtype()
+        else:
+            dtypes[prefix + column] = STRING
+    return dtypes
+
+
+def predict_frame(frame: Any, column: str, predictor: Predictor | str | Path, k: int = 1, *,
                   coverage: float | None = None, per_language: bool = False,
                   prior: str | dict[str, float] | None = None, abstain: bool = False, abstain_rate: float = 0.05,
-                  surname_only: bool = False, prefix: str = "", batch_size: int = 65536) -> pd.DataFrame:
+                  surname_only: bool = False, prefix: str = "", batch_size: int = 65536) -> Any:
     """``frame`` with prediction columns added after its own: ``language``, ``probability`` (and
     ``language_2``... up to ``k``), ``surname`` (the part of a full name classified), and with
     ``abstain`` / ``coverage`` the ``answer``, ``abstained``, ``novelty`` / ``prediction_set``
     columns. ``prefix`` is put before each new column's name (to keep clear of existing ones).
 
+    ``frame`` is a pandas DataFrame, or a Dask DataFrame: then the answer is a Dask DataFrame too,
+    lazy, computed partition by partition on whatever scheduler runs it (:mod:`.dask_frame`; there
+    ``predictor`` must be the model file's path, which every worker loads once).
+
     ``predictor`` is a :class:`.predict.Predictor` or a model file. The options are those of
     :meth:`.predict.Predictor.predict`. Empty or non-text cells get empty predictions.
     """
-    if column not in frame.columns:
-        raise NamesError(f"no column {column!r} in the table (its columns: {', '.join(map(str, frame.columns))})")
+    options = Options(k, coverage, per_language, prior, abstain, abstain_rate, surname_only)
+    if not isinstance(frame, pd.DataFrame):
+        if _is_dask_frame(frame):
+            from .dask_frame import predict_dask_frame
+
+            return predict_dask_frame(frame, column, predictor, options, prefix=prefix, batch_size=batch_size)
+        raise NamesError(f"predict_frame takes a pandas or Dask DataFrame, not {type(frame).__name__}")
     if not isinstance(predictor, Predictor):
         predictor = Predictor.load(str(predictor))
-    options = Options(k, coverage, per_language, prior, abstain, abstain_rate, surname_only)
-    columns = [prefix + c for c in output_columns(options, len(predictor.labels))]
-    clash = sorted(set(columns) & set(map(str, frame.columns)))
+    return predict_pandas(frame, column, predictor, options, prefix, batch_size)
+
+
+def _is_dask_frame(frame: Any) -> bool:
+    """Whether ``frame`` is a Dask DataFrame, without importing dask: if it is not imported yet,
+    nobody can have made one."""
+    dd = sys.modules.get("dask.dataframe")
+    return dd is not None and isinstance(frame, dd.DataFrame)
+
+
+def predict_pandas(frame: pd.DataFrame, column: str, predictor: Predictor, options: Options, prefix: str = "",
+                   batch_size: int = 65536) -> pd.DataFrame:
+    """:func:`predict_frame` for a pandas DataFrame and options in one object (what each Dask
+    partition runs).
+
+    Distinct cells are found by hashing (``pd.factorize``), in time linear in the rows: sorting
+    them, or testing each cell's type in Python, cost more than the model itself on tables whose
+    surnames repeat. Each distinct text is classified once and the answers are taken back to the
+    rows, typed by :func:`output_dtypes`.
+    """
+    if column not in frame.columns:
+        raise NamesError(f"no column {column!r} in the table (its columns: {', '.join(map(str, frame.columns))})")
+    n_labels = len(predictor.labels)
+    dtypes = output_dtypes(options, n_labels, prefix)
+    clash = sorted(set(dtypes) & set(map(str, frame.columns)))
     if clash:
         raise NamesError(f"the table already has column(s) {', '.join(clash)}: pass a prefix (--prefix)")
-    values = frame[column]
-    text = values.where(values.map(lambda v: isinstance(v, str)), "").astype(str)
-    unique, inverse = np.unique(text.to_numpy(dtype=object).astype(str), return_inverse=True)
+    codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+    # Missing cells (code -1, taken from the end) and cells that are not text all read as "", once.
+    text_codes, distinct = pd.factorize(np.array([u if isinstance(u, str) else "" for u in uniques] + [""],
+                                                 dtype=object))
+    codes = text_codes[codes]
+    texts = distinct.tolist()
     rows = []
-    for start in range(0, len(unique), batch_size):
-        batch: Sequence[str] = unique[start : start + batch_size].tolist()
-        rows += [output_row(p, options, len(predictor.labels)) for p in predictor.predict_with(batch, options,
-                                                                                                 strict=False)]
-    table = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
-    added = table.iloc[inverse].reset_index(drop=True) if len(frame) else table.iloc[:0]
+    for start in range(0, len(texts), batch_size):
+        batch: Sequence[str] = texts[start : start + batch_size]
+        rows += [output_row(p, options, n_labels) for p in predictor.predict_with(batch, options, strict=False)]
+    table = pd.DataFrame(rows, columns=list(dtypes)).astype(dtypes)
+    added = table.take(codes)
     added.index = frame.index
     return pd.concat([frame, added], axis=1)

@@ -41,7 +41,7 @@ LAYERS = [
     {"loop"},
     {"calibrate", "train", "lm", "lm_train"},
     {"predict", "plots", "evaluate", "generate"},
-    {"pipeline", "classifier", "frame", "batcher"},
+    {"pipeline", "classifier", "frame", "batcher", "dask_frame"},
     {"serve", "console", "cli_lm", "cli", "__init__", "__main__"},
 ]
 TRAINING = {"loop", "calibrate", "train", "lm_train", "pipeline"}
