@@ -5,6 +5,7 @@
     python scripts/bench.py --quick             # 1 repeat, 20,000 tutorial steps, 4 epochs per model (~2 min)
     python scripts/bench.py --rows tutorial,handbuilt --repeats 5 --out tutorial.json
     python scripts/bench.py --rows none --serve models/names.pt   # the HTTP server alone (~1 min)
+    python scripts/bench.py --rows none --speed models/names.pt   # cold start and batch CLI (~3 min)
 
 Why one script and one process: figures taken on different days, splits or thread settings are
 not comparable, and the comparisons this project makes (the batched hand-built RNN against the
@@ -572,6 +573,27 @@ def serve_figures(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def script_module(name: str) -> Any:
+    """A sibling script (scripts/NAME.py) as a module."""
+    spec = importlib.util.spec_from_file_location(f"names_{name}", Path(__file__).resolve().parent / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def speed_figures(args: argparse.Namespace) -> dict[str, Any]:
+    """scripts/speed.py's rows (cold ``names predict``, ``--input`` on a million names, ONNX and
+    torch) against ``args.speed``, joined to this report."""
+    speed = script_module("speed")
+    data = args.data if Path(args.data).is_dir() else Path("data/names")
+    print(f"prediction speed: names predict --model {args.speed}, {args.speed_names:,} names a batch row",
+          flush=True)
+    result = speed.measure(str(args.speed), data, args.speed_names, 5)
+    result["targets"] = speed.targets(result)
+    return result
+
+
 def serve_targets(result: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The server targets (docs/http.md) as PASS / FAIL; none without ``--serve``."""
     if result is None:
@@ -705,6 +727,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "--rows none for the server alone")
     parser.add_argument("--serve-workers", type=int, default=2, help="server processes for --serve (default 2)")
     parser.add_argument("--serve-seconds", type=float, default=10.0, help="seconds per server row (default 10)")
+    parser.add_argument("--speed", type=Path, default=None, metavar="MODEL",
+                        help="also time a cold `names predict` and `names predict --input` on a million names "
+                        "(scripts/speed.py) with MODEL and its ONNX export")
+    parser.add_argument("--speed-names", type=int, default=1_000_000, help="names per --speed batch row")
     args = parser.parse_args(argv)
     for name in ("threads", "repeats", "steps", "epochs", "predict_batch", "serve_workers"):
         value = getattr(args, name)
@@ -771,8 +797,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve is not None:
         report["serve"] = serve_figures(args)
         write_report(args.out, report)
+    if args.speed is not None:
+        report["speed"] = speed_figures(args)
+        write_report(args.out, report)
     wall = time.perf_counter() - started
-    report["targets"] = check_targets(done, plan, wall) + serve_targets(report.get("serve"))
+    report["targets"] = (check_targets(done, plan, wall) + serve_targets(report.get("serve"))
+                         + report.get("speed", {}).get("targets", []))
     header["wall_seconds"] = wall
     header["load_average_end"] = load_average()
     write_report(args.out, report)
