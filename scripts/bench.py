@@ -561,10 +561,7 @@ def serve_figures(args: argparse.Namespace) -> dict[str, Any]:
     Kept in load.py, which also runs them alone; here they join the report so that one JSON says
     which machine, how busy it was, and what the server did on it.
     """
-    spec = importlib.util.spec_from_file_location("names_load", Path(__file__).resolve().parent / "load.py")
-    assert spec is not None and spec.loader is not None
-    load = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(load)
+    load = script_module("load")
     data = args.data if Path(args.data).is_dir() else Path("data/names")
     print(f"server: names serve --model {args.serve} --workers {args.serve_workers}, "
           f"{args.serve_seconds:g} s a row", flush=True)
