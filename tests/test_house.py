@@ -37,13 +37,13 @@ LAYERS = [
     {"conformal", "priors", "openset"},
     {"models"},
     {"checkpoint"},
-    {"loop"},
+    {"loop", "distributed"},
     {"calibrate", "train", "lm", "lm_train"},
     {"predict", "plots", "evaluate", "generate"},
     {"pipeline", "classifier", "frame"},
     {"serve", "console", "cli_lm", "cli", "__init__", "__main__"},
 ]
-TRAINING = {"loop", "calibrate", "train", "lm_train", "pipeline"}
+TRAINING = {"loop", "distributed", "calibrate", "train", "lm_train", "pipeline"}
 
 
 def package_imports() -> dict[str, set[str]]:
