@@ -218,7 +218,7 @@ def test_nproc_checks_its_options_before_starting_anything(names_dir: Path, tmp_
 
 
 def test_a_rank_killed_mid_run_stops_every_rank_with_one_clear_line(tmp_path: Path) -> None:
-    data = write_names_dir(tmp_path / "names", synthetic_names(1500, seed=1))
+    data = write_names_dir(tmp_path / "names", synthetic_names(600, seed=1))
     out = tmp_path / "m.pt"
     timeout = 20
     stdout, stderr = (tmp_path / "stdout").open("w+"), (tmp_path / "stderr").open("w+")
