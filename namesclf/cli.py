@@ -6,6 +6,7 @@ one line on stderr and exit code 1, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from .config import (
     CLASS_WEIGHTS,
     CLASSIFIER_KINDS,
     DEVICES,
+    DIST_TIMEOUT,
     MODEL_DEFAULTS,
     OPTIMIZERS,
     PREDICTION_FORMATS,
@@ -189,10 +191,18 @@ def _train_options(func: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
 @click.option("--no-export", is_flag=True,
               help="Do not write the ONNX file beside --out (prediction then runs on torch; see `names export`).")
+@click.option("--nproc", type=click.IntRange(1), default=None, metavar="N",
+              help="Train on N processes of this machine (torch.distributed.run, as torchrun does): gloo on CPU, "
+              "NCCL on CUDA with one GPU per process. Each step's --batch-size names are split across them, so "
+              "the model is the one a single process trains. Several machines: run torchrun yourself "
+              "(docs/scale.md).")
+@click.option("--dist-timeout", type=float, default=DIST_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="Under torchrun or --nproc: how long a rank waits for the others before the run stops.")
 def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: float | None,
           batch_size: int | None, optimizer: str | None, ngram_order: int | None, refit_ngram: bool,
           class_weight: str, patience: int | None, device: str, seed: int,
-          out: str, force: bool, resume: bool, quiet: bool, as_json: bool, no_export: bool) -> None:
+          out: str, force: bool, resume: bool, quiet: bool, as_json: bool, no_export: bool, nproc: int | None,
+          dist_timeout: float) -> None:
     """Train a classifier on SOURCE and write one self-describing model file.
 
     SOURCE is a folder of <Language>.txt files or a CSV/TSV with `name` and `language` columns.
@@ -201,14 +211,68 @@ def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: fl
     at once, so Ctrl-C leaves a complete model; `--resume` carries on from it. Beside the model
     file goes its ONNX export (same stem, .onnx), which `names predict` and `names serve` load
     without torch.
+
+    \b
+    On several processes (docs/scale.md):
+      names train SOURCE --nproc 2                        # this machine
+      torchrun --nproc-per-node 2 -m namesclf train SOURCE  # the same, by hand
     """
+    config = TrainConfig(model=kind, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size,
+                         optimizer=optimizer, ngram_order=ngram_order, refit_ngram=refit_ngram,
+                         class_weight=class_weight, patience=patience, device=device, seed=seed)
+    if nproc is not None:
+        _launch_ranks(nproc, config, source, out, force, resume, dist_timeout)
+        return
+    from .distributed import process_group
+
+    with process_group(device, dist_timeout) as ranks:
+        if ranks.active and not quiet:  # which process is which rank, for whoever has to stop one
+            click.echo(f"rank {ranks.rank} of {ranks.world_size}: pid {os.getpid()}, {ranks.backend}", err=True)
+        _train(source, config, out, force, resume, quiet or not ranks.is_main, as_json, device, epochs,
+               ranks.is_main, export=not no_export)
+
+
+def _launch_ranks(nproc: int, config: TrainConfig, source: str, out: str, force: bool, resume: bool,
+                  dist_timeout: float) -> None:
+    """``names train --nproc N``: check what can be checked once, then start N ranks of this same command."""
+    from .distributed import launch_local
+    from .files import refuse_overwrite
+
+    config.resolved()
+    if dist_timeout <= 0:
+        raise NamesError("--dist-timeout must be a positive number of seconds")
+    if not Path(source).exists():
+        raise NamesError(f"{source}: no such file or folder")
+    if not resume:
+        refuse_overwrite(out, force)
+    ctx = click.get_current_context()
+    launch_local(nproc, ["train", *_forwarded_args(ctx, drop={"nproc"})], out)
+
+
+def _forwarded_args(ctx: click.Context, drop: set[str]) -> list[str]:
+    """The command line that gives ``ctx``'s command the parameters it was given (for the ranks)."""
+    argv: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)  # type: ignore[arg-type]
+        if param.name in drop or value is None:
+            continue
+        if isinstance(param, click.Argument):
+            argv.append(str(value))
+        elif isinstance(param, click.Option) and param.is_flag:
+            if value or param.secondary_opts:
+                argv.append(param.opts[0] if value else param.secondary_opts[0])
+        elif isinstance(param, click.Option):
+            argv += [param.opts[0], str(value)]
+    return argv
+
+
+def _train(source: str, config: TrainConfig, out: str, force: bool, resume: bool, quiet: bool, as_json: bool,
+           device: str, epochs: int | None, talk: bool, export: bool = True) -> None:
+    """What ``names train`` does in one process, or in each rank under torchrun (``talk``: rank 0)."""
     from .data import load_names
     from .files import refuse_overwrite
     from .pipeline import resume_config, train_and_evaluate
 
-    config = TrainConfig(model=kind, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size,
-                         optimizer=optimizer, ngram_order=ngram_order, refit_ngram=refit_ngram,
-                         class_weight=class_weight, patience=patience, device=device, seed=seed)
     previous = None
     if resume:
         config, previous = resume_config(out, epochs, device)
@@ -219,8 +283,10 @@ def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: fl
         click.echo(f"dropped {data_set.n_empty:,} names with no letters after folding "
                    f"(e.g. {', '.join(map(repr, data_set.dropped_examples[:3]))})", err=True)
     run = train_and_evaluate(data_set, config, out=out, resume=previous, progress=False if quiet else None,
-                             export=not no_export)
+                             export=export)
     result = run.result
+    if not talk:  # the other ranks of a multi-process run: rank 0 reports for them
+        return
     if result.interrupted:
         raise NamesError(f"interrupted after epoch {len(result.history)}; {out} holds the best epoch so far "
                          f"({result.best_epoch}, valid macro-F1 {result.valid['valid_macro_f1']:.4f}); "

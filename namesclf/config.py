@@ -35,6 +35,10 @@ SPLIT_CHOICES = ("all", *SPLITS)
 PREDICTION_FORMATS = ("csv", "jsonl")
 #: Highest n-gram order accepted: past 6 the tables grow and held-out names gain nothing.
 MAX_NGRAM_ORDER = 6
+#: Seconds a collective of a multi-process run waits for the other ranks (``names train
+#: --dist-timeout``). Rank 0 validates and writes the model file while the others wait in a
+#: broadcast, so it must cover the longest validation, not one step.
+DIST_TIMEOUT = 300.0
 
 #: Per-model defaults for the fields :class:`TrainConfig` leaves ``None``. The hand-built RNN wants
 #: many small manual-SGD steps at a high rate, and more patience because under the cosine decay of

@@ -19,6 +19,7 @@ from torch import nn
 from .checkpoint import classifier_payload, load_checkpoint, save_checkpoint
 from .config import SPLITS, TrainConfig
 from .data import NamesData, split_names
+from .distributed import current
 from .evaluate import EvaluationReport, evaluate, training_report_dir, write_report
 from .export import export_payload
 from .onnx_scorer import onnx_path_for
@@ -101,11 +102,11 @@ def train_and_evaluate(
     parts = {name: data.frame[split == name] for name in SPLITS}
     meta: dict[str, Any] = {"split_seed": cfg.seed, "source": data.source, "dropped_empty": data.n_empty,
                             "n_train": len(parts["train"]), "n_valid": len(parts["valid"]),
-                            "n_test": len(parts["test"])}
+                            "n_test": len(parts["test"]), "distributed": current().describe()}
     result = train_classifier(parts["train"], parts["valid"], cfg, out=out, meta=meta, resume=resume,
                               progress=progress)
     run = TrainRun(result, split, meta)
-    if result.interrupted:
+    if result.interrupted or not current().is_main:  # under torchrun, rank 0 alone tests and writes
         return run
     context = {"model": str(out) if out is not None else None, "data": data.source, "split": "test",
                "split_seed": cfg.seed}

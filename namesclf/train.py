@@ -24,6 +24,7 @@ from .batches import EncodedSplit, length_bucketed_batches, predict_log_proba
 from .calibrate import calibrate
 from .checkpoint import classifier_payload, save_checkpoint
 from .config import TrainConfig
+from .distributed import current, from_main, rank_device, shard, wrap
 from .errors import NamesError
 from .loop import fit, loop_clip, make_updater, pinned_threads, resolve_device
 from .metrics import classification_scores
@@ -149,6 +150,12 @@ class Validator:
 # ----------------------------------------------------------------------------- training
 
 
+def shard_loss(logp: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None, factor: float) -> torch.Tensor:
+    """One rank's loss on its share of a step's batch: the summed (class-weighted) NLL times the
+    :func:`.distributed.shard` factor, so that DDP's average over ranks is the whole batch's mean loss."""
+    return nn.functional.nll_loss(logp, y, weight=weight, reduction="sum") * factor
+
+
 @dataclass
 class TrainResult:
     """The trained model (best epoch restored) and everything needed to write its file and report."""
@@ -205,7 +212,8 @@ def train_classifier(
     cfg = config.resolved()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    device = resolve_device(cfg.device)
+    ranks = current()  # one process unless torchrun started this one as a rank of several
+    device = rank_device(resolve_device(cfg.device), ranks)
     labels = sorted(set(train["language"]) | set(valid["language"]))
     if len(labels) < 2:
         raise NamesError(f"cannot train a classifier on one language ({labels[0] if labels else 'none'}): "
@@ -218,6 +226,9 @@ def train_classifier(
     pooling = fit_ngram(whole.ngram, enc_train, enc_valid) if isinstance(whole, NgramEnsemble) else {}
     whole.to(device)
     net = _network(whole)
+    model = wrap(net, device, ranks)
+    if ranks.rank:  # same initial weights everywhere, but each rank its own dropout masks
+        torch.manual_seed(cfg.seed + 7919 * ranks.rank)
     validate = Validator(whole, enc_valid, device)
     if validate.ngram_logp is not None:
         pooling["valid_ngram"] = validate.ngram_scores()
@@ -231,15 +242,33 @@ def train_classifier(
         state = _resume_state(resume, labels, net, updater)
         rng = np.random.default_rng(cfg.seed + state["start_epoch"])
 
+    row_weights = None if weight is None else weight.cpu().numpy()[enc_train.labels.numpy()]
+
     def batches(epoch: int) -> Iterator[tuple]:
-        return enc_train.epoch_batches(length_bucketed_batches(enc_train.lengths, cfg.batch_size, rng), device)
+        order = length_bucketed_batches(enc_train.lengths, cfg.batch_size, rng)
+        if not ranks.active:
+            return enc_train.epoch_batches(order, device)
+        # every rank draws the same batch and trains on its share of it
+        shares = (shard(rows, ranks, row_weights) for rows in order)
+        return ((*enc_train.batch(mine, device), factor) for mine, factor in shares)
 
     def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
+        if len(batch) == 4:
+            return shard_loss(m(batch[0], batch[1]), batch[2], weight, batch[3])
         idx, lengths, y = batch
         return criterion(m(idx, lengths), y)
 
+    def validate_everywhere(_: nn.Module) -> dict[str, float]:
+        metrics = from_main(lambda: validate(net), ranks)
+        if not ranks.is_main and "pool_weight" in metrics:  # the knobs rank 0's pooling search chose
+            assert isinstance(whole, NgramEnsemble)
+            whole.weight.fill_(metrics["pool_weight"])
+            whole.shift.fill_(metrics["pool_shift"])
+            whole.temperature.fill_(metrics["temperature"])
+        return metrics
+
     def on_best(epoch: int, metrics: dict[str, float], hist: list[dict[str, float]]) -> None:
-        if out is not None:
+        if out is not None and ranks.is_main:
             full_meta = {**(meta or {}), "history": hist, "best_epoch": epoch, "valid": metrics,
                          "pooling": pooling, "resume": {"epoch": epoch, "optimizer": updater.state_dict(),
                                                         "best_score": metrics["valid_macro_f1"]}}
@@ -248,10 +277,14 @@ def train_classifier(
     started = time.perf_counter()
     # A network that trains fastest on a set number of torch threads says so (the hand-built RNN: 1)
     with pinned_threads(getattr(net, "train_threads", None)):
-        result = fit(net, updater, batches, loss_fn, validate, keep=whole, epochs=cfg.epochs, score="valid_macro_f1",
-                     higher_is_better=True, patience=cfg.patience, lr=cfg.lr, clip=loop_clip(updater, cfg.clip),
+        result = fit(model, updater, batches, loss_fn, validate_everywhere if ranks.active else validate, keep=whole,
+                     epochs=cfg.epochs, score="valid_macro_f1", higher_is_better=True, patience=cfg.patience,
+                     lr=cfg.lr, clip=loop_clip(updater, cfg.clip),
                      steps_per_epoch=math.ceil(len(enc_train) / cfg.batch_size), on_best=on_best, progress=progress,
                      desc=cfg.model, **state)
+    if not ranks.is_main:  # rank 0 alone calibrates, tests and writes
+        return TrainResult(whole, cfg, labels, result.history, result.best_epoch, dict(result.best),
+                           time.perf_counter() - started, result.stopped_early, result.interrupted, pooling=pooling)
     calibration = {} if result.interrupted else calibrate(whole, labels, train, valid, enc_valid, device, cfg.seed)
     if isinstance(whole, NgramEnsemble):
         pooling.update({"weight": float(whole.weight), "shift": float(whole.shift),

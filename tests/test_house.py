@@ -38,13 +38,13 @@ LAYERS = [
     {"models"},
     {"checkpoint"},
     {"torch_scorer", "export"},
-    {"loop"},
+    {"loop", "distributed"},
     {"calibrate", "train", "lm", "lm_train"},
     {"predict", "plots", "evaluate", "generate"},
     {"pipeline", "classifier", "frame", "batcher", "dask_frame"},
     {"serve", "console", "cli_lm", "cli", "__init__", "__main__"},
 ]
-TRAINING = {"loop", "calibrate", "train", "lm_train", "pipeline"}
+TRAINING = {"loop", "distributed", "calibrate", "train", "lm_train", "pipeline"}
 
 
 def package_imports() -> dict[str, set[str]]:
