@@ -204,7 +204,7 @@ def test_torchrun_trains_on_two_ranks_and_rank_0_alone_writes_and_reports(names_
     saved = load_checkpoint(out, kind="classifier")
     assert saved["meta"]["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert saved["meta"]["test"]["accuracy"] == summary["test_accuracy"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.pt", "two.report"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.onnx", "two.pt", "two.report"]
 
 
 def test_nproc_checks_its_options_before_starting_anything(names_dir: Path, tmp_path: Path) -> None:
