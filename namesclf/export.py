@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,24 @@ def export_payload(payload: dict[str, Any], out: str | Path, source: str | Path 
             "source_sha256": file_sha256(source) if source is not None else None}
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(info)
-    data = proto.SerializeToString()
+    data = optimized(proto.SerializeToString())
     return atomic_write_with(out, lambda handle: handle.write(data))
+
+
+def optimized(model: bytes) -> bytes:
+    """The graph after ONNX Runtime's basic and extended optimisations (constant folding, fusions),
+    done once here instead of at every session start: a cold ``names predict`` starts its session
+    in about half the time. These levels are the same on any CPU (the hardware-specific layout
+    pass stays at load time), and the metadata is kept."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as folder:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        return Path(options.optimized_model_filepath).read_bytes()
 
 
 def export_model_file(path: str | Path, out: str | Path | None = None) -> Path:

@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +44,32 @@ def names_command() -> str:
     return str(beside) if beside.exists() else (shutil.which("names") or "names")
 
 
+#: Run by a small interpreter of its own: a child forked from this (large) process would report
+#: this process's memory as its own peak (Linux keeps the forked copy's high-water mark).
+LAUNCHER = """
+import json, os, sys, time
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump([time.perf_counter() - started, usage.ru_maxrss, os.waitstatus_to_exitcode(status)], out)
+"""
+
+
 def timed_process(argv: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one process, from its own rusage (``wait4``)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode:
-        raise SystemExit(f"speed.py: {' '.join(argv[:4])}... failed: {err.strip()[-300:]}")
-    return wall, usage.ru_maxrss / 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        done = subprocess.run([sys.executable, "-c", LAUNCHER, str(report), *argv], stdout=stdout,
+                              stderr=subprocess.PIPE, text=True)
+        if done.returncode or not report.exists():
+            raise SystemExit(f"speed.py: {' '.join(argv[:4])}... failed: {done.stderr.strip()[-300:]}")
+        wall, peak_kib, code = json.loads(report.read_text())
+    if code:
+        raise SystemExit(f"speed.py: {' '.join(argv[:4])}... exited {code}: {done.stderr.strip()[-300:]}")
+    return wall, peak_kib / 1024
 
 
 def surnames(data: Path) -> list[str]:
