@@ -23,6 +23,7 @@ from .config import (
     OPTIMIZERS,
     PREDICTION_FORMATS,
     SPLIT_CHOICES,
+    STREAM_BATCH,
     ServeConfig,
     TrainConfig,
 )
@@ -368,7 +369,7 @@ def _float_or_none(value: str | None, option: str) -> float | None:
               help="With --column: write the table here (format from the suffix) instead of CSV on stdout.")
 @click.option("--format", "fmt", type=click.Choice(PREDICTION_FORMATS), default=PREDICTION_FORMATS[0],
               show_default=True, help="Output format with --input (one name per line).")
-@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=4096, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=STREAM_BATCH, show_default=True,
               help="Names per batch with --input (memory stays bounded).")
 @click.option("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT",
               help="With --column: classify the table on Dask, on N local worker processes or a running "

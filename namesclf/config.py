@@ -22,6 +22,11 @@ LM_CELLS = ("rnn", "gru", "lstm")
 UNITS = ("char", "word")
 #: ``manual`` is the hand-written SGD update; the rest are torch's optimizers.
 OPTIMIZERS = ("manual", "sgd", "adam", "adamw")
+#: Lines read at a time when streaming: the distinct new names of a batch go to the network
+#: together, one call per length, so bigger batches make fewer, fuller calls (a million Zipf-drawn
+#: surnames: 313,000 names/s in batches of 4,096, 530,000 in batches of 16,384, docs/benchmarks.md).
+STREAM_BATCH = 16_384
+
 #: Where prediction runs: ``auto`` takes a model file's ONNX export when it is current, else torch.
 BACKENDS = ("auto", "onnx", "torch")
 #: ``auto`` takes CUDA when present.

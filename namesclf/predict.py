@@ -21,7 +21,7 @@ from typing import Any, Protocol, TextIO
 
 import numpy as np
 
-from .config import BACKENDS, PREDICTION_FORMATS
+from .config import BACKENDS, PREDICTION_FORMATS, STREAM_BATCH
 from .conformal import ConformalCalibration, ConformalSets
 from .errors import NamesError
 from .fullnames import MAX_RAW_LENGTH, parse_name
@@ -330,7 +330,8 @@ class Predictor:
         """Top-``k`` per name, in input order. With ``strict=False`` an unreadable name gets no languages."""
         return self.predict(names, k, strict=strict)
 
-    def stream(self, names: Iterable[str], k: int | Options = 3, batch_size: int = 4096) -> Iterator[Prediction]:
+    def stream(self, names: Iterable[str], k: int | Options = 3, batch_size: int = STREAM_BATCH
+               ) -> Iterator[Prediction]:
         """Predictions for an endless iterable in bounded memory: ``batch_size`` names at a time."""
         options = k if isinstance(k, Options) else Options(k=k)
         it = iter(names)
@@ -379,7 +380,7 @@ LINE_CACHE_SIZE = 100_000
 
 
 def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k: int | Options = 3,
-                      fmt: str = "csv", batch_size: int = 4096, progress: bool | None = None,
+                      fmt: str = "csv", batch_size: int = STREAM_BATCH, progress: bool | None = None,
                       cache_size: int = LINE_CACHE_SIZE) -> int:
     """Stream the answer for every line to ``out`` as CSV or JSON lines; return how many lines had
     no letters (they are written with empty languages, so output rows match input lines).
