@@ -131,11 +131,11 @@ class HandBuiltRNN(nn.Module):
     which keeps long names from blowing it up and trains faster at a higher learning rate.
     """
 
-    #: Torch intra-op threads to train with (``train_classifier`` pins them). The step's products
-    #: are 32 x 128 by 128 x 128 and everything else is smaller: a second thread saves little
-    #: arithmetic, and when the machine is busy every op that forks to it (the loss's backward
-    #: does, at any size) waits milliseconds for it (docs/benchmarks.md).
-    train_threads: int | None = 1
+    #: Torch intra-op threads to train with (``train_classifier`` pins them; None: torch's own
+    #: setting). Not pinned by default: on 2 quiet cores 2 threads trained 1.18x faster than 1
+    #: (13,876 against 11,787 names/s), though on a busy machine 1 thread was 20x faster, as every
+    #: op that forks to a second thread waits for it (docs/benchmarks.md; OMP_NUM_THREADS=1 there).
+    train_threads: int | None = None
 
     def __init__(self, n_letters: int, hidden_size: int, n_classes: int, tanh: bool = False) -> None:
         super().__init__()

@@ -137,8 +137,8 @@ def test_pinned_threads_sets_and_restores_torchs_threads() -> None:
     assert torch.get_num_threads() == before
 
 
-def test_the_hand_built_rnn_trains_on_one_thread_and_leaves_the_setting(tiny_dir: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_network_that_asks_for_one_thread_trains_on_it_and_the_setting_is_put_back(
+        tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from namesclf.config import TrainConfig
     from namesclf.data import load_names
     from namesclf.models import HandBuiltRNN
@@ -153,6 +153,7 @@ def test_the_hand_built_rnn_trains_on_one_thread_and_leaves_the_setting(tiny_dir
         return forward(self, idx, lengths)
 
     monkeypatch.setattr(HandBuiltRNN, "forward", recording)
+    monkeypatch.setattr(HandBuiltRNN, "train_threads", 1)
     frame = load_names(tiny_dir).frame
     before = torch.get_num_threads()
     torch.set_num_threads(2)
