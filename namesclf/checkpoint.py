@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .errors import ModelFileError
+from .errors import ModelFileError, first_line
 from .files import atomic_write_with, jsonable
 from .text import ALPHABET
 
@@ -54,13 +54,13 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        reason = first_line(exc, "unsafe content")
         if "Weights only load failed" in reason or "Unsupported" in str(exc):
             reason = "it contains objects other than weights (refused: loading it could run code)"
         raise ModelFileError(f"{path}: not a namesclf model file: {reason}") from None
     except Exception as exc:  # arbitrary bytes make the unpickler raise anything (KeyError, struct.error...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path}: cannot read model file (truncated or not a model?): {first}") from None
+        reason = first_line(exc)
+        raise ModelFileError(f"{path}: cannot read model file (truncated or not a model?): {reason}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a namesclf model file")
     version = payload.get("format_version")

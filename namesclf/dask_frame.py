@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import NamesError
+from .errors import NamesError, first_line
 from .files import atomic_open
 from .frame import predict_pandas, table_format
 from .predict import Options, Predictor
@@ -160,8 +160,7 @@ def connect(scheduler: str, quiet: bool = True, timeout: float = 20) -> Iterator
     try:
         client = Client(scheduler, timeout=timeout)
     except (OSError, TimeoutError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NamesError(f"cannot reach the Dask scheduler at {scheduler}: {first}") from None
+        raise NamesError(f"cannot reach the Dask scheduler at {scheduler}: {first_line(exc)}") from None
     with client, _one_line_worker_deaths():
         yield client
 
@@ -203,8 +202,7 @@ def read_table_lazy(path: str | Path, threads: int) -> Any:
                 ddf = dd.read_csv(str(path), sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False,
                                   blocksize="64MB")
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NamesError(f"{path}: cannot read as {fmt.upper()}: {first}") from None
+        raise NamesError(f"{path}: cannot read as {fmt.upper()}: {first_line(exc)}") from None
     wanted = PARTITIONS_PER_THREAD * max(threads, 1)
     return ddf.repartition(npartitions=wanted) if ddf.npartitions < wanted else ddf
 

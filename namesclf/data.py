@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .config import SPLITS
-from .errors import DataError
+from .errors import DataError, first_line
 from .text import to_ascii
 
 #: Files larger than this are refused: a names list is kilobytes, a mistaken path may be gigabytes.
@@ -88,8 +88,8 @@ def _read_table(path: Path) -> pd.DataFrame:
             pd.io.common.StringIO(text), sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no data"
-        raise DataError(f"{path}: cannot read as {'TSV' if sep == chr(9) else 'CSV'}: {first}") from None
+        what = "TSV" if sep == "\t" else "CSV"
+        raise DataError(f"{path}: cannot read as {what}: {first_line(exc, 'no data')}") from None
     missing = {"name", "language"} - set(frame.columns)
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))} (need 'name' and 'language')")

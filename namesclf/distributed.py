@@ -43,7 +43,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .config import DIST_TIMEOUT
-from .errors import NamesError
+from .errors import NamesError, first_line
 from .loop import resolve_device
 
 #: What the launcher sets in each rank's environment.
@@ -124,8 +124,7 @@ def process_group(device_name: str = "auto", timeout: float = DIST_TIMEOUT) -> I
     except (dist.DistError, RuntimeError) as exc:
         if not _is_collective_failure(exc):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = re.sub(r"^\[[^\]]*\.(cc|cpp|hpp|h):\d+\]\s*", "", first)  # gloo's source location
+        first = re.sub(r"^\[[^\]]*\.(cc|cpp|hpp|h):\d+\]\s*", "", first_line(exc))  # gloo's source location
         raise NamesError(f"rank {ranks.rank} of {ranks.world_size}: a collective failed ({first[:200]}): another "
                          f"rank stopped, failed or did not answer within {timeout:g} s; every rank stops") from None
     finally:

@@ -6,6 +6,13 @@ else that escapes is a bug and is allowed to traceback.
 """
 
 
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of ``exc``'s message, for a one-line error: parsers, unpicklers and runtimes
+    put tracebacks and dumps after it. ``default`` (else the exception's type name) when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else (default or type(exc).__name__)
+
+
 class NamesError(Exception):
     """A user-fixable error whose message is a single line that says what to do."""
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import NamesError
+from .errors import NamesError, first_line
 from .files import atomic_write_with
 from .predict import Options, Predictor, output_columns, output_row
 
@@ -45,8 +45,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(source)
         return pd.read_csv(source, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NamesError(f"{path}: cannot read as {fmt.upper()}: {first}") from None
+        raise NamesError(f"{path}: cannot read as {fmt.upper()}: {first_line(exc)}") from None
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path | None:

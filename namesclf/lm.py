@@ -31,7 +31,7 @@ from torch import nn
 
 from .config import UNITS, LMConfig
 from .data import load_names, read_text_file, split_names
-from .errors import DataError, NamesError
+from .errors import DataError, NamesError, first_line
 from .models import CharLM
 from .text import ALPHABET, MAX_NAME_LENGTH, to_ascii
 
@@ -295,7 +295,7 @@ class LanguageModel:
             model = build_lm(LMConfig.from_dict(payload["config"]), len(vocab), len(languages))
             model.load_state_dict(payload["state_dict"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise NamesError(f"language model file is damaged: {str(exc).splitlines()[0]}") from None
+            raise NamesError(f"language model file is damaged: {first_line(exc)}") from None
         model.to(device).eval()
         return cls(model, vocab, languages, list(meta.get("known", [])), dict(payload["config"]), meta)
 

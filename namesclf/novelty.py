@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import NamesError
+from .errors import NamesError, first_line
 from .ngram import NgramBayes
 
 
@@ -53,5 +53,5 @@ def load_background(values: dict[str, Any]) -> NgramBayes:
         background = NgramBayes(int(values["n_classes"]), 1)
         background.load_state_dict(values["background"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise NamesError(f"model file's novelty scorer is damaged ({str(exc).splitlines()[0]})") from None
+        raise NamesError(f"model file's novelty scorer is damaged ({first_line(exc)})") from None
     return background.eval()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFileError
+from .errors import ModelFileError, first_line
 from .text import ALPHABET
 
 #: The metadata entry that holds the JSON description.
@@ -82,8 +82,7 @@ class OnnxScorer:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         except Exception as exc:  # ORT raises its own exception types for damaged or foreign files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelFileError(f"{path}: cannot read as an ONNX model: {first[:200]}") from None
+            raise ModelFileError(f"{path}: cannot read as an ONNX model: {first_line(exc)[:200]}") from None
         return cls(session, read_metadata(raw, path))
 
     def score(self, idx: np.ndarray, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:

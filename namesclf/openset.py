@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .conformal import conformal_quantile
-from .errors import NamesError
+from .errors import NamesError, first_line
 
 #: The features :func:`.novelty.novelty_features` computes, in order.
 FEATURES = ("ngram_top_probability", "nats_per_letter", "nats_per_letter_over_unigram", "entropy", "log_length",
@@ -85,4 +85,4 @@ class OpenSet:
                                    np.asarray(values["coef"], dtype=np.float64), float(values["intercept"]))
             return cls(scorer, np.asarray(values["valid_scores"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise NamesError(f"model file's novelty scorer is damaged ({str(exc).splitlines()[0]})") from None
+            raise NamesError(f"model file's novelty scorer is damaged ({first_line(exc)})") from None

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint
-from .errors import NamesError
+from .errors import NamesError, first_line
 from .models import NgramEnsemble, build_classifier
 from .ngram import NgramBayes
 from .novelty import load_background, novelty_feature_tensor
@@ -46,7 +46,7 @@ class TorchScorer:
             model = build_classifier(payload["config"], len(payload["labels"]))
             model.load_state_dict(payload["state_dict"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise NamesError(f"model file is damaged: {str(exc).splitlines()[0]}") from None
+            raise NamesError(f"model file is damaged: {first_line(exc)}") from None
         return cls(model, payload["labels"], device, payload.get("meta"), payload["config"])
 
     @property
