@@ -236,12 +236,11 @@ def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: fl
 def _launch_ranks(nproc: int, config: TrainConfig, source: str, out: str, force: bool, resume: bool,
                   dist_timeout: float) -> None:
     """``names train --nproc N``: check what can be checked once, then start N ranks of this same command."""
-    from .distributed import launch_local
+    from .distributed import check_timeout, launch_local
     from .files import refuse_overwrite
 
     config.resolved()
-    if dist_timeout <= 0:
-        raise NamesError("--dist-timeout must be a positive number of seconds")
+    check_timeout(dist_timeout)
     if not Path(source).exists():
         raise NamesError(f"{source}: no such file or folder")
     if not resume:

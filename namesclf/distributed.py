@@ -106,8 +106,7 @@ def process_group(device_name: str = "auto", timeout: float = DIST_TIMEOUT) -> I
     if not launched():
         yield SINGLE
         return
-    if timeout <= 0:
-        raise NamesError("--dist-timeout must be a positive number of seconds")
+    check_timeout(timeout)
     device = resolve_device(device_name)
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
@@ -130,6 +129,12 @@ def process_group(device_name: str = "auto", timeout: float = DIST_TIMEOUT) -> I
     finally:
         _current = SINGLE
         dist.destroy_process_group()
+
+
+def check_timeout(timeout: float) -> None:
+    """``--dist-timeout`` must be a positive number of seconds."""
+    if timeout <= 0:
+        raise NamesError("--dist-timeout must be a positive number of seconds")
 
 
 def _is_collective_failure(exc: BaseException) -> bool:

@@ -268,7 +268,7 @@ class FastPredict:
             return
         name, k = simple
         try:
-            answer = (await self.batcher.answers([name], default_options(k)))[0]
+            answer = (await self.batcher.answers([name], Options(k=k)))[0]
         except Overloaded as exc:
             await _send_json(send, 503, {"error": str(exc)}, close=False,
                              headers=((b"retry-after", str(exc.retry_after).encode()),))
@@ -297,11 +297,6 @@ class FastPredict:
             if k > self.n_languages:
                 return None
         return name, k
-
-
-def default_options(k: int) -> Options:
-    """The options of ``GET /predict`` when only ``k`` is given (the endpoint's defaults)."""
-    return Options(k, None, False, None, False, ABSTAIN_RATE, False)
 
 
 def _summarise(errors: list[dict[str, Any]]) -> str:

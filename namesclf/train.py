@@ -275,7 +275,7 @@ def train_classifier(
             save_checkpoint(out, classifier_payload(whole, cfg.to_dict(), labels, full_meta))
 
     started = time.perf_counter()
-    # A network that trains fastest on a set number of torch threads says so (the hand-built RNN: 1)
+    # A network that trains fastest on a set number of torch threads says so (none does by default)
     with pinned_threads(getattr(net, "train_threads", None)):
         result = fit(model, updater, batches, loss_fn, validate_everywhere if ranks.active else validate, keep=whole,
                      epochs=cfg.epochs, score="valid_macro_f1", higher_is_better=True, patience=cfg.patience,
