@@ -6,6 +6,7 @@ Unit tests build their own small files in ``tmp_path``; tests that need the real
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,13 @@ def network_config(**values: Any) -> dict[str, Any]:
     from namesclf.config import TrainConfig
 
     return TrainConfig(**{"ngram_order": 0, **values}).resolved().to_dict()
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now (for servers and process groups under test)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def write_names_dir(folder: Path, languages: dict[str, list[str]]) -> Path:

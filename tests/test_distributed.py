@@ -14,7 +14,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from namesclf.checkpoint import load_checkpoint
 from namesclf.cli import cli
 from namesclf.distributed import Ranks, shard
 
-from .conftest import REPO, write_names_dir
+from .conftest import REPO, free_port, write_names_dir
 
 #: Two ranks against one process on the same batches: the gradients differ only by the order of
 #: float sums (DDP adds the ranks' gradients, one process sums the batch at once), so losses agree
@@ -55,12 +54,6 @@ def synthetic_names(per_language: int, seed: int = 0) -> dict[str, list[str]]:
             names.add((stem + rng.choice(endings)).capitalize())
         out[lang] = sorted(names)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env() -> dict[str, str]:

@@ -9,7 +9,6 @@ request has a timeout, and the load test has an overall deadline.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -23,17 +22,11 @@ import pytest
 
 from namesclf.serve import MAX_BATCH, MAX_BODY_BYTES, MAX_NAME_CHARS
 
-from .conftest import TINY, write_names_dir
+from .conftest import TINY, free_port, write_names_dir
 
 STARTUP_S = 120.0
 TIMEOUT = httpx.Timeout(60.0)
 JSON = {"content-type": "application/json"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -62,6 +55,18 @@ class Server:
             time.sleep(0.2)
         pytest.fail(f"server did not answer /health within {STARTUP_S:.0f}s:\n{self.log()}")
 
+    def __enter__(self) -> Server:
+        """Ready to answer (a server that fails to start is stopped before the failure is raised)."""
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def log(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -80,12 +85,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real-data classifier behind a real server (no language model)."""
-    srv = Server(["--model", str(trained_model)], tmp_path_factory.mktemp("serve") / "server.log")
-    try:
-        srv.wait_ready()
+    with Server(["--model", str(trained_model)], tmp_path_factory.mktemp("serve") / "server.log") as srv:
         yield srv
-    finally:
-        srv.stop()
     assert srv.proc.returncode is not None
 
 
@@ -336,13 +337,9 @@ def test_load_8_clients_2000_requests_all_answered_correctly(client: httpx.Clien
 
 @pytest.fixture(scope="module")
 def lm_server(tiny_clf: Path, tiny_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(["--model", str(tiny_clf), "--lm", str(tiny_lm), "--no-access-log"],
-                 tmp_path_factory.mktemp("serve-lm") / "server.log")
-    try:
-        srv.wait_ready()
+    with Server(["--model", str(tiny_clf), "--lm", str(tiny_lm), "--no-access-log"],
+                tmp_path_factory.mktemp("serve-lm") / "server.log") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_generate_with_lm(lm_server: Server, tiny_lm: Path) -> None:
@@ -523,13 +520,9 @@ def test_a_process_that_is_behind_refuses_at_once_and_cache_hits_still_pass(tiny
 def tiny_server(tiny_clf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The tiny classifier behind a real server that admits only 10 queued names (fewer than the
     last pass of a 10,000-name batch holds, so a new name is refused until the batch is done)."""
-    srv = Server(["--model", str(tiny_clf), "--no-access-log", "--max-pending", "10"],
-                 tmp_path_factory.mktemp("serve-tiny") / "server.log")
-    try:
-        srv.wait_ready()
+    with Server(["--model", str(tiny_clf), "--no-access-log", "--max-pending", "10"],
+                tmp_path_factory.mktemp("serve-tiny") / "server.log") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def test_overload_is_503_with_retry_after_and_nothing_is_lost(tiny_server: Server) -> None:
@@ -620,10 +613,8 @@ def test_schemathesis_fuzz_no_5xx_and_every_answer_matches_its_schema(tiny_serve
 def test_workers_share_the_port_and_answer_alike(tiny_clf: Path, tmp_path: Path) -> None:
     """``--workers 2``: two processes answer on one port (both seen), the same as one process
     would, and stopping the parent stops them."""
-    srv = Server(["--model", str(tiny_clf), "--no-access-log", "--workers", "2"], tmp_path / "server.log")
     pids: set[int] = set()
-    try:
-        srv.wait_ready()
+    with Server(["--model", str(tiny_clf), "--no-access-log", "--workers", "2"], tmp_path / "server.log") as srv:
         deadline = time.monotonic() + 60
         while len(pids) < 2 and time.monotonic() < deadline:
             with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as http:  # a new connection each time
@@ -633,8 +624,6 @@ def test_workers_share_the_port_and_answer_alike(tiny_clf: Path, tmp_path: Path)
                    for _ in range(6)]
         assert all(same_answer(a, answers[0]) for a in answers)
         assert answers[0]["predictions"][0]["language"] == "Japanese"
-    finally:
-        srv.stop()
     for pid in pids:
         deadline = time.monotonic() + 20
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
