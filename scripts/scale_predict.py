@@ -136,15 +136,23 @@ def main() -> None:
     parser.add_argument("--table", type=Path, default=None,
                         help="where the table is kept between runs [default: /tmp/names-scale-ROWS.parquet]")
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # one configuration, in a child process
+    parser.add_argument("--build", action="store_true", help=argparse.SUPPRESS)  # the table, in a child process
     args = parser.parse_args()
     table = args.table or Path(f"/tmp/names-scale-{args.rows}-zipf{args.zipf}-seed{args.seed}.parquet")
     out = table.with_name(table.stem + ".out.parquet")
+    stats_file = table.with_suffix(".json")
     if args.run:
         print(json.dumps(run_one(args.run, table, args.model, out)))
         return
-    stats_file = table.with_suffix(".json")
-    if not (table.exists() and stats_file.exists()):
+    if args.build:
         stats_file.write_text(json.dumps(build_table(args.source, args.rows, args.zipf, args.seed, table)))
+        return
+    child = [sys.executable, __file__, "--model", args.model, "--rows", str(args.rows), "--source", str(args.source),
+             "--zipf", str(args.zipf), "--seed", str(args.seed), "--table", str(table)]
+    if not (table.exists() and stats_file.exists()):
+        # In a child too: Linux counts a parent's peak memory at fork into the child's own peak, so a
+        # parent that had held the drawn table would inflate every configuration's figure.
+        subprocess.run([*child, "--build"], check=True)
     stats = json.loads(stats_file.read_text())
     print(f"{stats['rows']:,} rows, {stats['distinct']:,} distinct surnames of {stats['corpus_surnames']:,} "
           f"(Zipf exponent {args.zipf}), {stats['distinct_per_partition']:,.0f} distinct per "
@@ -153,9 +161,7 @@ def main() -> None:
           flush=True)
     for config in args.configs.split(","):
         config = config.replace("local", f"local:{args.workers}", 1) if config.startswith("local") else config
-        proc = subprocess.run([sys.executable, __file__, "--model", args.model, "--rows", str(args.rows),
-                               "--zipf", str(args.zipf), "--seed", str(args.seed), "--table", str(table),
-                               "--run", config], capture_output=True, text=True)
+        proc = subprocess.run([*child, "--run", config], capture_output=True, text=True)
         if proc.returncode:
             print(f"{config:<16} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
             continue
