@@ -33,7 +33,8 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
 
     Every parameter of :class:`~namesclf.config.TrainConfig` (the options of ``names train``) is a
     parameter here, with the same default; ``None`` means the chosen model's own default
-    (:data:`~namesclf.config.MODEL_DEFAULTS`).
+    (:data:`~namesclf.config.MODEL_DEFAULTS`, or :data:`~namesclf.config.LARGE_CORPUS_DEFAULTS`
+    when ``fit`` gets 100,000 training names or more).
 
     Parameters
     ----------

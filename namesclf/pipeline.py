@@ -97,9 +97,9 @@ def train_and_evaluate(
     the test. With ``export`` the ONNX file prediction loads without torch is written beside
     ``out`` (:mod:`.export`).
     """
-    cfg = config.resolved()
-    split = split_names(data.frame, seed=cfg.seed)
+    split = split_names(data.frame, seed=config.seed)
     parts = {name: data.frame[split == name] for name in SPLITS}
+    cfg = config.resolved(n_train=len(parts["train"]))  # a large corpus has its own defaults
     meta: dict[str, Any] = {"split_seed": cfg.seed, "source": data.source, "dropped_empty": data.n_empty,
                             "n_train": len(parts["train"]), "n_valid": len(parts["valid"]),
                             "n_test": len(parts["test"]), "distributed": current().describe()}

@@ -209,7 +209,7 @@ def train_classifier(
     for ``resume``), so an interrupted run leaves a complete, loadable model. ``resume`` is a loaded
     checkpoint of an earlier run with the same config.
     """
-    cfg = config.resolved()
+    cfg = config.resolved(n_train=len(train))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     ranks = current()  # one process unless torchrun started this one as a rank of several

@@ -40,12 +40,13 @@ def main() -> None:
             result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
             rows.append(result)
             print(f"seed {seed}: accuracy {result['test_accuracy']:.4f}  macro-F1 {result['test_macro_f1']:.4f}  "
+                  f"balanced accuracy {result['test_balanced_accuracy']:.4f}  "
                   f"{result['train_seconds']:.1f}s  (best epoch {result['best_epoch']}; single-language names "
                   f"{result['test_accuracy_single']:.4f} / {result['test_macro_f1_single']:.4f}; log-loss "
                   f"{result['test_log_loss']:.4f}, ECE {result['test_ece']:.4f}, temperature "
                   f"{result['valid'].get('temperature', '-')})", flush=True)
-    for key in ("test_accuracy", "test_macro_f1", "train_seconds", "test_accuracy_single", "test_macro_f1_single",
-                "test_log_loss", "test_ece"):
+    for key in ("test_accuracy", "test_macro_f1", "test_balanced_accuracy", "train_seconds", "test_accuracy_single",
+                "test_macro_f1_single", "test_log_loss", "test_ece"):
         values = [r[key] for r in rows]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"{key:>20}: mean {statistics.mean(values):.4f}  sd {spread:.4f}")

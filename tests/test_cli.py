@@ -131,8 +131,39 @@ def test_train_json_summary_is_what_the_model_file_stores(tmp_path: Path) -> Non
     summary = json.loads(result.stdout)
     stored = load_checkpoint(out)["meta"]["test"]
     assert summary["n_test"] == stored["n"] > stored["n_single"] > 0
-    for key in ("accuracy", "macro_f1", "accuracy_single", "macro_f1_single"):
+    for key in ("accuracy", "macro_f1", "balanced_accuracy", "accuracy_single", "macro_f1_single"):
         assert summary[f"test_{key}"] == stored[key] and 0.0 <= stored[key] <= 1.0, key
+
+
+def test_train_resolves_the_defaults_by_the_training_set_size(tiny_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """The 36 tiny names become a "large corpus" when the threshold is lowered: the model file
+    then stores the large-corpus defaults, and the per-model ones otherwise."""
+    from namesclf import config
+
+    monkeypatch.setitem(config.LARGE_CORPUS_DEFAULTS, "gru", {"hidden": 12, "epochs": 2})
+    stored = {}
+    for threshold in (10, 1000):
+        monkeypatch.setattr(config, "LARGE_CORPUS", threshold)
+        out = tmp_path / f"m{threshold}.pt"
+        result = run("train", str(tiny_dir), "--out", str(out), "--quiet", "--no-export", "--epochs", "1")
+        assert result.exit_code == 0, result.output
+        stored[threshold] = load_checkpoint(out)["config"]
+    assert (stored[10]["hidden"], stored[10]["epochs"]) == (12, 1)  # --epochs given, hidden from the size
+    assert stored[1000]["hidden"] == config.MODEL_DEFAULTS["gru"]["hidden"]
+
+
+def test_train_on_cuda_trains_there_or_says_there_is_none(tiny_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    out = tmp_path / "m.pt"
+    result = run("train", str(tiny_dir), "--out", str(out), "--device", "cuda", "--epochs", "1", "--hidden", "8",
+                 "--quiet", "--no-export")
+    if torch.cuda.is_available():  # the device machine: the run goes through and records where it ran
+        assert result.exit_code == 0, result.output
+        assert load_checkpoint(out)["config"]["device"] == "cuda"
+    else:
+        assert_clean_error(result, "--device cuda was asked for, but no CUDA device is available (use --device cpu)")
+        assert not out.exists()
 
 
 def test_predict_errors(tmp_path: Path) -> None:

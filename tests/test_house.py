@@ -20,6 +20,8 @@ from namesclf.config import (
     CLASS_WEIGHTS,
     CLASSIFIER_KINDS,
     DEVICES,
+    LARGE_CORPUS,
+    LARGE_CORPUS_DEFAULTS,
     MODEL_DEFAULTS,
     OPTIMIZERS,
     LMConfig,
@@ -103,9 +105,12 @@ def test_train_choices_and_help_defaults_come_from_the_constants() -> None:
         field = "model" if name == "kind" else name
         assert params[name].default == getattr(TrainConfig, field), name
     text = " ".join(CliRunner().invoke(cli, ["train", "--help"], terminal_width=400).output.split())
-    assert f"[default: {MODEL_DEFAULTS['handbuilt']['hidden']} handbuilt, {MODEL_DEFAULTS['gru']['hidden']} others]" \
-        in text
-    assert f"[default: {MODEL_DEFAULTS['gru']['epochs']}]" in text
+    large = f"from {LARGE_CORPUS:,} training names:"
+    assert f"[default: {MODEL_DEFAULTS['handbuilt']['hidden']} handbuilt, {MODEL_DEFAULTS['gru']['hidden']} others; " \
+        f"{large} {LARGE_CORPUS_DEFAULTS['gru']['hidden']}]" in text
+    assert f"[default: {MODEL_DEFAULTS['gru']['epochs']}; {large} {LARGE_CORPUS_DEFAULTS['gru']['epochs']}]" in text
+    assert f"[default: {MODEL_DEFAULTS['handbuilt']['batch_size']} handbuilt, {MODEL_DEFAULTS['gru']['batch_size']} " \
+        "others]" in text  # no large-corpus part where the size changes nothing
 
 
 def test_lm_train_defaults_are_lmconfigs() -> None:

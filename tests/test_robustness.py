@@ -222,3 +222,19 @@ def test_patience_defaults_per_model_and_refuses_negative() -> None:
     assert TrainConfig(model="handbuilt", patience=0).resolved().patience == 0  # an explicit 0 is kept
     with pytest.raises(NamesError, match=r"^--patience must be 0 \(never stop early\) or more$"):
         TrainConfig(patience=-1).resolved()
+
+
+def test_a_large_training_set_takes_the_large_corpus_defaults() -> None:
+    from namesclf.config import LARGE_CORPUS, LARGE_CORPUS_DEFAULTS, MODEL_DEFAULTS, TrainConfig
+
+    for kind in ("handbuilt", "gru"):
+        small = TrainConfig(model=kind).resolved(n_train=LARGE_CORPUS - 1)
+        large = TrainConfig(model=kind).resolved(n_train=LARGE_CORPUS)
+        assert small == TrainConfig(model=kind).resolved()  # an unknown size is a small corpus
+        for name, value in MODEL_DEFAULTS[kind].items():
+            assert getattr(small, name) == value, (kind, name)
+            assert getattr(large, name) == LARGE_CORPUS_DEFAULTS[kind].get(name, value), (kind, name)
+        assert large != small
+        assert large.resolved(n_train=1) == large  # resolving again keeps what the size chose
+    explicit = TrainConfig(hidden=32, epochs=3).resolved(n_train=10 * LARGE_CORPUS)  # the user's word wins
+    assert (explicit.hidden, explicit.epochs) == (32, 3)
