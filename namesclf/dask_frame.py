@@ -76,14 +76,8 @@ def worker_predictor(path: str) -> Predictor:
     key = (path, stat.st_mtime_ns, stat.st_size)
     with _LOCK:
         if key not in _PREDICTORS:
-            in_worker = _in_dask_worker()
             _PREDICTORS.clear()  # a replaced file's old model is not needed again
-            predictor = Predictor.load(path, threads=1 if in_worker else None)
-            if in_worker and predictor.backend == "torch":
-                import torch
-
-                torch.set_num_threads(1)
-            _PREDICTORS[key] = predictor
+            _PREDICTORS[key] = Predictor.load(path, threads=1 if _in_dask_worker() else None)
             loads += 1
         return _PREDICTORS[key]
 

@@ -155,7 +155,8 @@ class Predictor:
         """Load a model file. ``backend="auto"`` answers from the ONNX export beside it (same stem,
         ``.onnx``, written by ``names train`` and ``names export``) when there is one made from
         this very file and ``device`` is the CPU, else from torch; a path ending in ``.onnx`` is
-        the export itself. ``threads`` caps ONNX Runtime's threads."""
+        the export itself. ``threads`` caps the compute threads: ONNX Runtime's for this session,
+        or torch's (a process-wide setting) when the model runs on torch; None leaves them be."""
         if backend not in BACKENDS:
             raise NamesError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
         path = Path(path)
@@ -174,7 +175,7 @@ class Predictor:
                           "predicting with torch", stacklevel=2)
         from .torch_scorer import TorchScorer
 
-        return cls(TorchScorer.load(str(path), device))
+        return cls(TorchScorer.load(str(path), device, threads))
 
     @classmethod
     def from_payload(cls, payload: dict, device: str = "cpu") -> Predictor:

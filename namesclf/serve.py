@@ -459,12 +459,11 @@ class Settings:
     def load(self) -> FastAPI:
         """Load the model(s) and build the app (in each worker process, once)."""
         predictor = Predictor.load(self.model_path, threads=self.threads)
-        if predictor.backend == "torch" or self.lm_path is not None:
-            _set_threads(self.threads)
         lm = None
         if self.lm_path is not None:
             from .generate import load_lm
 
+            _set_threads(self.threads)
             lm = load_lm(self.lm_path)
         return create_app(predictor, lm, model_path=self.model_path, lm_path=self.lm_path, tuning=self.tuning)
 
@@ -481,8 +480,8 @@ def app_from_env() -> FastAPI:
 def _set_threads(threads: int) -> None:
     """Intra-op threads per process: concurrency comes from batching and processes, and intra-op
     threads on top oversubscribe the cores (2 threads made a batch ~30x slower on 2 busy cores).
-    ONNX Runtime gets the same cap through :meth:`.predict.Predictor.load`; torch only when a model
-    runs on it (no ONNX export, or the language model)."""
+    The classifier gets the same cap through :meth:`.predict.Predictor.load` (ONNX Runtime's, or
+    torch's when it has no export); this sets it for the language model, which runs on torch."""
     import torch
 
     torch.set_num_threads(threads)

@@ -37,7 +37,11 @@ class TorchScorer:
         return self.device.type
 
     @classmethod
-    def load(cls, path: str, device: str = "cpu") -> TorchScorer:
+    def load(cls, path: str, device: str = "cpu", threads: int | None = None) -> TorchScorer:
+        """Load a model file; ``threads`` sets torch's intra-op threads (for the whole process,
+        the only way torch has), as several processes sharing the cores want one each."""
+        if threads:
+            torch.set_num_threads(threads)
         return cls.from_payload(load_checkpoint(path, kind="classifier"), device)
 
     @classmethod

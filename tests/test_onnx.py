@@ -153,6 +153,22 @@ def test_a_stale_export_is_noticed(small_model: Path, tmp_path: Path) -> None:
     assert Predictor.load(pt).backend == "onnx"
 
 
+def test_a_thread_cap_reaches_whichever_runtime_answers(small_model: Path) -> None:
+    """``threads`` caps ONNX Runtime's session, or torch's threads when torch answers (what server
+    processes and Dask workers rely on, whichever file they are given)."""
+    onnx_predictor = Predictor.load(small_model, threads=1)
+    assert onnx_predictor.scorer.session.get_session_options().intra_op_num_threads == 1
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert Predictor.load(small_model, backend="torch").backend == "torch"
+        assert torch.get_num_threads() == 2  # no cap asked for: left as it was
+        assert Predictor.load(small_model, backend="torch", threads=1).backend == "torch"
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_names_export_and_predict_from_the_onnx_file_alone(small_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "alone.onnx"
     result = CliRunner().invoke(cli, ["export", str(small_model), "--out", str(out)])
