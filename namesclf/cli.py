@@ -458,15 +458,18 @@ def _predict_table(predictor: Any, input_path: str, column: str, output_path: st
 
 def _predict_table_on_dask(model_path: str, input_path: str, column: str, output_path: str | None, options: Any,
                            scheduler: str, quiet: bool) -> None:
-    from .dask_frame import connect, is_dataset_path, read_table_lazy, write_dataset, write_one_file
-    from .frame import predict_frame
+    from .dask_frame import (
+        connect,
+        is_dataset_path,
+        predict_dask_frame,
+        read_table_lazy,
+        write_dataset,
+        write_one_file,
+    )
 
     with connect(scheduler) as client:
         threads = sum(client.nthreads().values())
-        table = read_table_lazy(input_path, threads)
-        result = predict_frame(table, column, model_path, options.k, coverage=options.coverage,
-                               per_language=options.per_language, prior=options.prior, abstain=options.abstain,
-                               abstain_rate=options.abstain_rate, surname_only=options.surname_only)
+        result = predict_dask_frame(read_table_lazy(input_path, threads), column, model_path, options)
         if output_path is not None and is_dataset_path(output_path):
             folder = write_dataset(result, output_path)
             if not quiet:
