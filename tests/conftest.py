@@ -6,7 +6,9 @@ Unit tests build their own small files in ``tmp_path``; tests that need the real
 
 from __future__ import annotations
 
+import random
 import socket
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def invented_names(parts: Mapping[str, tuple[Sequence[str], Sequence[str]]], per_language: int, seed: int = 0,
+                   max_stems: int = 2) -> dict[str, list[str]]:
+    """``per_language`` distinct made-up surnames per language, sorted, the same for a seed: 1 to
+    ``max_stems`` of the language's stems, then one of its endings (``parts``: language ->
+    (stems, endings)), so each language has a spelling of its own to learn."""
+    rng = random.Random(seed)
+    out: dict[str, list[str]] = {}
+    for lang, (stems, endings) in parts.items():
+        names: set[str] = set()
+        while len(names) < per_language:
+            stem = "".join(rng.choice(stems) for _ in range(rng.randint(1, max_stems)))
+            names.add((stem + rng.choice(endings)).capitalize())
+        out[lang] = sorted(names)
+    return out
 
 
 def write_names_dir(folder: Path, languages: dict[str, list[str]]) -> Path:

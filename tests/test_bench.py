@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 
 from namesclf.config import CLASSIFIER_KINDS, LMConfig, TrainConfig
 
-from .conftest import write_names_dir
+from .conftest import invented_names, write_names_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "bench.py"
@@ -41,15 +40,7 @@ SYLLABLES = {
 
 def made_up_names(n: int = 30, seed: int = 0) -> dict[str, list[str]]:
     """``n`` distinct invented surnames per language (deterministic)."""
-    rng = random.Random(seed)
-    out: dict[str, list[str]] = {}
-    for lang, (starts, ends) in SYLLABLES.items():
-        names: set[str] = set()
-        while len(names) < n:
-            body = "".join(rng.choice(starts) for _ in range(rng.randint(1, 2)))
-            names.add((body + rng.choice(ends)).capitalize())
-        out[lang] = sorted(names)
-    return out
+    return invented_names(SYLLABLES, n, seed, max_stems=2)
 
 
 def load_script(path: Path = SCRIPT) -> ModuleType:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from namesclf.checkpoint import load_checkpoint
 from namesclf.cli import cli
 from namesclf.distributed import Ranks, shard
 
-from .conftest import REPO, free_port, write_names_dir
+from .conftest import REPO, free_port, invented_names, write_names_dir
 
 #: Two ranks against one process on the same batches: the gradients differ only by the order of
 #: float sums (DDP adds the ranks' gradients, one process sums the batch at once), so losses agree
@@ -45,15 +44,8 @@ CONFIG = dict(model="handbuilt", hidden=16, epochs=3, patience=0, batch_size=16,
 
 def synthetic_names(per_language: int, seed: int = 0) -> dict[str, list[str]]:
     """Four made-up languages told apart by their endings, two of which they share (so not trivially)."""
-    rng = random.Random(seed)
-    out = {}
-    for lang, endings in ENDINGS.items():
-        names: set[str] = set()
-        while len(names) < per_language:
-            stem = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 3)))
-            names.add((stem + rng.choice(endings)).capitalize())
-        out[lang] = sorted(names)
-    return out
+    return invented_names({lang: (SYLLABLES, endings) for lang, endings in ENDINGS.items()}, per_language, seed,
+                          max_stems=3)
 
 
 def env() -> dict[str, str]:
