@@ -8,7 +8,7 @@ Classification: :class:`NameClassifier` (a scikit-learn estimator) and :func:`lo
 Next-token tasks: :class:`CharLM`, :func:`load_lm`, :func:`generate_names`, :func:`complete`,
 :func:`next_tokens`. Tables: :func:`predict_frame`.
 
-The names are imported on first use (PEP 562), so ``import namesclf.predict`` loads what
+The names are imported on first use (PEP 562), so ``import namesclf.inference.predictor`` loads what
 prediction needs and nothing of training.
 """
 
@@ -21,15 +21,15 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "CharLM": "models",
-    "NameClassifier": "classifier",
+    "CharLM": "lm.model",
+    "NameClassifier": "estimator",
     "NamesError": "errors",
-    "complete": "generate",
-    "generate_names": "generate",
-    "load_lm": "generate",
-    "load_model": "classifier",
-    "next_tokens": "generate",
-    "predict_frame": "frame",
+    "complete": "lm.generate",
+    "generate_names": "lm.generate",
+    "load_lm": "lm.generate",
+    "load_model": "estimator",
+    "next_tokens": "lm.generate",
+    "predict_frame": "inference.tables",
     "to_ascii": "text",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]

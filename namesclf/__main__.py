@@ -1,6 +1,6 @@
 """``python -m namesclf`` is the ``names`` command."""
 
-from .cli import main
+from namesclf.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """Every training knob and its default, in one place and without torch.
 
 ``names train``'s and ``names lm train``'s options, their ``--help`` defaults and choices, the
-:class:`.classifier.NameClassifier` parameters and the config stored in a model file all come
+:class:`~namesclf.estimator.NameClassifier` parameters and the config stored in a model file all come
 from the dataclasses and constants here, so they cannot disagree. The values were chosen by
 measurement (``docs/experiments.md``, "Choosing defaults").
 """
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Self
 
-from .errors import NamesError
+from namesclf.errors import NamesError
 
 #: Classifier networks: the tutorial's hand-built RNN and the three torch cells.
 CLASSIFIER_KINDS = ("handbuilt", "rnn", "gru", "lstm")
@@ -31,12 +31,12 @@ STREAM_BATCH = 16_384
 BACKENDS = ("auto", "onnx", "torch")
 #: ``auto`` takes CUDA when present.
 DEVICES = ("auto", "cpu", "cuda")
-#: Loss weights per language (see :func:`.train.class_weights`).
+#: Loss weights per language (see :func:`~namesclf.training.train.class_weights`).
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
-#: The grouped split's parts (:func:`.data.split_names`), and what ``--split`` accepts.
+#: The grouped split's parts (:func:`~namesclf.data.dataset.split_names`), and what ``--split`` accepts.
 SPLITS = ("train", "valid", "test")
 SPLIT_CHOICES = ("all", *SPLITS)
-#: What ``names predict --input`` writes (:func:`.predict.write_predictions`).
+#: What ``names predict --input`` writes (:func:`~namesclf.inference.output.write_predictions`).
 PREDICTION_FORMATS = ("csv", "jsonl")
 #: Highest n-gram order accepted: past 6 the tables grow and held-out names gain nothing.
 MAX_NGRAM_ORDER = 6

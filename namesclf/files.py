@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .errors import NamesError
+from namesclf.errors import NamesError
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ Why one script and one process: figures taken on different days, splits or threa
 not comparable, and the comparisons this project makes (the batched hand-built RNN against the
 tutorial's one-name-per-step loop, the default model against the n-gram baseline a practitioner
 would try first, the neural language model against a count-based 4-gram) only mean something
-when every row sees the same train/valid/test names (:func:`namesclf.data.split_names`, grouped by
+when every row sees the same train/valid/test names (:func:`namesclf.data.dataset.split_names`, grouped by
 name, 80/10/10), the same pinned number of torch threads and the same machine. The header of the
 JSON says which machine, how busy it was (load average before and after) and the exact command.
 
@@ -28,7 +28,7 @@ Rows (``--rows`` takes their keys):
 * ``char-ngram-linear``: TF-IDF over character 1-4-grams + LinearSVC (scikit-learn defaults).
 * ``lm-4gram``: a language-conditioned character 4-gram model (interpolated Kneser-Ney per
   language, mixed with the all-language model; discount and mixture tuned on valid): the
-  package's :class:`namesclf.ngram.NgramBayes`, which is also the n-gram half of the default model.
+  package's :class:`namesclf.models.ngram.NgramBayes`, which is also the n-gram half of the default model.
 * ``charlm``: the project's CharLM at ``LMConfig()``, and ``charlm-gru`` with a GRU cell.
   Language models are scored in nats per character on the test names, the end token counted;
   their accuracy is the Bayes classifier ``argmax_lang log p(name | lang) + log p(lang)``.
@@ -68,20 +68,22 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from namesclf import generate
-from namesclf.batches import EncodedSplit, predict_log_proba
 from namesclf.config import CLASSIFIER_KINDS, LMConfig, TrainConfig
-from namesclf.data import load_names, single_language, split_names
+from namesclf.data.dataset import load_names, single_language, split_names
 from namesclf.files import atomic_write_text, jsonable
-from namesclf.lm import EncodedLM, LMSource, masked_nll
-from namesclf.lm_train import LMTrainResult, train_lm
-from namesclf.metrics import classification_scores, single_language_scores
-from namesclf.models import HandBuiltRNN
-from namesclf.ngram import NgramBayes
-from namesclf.pipeline import score_test, stored_figures
-from namesclf.predict import CPU_BATCH, GPU_BATCH, Predictor
+from namesclf.inference.options import CPU_BATCH, GPU_BATCH
+from namesclf.inference.predictor import Predictor
+from namesclf.lm import generate
+from namesclf.lm.data import EncodedLM, LMSource
+from namesclf.lm.model import masked_nll
+from namesclf.lm.train import LMTrainResult, train_lm
+from namesclf.models.handbuilt import HandBuiltRNN
+from namesclf.models.ngram import NgramBayes
+from namesclf.report.metrics import classification_scores, single_language_scores
 from namesclf.text import MAX_NAME_LENGTH, N_LETTERS, line_to_tensor
-from namesclf.train import TrainResult, train_classifier
+from namesclf.training.batches import EncodedSplit, predict_log_proba
+from namesclf.training.pipeline import score_test, stored_figures
+from namesclf.training.train import TrainResult, train_classifier
 
 # ----------------------------------------------------------------------------- settings
 
@@ -326,7 +328,7 @@ def bayes_scores(bench: Bench, log_likelihood: np.ndarray) -> dict[str, float]:
 
 
 def row_ngram_lm(bench: Bench) -> dict[str, Any]:
-    """The package's :class:`~namesclf.ngram.NgramBayes` (order 4): count, tune on valid, then nats
+    """The package's :class:`~namesclf.models.ngram.NgramBayes` (order 4): count, tune on valid, then nats
     per character and the Bayes classifier on the test names. It is also the n-gram half of the
     default classifier, so this row shows what that half does alone."""
     runs, first = [], None
@@ -389,7 +391,7 @@ def charlm_log_likelihoods(result: LMTrainResult, texts: Sequence[str], labels: 
 
 
 def row_charlm(bench: Bench, config: LMConfig, keep_as: str | None = None) -> dict[str, Any]:
-    """Train the project's CharLM through :func:`namesclf.lm.train_lm`; nats from its own test figure."""
+    """Train the project's CharLM through :func:`namesclf.lm.train.train_lm`; nats from its own test figure."""
     changes: dict[str, Any] = {"device": bench.device, "seed": bench.seed}
     if bench.plan.epochs is not None:
         changes["epochs"] = bench.plan.epochs

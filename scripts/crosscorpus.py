@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from namesclf.data import load_names, split_names
-from namesclf.evaluate import evaluate
-from namesclf.predict import Predictor
+from namesclf.data.dataset import load_names, split_names
+from namesclf.inference.predictor import Predictor
+from namesclf.report.evaluate import evaluate
 
 # balanced accuracy over the shared languages warns that answers name other languages: they are wrong answers
 warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")

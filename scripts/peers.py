@@ -3,7 +3,7 @@
 
 The targets quote this recipe at 0.849 accuracy / 0.574 macro-F1 "on a split grouped by folded
 name". This script scores it on the same grouped splits as ``names train`` (one per seed), through
-the same :func:`namesclf.evaluate.evaluate` as ``names evaluate``, so that every yardstick it
+the same :func:`namesclf.report.evaluate.evaluate` as ``names evaluate``, so that every yardstick it
 reports (strict accuracy over (name, language) pairs, ``accuracy_any``, and the strict figures
 over names listed under one language only) reads the same as for our models:
 
@@ -26,8 +26,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.svm import LinearSVC
 
 from namesclf.config import SPLITS
-from namesclf.data import load_names, split_names
-from namesclf.evaluate import evaluate
+from namesclf.data.dataset import load_names, split_names
+from namesclf.report.evaluate import evaluate
 
 FIGURES = ("accuracy", "macro_f1", "balanced_accuracy", "accuracy_single", "macro_f1_single", "accuracy_any")
 

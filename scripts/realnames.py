@@ -40,11 +40,11 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from namesclf.config import TrainConfig
-from namesclf.conformal import conformal_quantile
-from namesclf.data import load_names, split_names
-from namesclf.pipeline import train_and_evaluate
-from namesclf.predict import Predictor
-from namesclf.train import train_classifier
+from namesclf.data.dataset import load_names, split_names
+from namesclf.inference.conformal import conformal_quantile
+from namesclf.inference.predictor import Predictor
+from namesclf.training.pipeline import train_and_evaluate
+from namesclf.training.train import train_classifier
 
 COVERAGES = (0.8, 0.9, 0.95)
 

@@ -42,7 +42,7 @@ ROW_GROUP = 1_000_000
 
 def build_table(source: Path, rows: int, zipf: float, seed: int, out: Path) -> dict[str, Any]:
     """The Zipf-drawn table at ``out``, and how repetitive it is."""
-    from namesclf.data import load_names
+    from namesclf.data.dataset import load_names
 
     raw = pd.read_csv(source, dtype=str, keep_default_na=False) if source.is_file() else None
     if raw is not None and "count" in raw:  # the Wikipedia corpus: people per (surname, language)
@@ -64,9 +64,9 @@ def build_table(source: Path, rows: int, zipf: float, seed: int, out: Path) -> d
 
 def predict_every_row(part: pd.DataFrame, column: str, model: str, options: Any) -> pd.DataFrame:
     """A partition with every row classified (no de-duplication), in the output's exact dtypes."""
-    from namesclf.dask_frame import worker_predictor
-    from namesclf.frame import output_dtypes
-    from namesclf.predict import output_row
+    from namesclf.inference.dask_tables import worker_predictor
+    from namesclf.inference.output import output_row
+    from namesclf.inference.tables import output_dtypes
 
     predictor = worker_predictor(model)
     n = len(predictor.labels)
@@ -87,8 +87,8 @@ def peak_mb() -> float:
 
 def run_one(config: str, table: Path, model: str, out: Path) -> dict[str, Any]:
     """One configuration, in this (fresh) process."""
-    from namesclf.frame import predict_frame, read_table, write_table
-    from namesclf.predict import Options
+    from namesclf.inference.options import Options
+    from namesclf.inference.tables import predict_frame, read_table, write_table
 
     dedup = not config.endswith("-nodedup")
     scheduler = config.removesuffix("-nodedup")
@@ -104,7 +104,7 @@ def run_one(config: str, table: Path, model: str, out: Path) -> dict[str, Any]:
         write_table(result, out)
         rows, workers, startup = len(result), [], 0.0
     else:
-        from namesclf.dask_frame import connect, read_table_lazy, write_one_file
+        from namesclf.inference.dask_tables import connect, read_table_lazy, write_one_file
 
         with connect(scheduler) as client:
             startup = time.perf_counter() - start

@@ -82,8 +82,8 @@ def real_data() -> Path:
 def trained_model(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default classifier trained once on the real split (shortened to keep CI fast)."""
     from namesclf.config import TrainConfig
-    from namesclf.data import load_names
-    from namesclf.pipeline import train_and_evaluate
+    from namesclf.data.dataset import load_names
+    from namesclf.training.pipeline import train_and_evaluate
 
     out = tmp_path_factory.mktemp("model") / "names.pt"
     train_and_evaluate(load_names(real_data), TrainConfig(epochs=6, patience=0), out=out, progress=False)

@@ -7,12 +7,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from namesclf.checkpoint import FORMAT_VERSION, classifier_payload, load_checkpoint, save_checkpoint
-from namesclf.cli import cli
+from namesclf.cli.main import cli
 from namesclf.config import TrainConfig
 from namesclf.errors import ModelFileError, NamesError
-from namesclf.models import build_classifier
-from namesclf.predict import Predictor
+from namesclf.inference.predictor import Predictor
+from namesclf.models.checkpoint import FORMAT_VERSION, classifier_payload, load_checkpoint, save_checkpoint
+from namesclf.models.networks import build_classifier
 
 LABELS = ["Greek", "Italian", "Russian"]
 

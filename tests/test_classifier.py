@@ -8,12 +8,12 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 
 from namesclf import NameClassifier, load_model
-from namesclf.checkpoint import load_checkpoint
 from namesclf.config import TrainConfig
-from namesclf.data import load_names, split_names
+from namesclf.data.dataset import load_names, split_names
 from namesclf.errors import NamesError
-from namesclf.pipeline import score_test
-from namesclf.train import train_classifier
+from namesclf.models.checkpoint import load_checkpoint
+from namesclf.training.pipeline import score_test
+from namesclf.training.train import train_classifier
 
 from .conftest import REAL_DATA, TINY
 
@@ -75,7 +75,8 @@ def test_handbuilt_default_is_pooled_and_beats_its_floor(real_data: Path) -> Non
     """``--model handbuilt`` as shipped: the manual-SGD RNN pooled with the counted 4-gram half.
     Its floor is 0.80 accuracy / 0.50 macro-F1; 4 epochs here already clear both (the full 15
     epochs: docs/experiments.md)."""
-    from namesclf.models import HandBuiltRNN, NgramEnsemble
+    from namesclf.models.handbuilt import HandBuiltRNN
+    from namesclf.models.networks import NgramEnsemble
 
     frame = load_names(real_data).frame
     split = split_names(frame, seed=0)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from namesclf.checkpoint import load_checkpoint
-from namesclf.cli import cli
+from namesclf.cli.main import cli
+from namesclf.models.checkpoint import load_checkpoint
 
 from .conftest import REPO, TINY, write_names_dir
 

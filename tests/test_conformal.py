@@ -8,13 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from namesclf.conformal import (
-    ConformalCalibration,
-    check_coverage,
-    conformal_quantile,
-    min_calibration_size,
-)
 from namesclf.errors import NamesError
+from namesclf.inference.conformal import ConformalCalibration, check_coverage, conformal_quantile, min_calibration_size
 
 
 def test_the_quantile_is_the_ceil_n_plus_1_rank() -> None:

@@ -21,10 +21,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from namesclf import dask_frame, predict_frame
-from namesclf.cli import cli
+from namesclf import predict_frame
+from namesclf.cli.main import cli
 from namesclf.errors import NamesError
-from namesclf.predict import Predictor
+from namesclf.inference import dask_tables as dask_frame
+from namesclf.inference.predictor import Predictor
 
 from .conftest import REPO, TINY, write_names_dir
 
@@ -43,8 +44,8 @@ CELLS = [*[n for names in TINY.values() for n in names], "Fyodor Ivanov", "Ślus
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small pooled classifier with its calibration (prediction sets and abstention work)."""
     from namesclf.config import TrainConfig
-    from namesclf.data import load_names
-    from namesclf.pipeline import train_and_evaluate
+    from namesclf.data.dataset import load_names
+    from namesclf.training.pipeline import train_and_evaluate
 
     root = tmp_path_factory.mktemp("daskmodel")
     out = root / "m.pt"
@@ -191,7 +192,7 @@ def test_without_scheduler_dask_is_never_imported_and_without_dask_one_line_says
     """One real process: the table without --scheduler, then dask made unimportable and --scheduler."""
     src = tmp_path / "people.csv"
     table(20).to_csv(src, index=False)
-    code = ("import sys\nimport namesclf, namesclf.frame\nfrom namesclf.cli import main\n"
+    code = ("import sys\nimport namesclf, namesclf.inference.tables\nfrom namesclf.cli import main\n"
             f"common = ['names', 'predict', '--model', {str(model)!r}, '--input', {str(src)!r}, '--column', 'last']\n"
             "sys.argv = [*common, '-q']\n"
             "try:\n    main()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"

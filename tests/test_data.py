@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from namesclf.data import group_key, load_names, single_language, split_names, stats
+from namesclf.data.dataset import group_key, load_names, single_language, split_names, stats
 from namesclf.errors import DataError
 
 from .conftest import TINY, write_names_dir

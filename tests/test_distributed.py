@@ -25,9 +25,9 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from namesclf.checkpoint import load_checkpoint
-from namesclf.cli import cli
-from namesclf.distributed import Ranks, shard
+from namesclf.cli.main import cli
+from namesclf.models.checkpoint import load_checkpoint
+from namesclf.training.distributed import Ranks, shard
 
 from .conftest import REPO, free_port, invented_names, write_names_dir
 
@@ -74,12 +74,13 @@ def test_shards_split_every_batch_and_their_factors_make_the_whole_batchs_mean()
 def _rank(rank: int, world: int, port: int, names_dir: str, out_dir: str) -> None:
     """One rank: a DDP step of the hand-built RNN, then a short training run; results to a file."""
     from namesclf.config import TrainConfig
-    from namesclf.data import load_names, split_names
-    from namesclf.distributed import process_group, wrap
-    from namesclf.loop import ManualSGD
-    from namesclf.models import HandBuiltRNN, NgramEnsemble
+    from namesclf.data.dataset import load_names, split_names
+    from namesclf.models.handbuilt import HandBuiltRNN
+    from namesclf.models.networks import NgramEnsemble
     from namesclf.text import N_LETTERS
-    from namesclf.train import shard_loss, train_classifier
+    from namesclf.training.distributed import process_group, wrap
+    from namesclf.training.loop import ManualSGD
+    from namesclf.training.train import shard_loss, train_classifier
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
@@ -108,7 +109,7 @@ def _rank(rank: int, world: int, port: int, names_dir: str, out_dir: str) -> Non
 
 def step_batch() -> tuple[Any, torch.Tensor]:
     """Seven names of different lengths (so the shards differ in size and padding) and class weights."""
-    from namesclf.batches import EncodedSplit
+    from namesclf.training.batches import EncodedSplit
 
     batch = EncodedSplit.from_names(["Ivanov", "Li", "Takahashi", "Rossi", "Kowalski", "Ng", "Esposito"])
     batch.labels = torch.tensor([0, 2, 1, 2, 0, 1, 2])
@@ -130,9 +131,9 @@ def two_ranks(names_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list
 
 
 def test_one_ddp_step_of_the_handbuilt_rnn_is_the_whole_batchs_gradient(two_ranks: list[dict[str, Any]]) -> None:
-    from namesclf.loop import ManualSGD
-    from namesclf.models import HandBuiltRNN
+    from namesclf.models.handbuilt import HandBuiltRNN
     from namesclf.text import N_LETTERS
+    from namesclf.training.loop import ManualSGD
 
     batch, weight = step_batch()
     torch.manual_seed(0)
@@ -150,8 +151,8 @@ def test_one_ddp_step_of_the_handbuilt_rnn_is_the_whole_batchs_gradient(two_rank
 def test_ranks_agree_on_every_epoch_and_train_what_one_process_trains(
         two_ranks: list[dict[str, Any]], names_dir: Path) -> None:
     from namesclf.config import TrainConfig
-    from namesclf.data import load_names, split_names
-    from namesclf.train import train_classifier
+    from namesclf.data.dataset import load_names, split_names
+    from namesclf.training.train import train_classifier
 
     first, second = two_ranks
     assert first["ranks"] == {"world_size": 2, "backend": "gloo"}

@@ -16,12 +16,14 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from namesclf.checkpoint import classifier_payload, load_checkpoint, save_checkpoint
-from namesclf.cli import cli
+from namesclf.cli.main import cli
 from namesclf.config import TrainConfig
-from namesclf.data import load_names
+from namesclf.data.dataset import load_names
 from namesclf.errors import NamesError
-from namesclf.evaluate import (
+from namesclf.inference.predictor import Predictor
+from namesclf.models.checkpoint import classifier_payload, load_checkpoint, save_checkpoint
+from namesclf.models.networks import build_classifier
+from namesclf.report.evaluate import (
     REPORT_FILES,
     EvaluationReport,
     evaluate,
@@ -29,11 +31,9 @@ from namesclf.evaluate import (
     training_report_dir,
     write_report,
 )
-from namesclf.metrics import calibration_bins, calibration_scores
-from namesclf.models import build_classifier
-from namesclf.pipeline import STORED_TEST_KEYS
-from namesclf.plots import write_training_curves
-from namesclf.predict import Predictor
+from namesclf.report.metrics import calibration_bins, calibration_scores
+from namesclf.report.plots import write_training_curves
+from namesclf.training.pipeline import STORED_TEST_KEYS
 
 from .conftest import TINY, write_names_dir
 

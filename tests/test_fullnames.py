@@ -1,4 +1,4 @@
-"""Full names -> surname (namesclf.fullnames, on top of nameparser)."""
+"""Full names -> surname (namesclf.data.fullnames, on top of nameparser)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from namesclf import fullnames
-from namesclf.fullnames import MAX_RAW_LENGTH, ParsedName, parse_name, surname_of
+from namesclf.data import fullnames
+from namesclf.data.fullnames import MAX_RAW_LENGTH, ParsedName, parse_name, surname_of
 
 # (input, surname, given)
 FULL_NAMES = [
@@ -105,7 +105,7 @@ def test_a_surname_nameparser_takes_for_a_suffix() -> None:
 
 
 def test_import_is_cheap() -> None:
-    code = "import sys, namesclf.fullnames; print(sorted(m for m in ('nameparser', 'torch') if m in sys.modules))"
+    code = "import sys, namesclf.data.fullnames; print(sorted(m for m in ('nameparser', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

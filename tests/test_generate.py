@@ -11,12 +11,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from namesclf.cli import cli
+from namesclf.cli.main import cli
 from namesclf.config import LMConfig
 from namesclf.errors import NamesError
-from namesclf.generate import complete, fidelity, generate_names, load_lm
-from namesclf.lm import LanguageModel
-from namesclf.lm_train import train_lm
+from namesclf.lm.generate import complete, fidelity, generate_names, load_lm
+from namesclf.lm.model import LanguageModel
+from namesclf.lm.train import train_lm
 
 from .conftest import TINY
 
@@ -157,7 +157,7 @@ def test_cli_generate_uses_names_lm_env(names_lm: Path) -> None:
 @pytest.mark.slow
 def test_generated_names_read_as_their_language_and_are_new(real_data: Path, trained_model: Path,
                                                             tmp_path: Path) -> None:
-    from namesclf.predict import Predictor
+    from namesclf.inference.predictor import Predictor
 
     out = tmp_path / "lm.pt"
     # Six epochs (~50 s) instead of the default twenty; balanced sampling lets the rare languages
@@ -174,7 +174,7 @@ def test_generated_names_read_as_their_language_and_are_new(real_data: Path, tra
 
 
 def test_guidance_zero_is_the_model_and_impossible_tokens_stay_impossible() -> None:
-    from namesclf.generate import _guide
+    from namesclf.lm.generate import _guide
 
     cond = torch.tensor([[float("-inf"), 2.0, 1.0, 0.0]])
     uncond = torch.tensor([[float("-inf"), 1.0, 1.0, 1.0]])

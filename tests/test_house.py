@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from namesclf import NameClassifier
-from namesclf.cli import cli
-from namesclf.cli_lm import lm_train
+from namesclf.cli.lm import lm_train
+from namesclf.cli.main import cli
 from namesclf.config import (
     CLASS_WEIGHTS,
     CLASSIFIER_KINDS,
@@ -30,61 +30,89 @@ from namesclf.config import (
 from namesclf.errors import NamesError
 
 PACKAGE = Path(__file__).resolve().parents[1] / "namesclf"
-#: The data flow, lowest first: a module may import only modules of its own or an earlier layer.
-LAYERS = [
-    {"errors", "config"},
-    {"files", "text", "fullnames"},
-    {"data", "fetch", "wikipedia", "metrics", "batches"},
-    {"ngram"},
-    {"conformal", "priors", "openset", "novelty", "onnx_scorer"},
-    {"models"},
-    {"checkpoint"},
-    {"torch_scorer", "export"},
-    {"loop", "distributed"},
-    {"calibrate", "train", "lm", "lm_train"},
-    {"predict", "plots", "evaluate", "generate"},
-    {"pipeline", "classifier", "frame", "batcher", "dask_frame"},
-    {"serve", "console", "cli_lm", "cli", "__init__", "__main__"},
-]
-TRAINING = {"loop", "distributed", "calibrate", "train", "lm_train", "pipeline"}
+#: The data flow, lowest first: a module may import only from its own room or an earlier one. The
+#: top-level modules other than the entry points are the ground every room stands on.
+ROOMS = ["ground", "data", "models", "inference", "report", "training", "lm", "estimator", "serve", "cli"]
+GROUND = {"errors", "config", "text", "files"}
+ENTRY = {"__init__", "__main__"}
+#: Inside ``lm``, only its training module may reach ``training``: sampling and scoring never do.
+LM_TRAINING = {"lm.train"}
+
+
+def module_name(path: Path) -> str:
+    """``namesclf/inference/predictor.py`` -> ``inference.predictor``; ``__init__`` keeps its folder."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts)
+
+
+def room(module: str) -> str:
+    top = module.split(".")[0]
+    if top in GROUND:
+        return "ground"
+    return top
+
+
+def package_modules() -> list[str]:
+    return sorted(module_name(p) for p in PACKAGE.rglob("*.py"))
 
 
 def package_imports() -> dict[str, set[str]]:
     """``{module: the namesclf modules it imports}``, from the source (lazy imports included)."""
     graph = {}
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         names = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                if node.module:
-                    names.add(node.module.split(".")[0])
-                else:
-                    names.update(alias.name for alias in node.names)
-        graph[path.stem] = names
-    return {m: deps & set(graph) for m, deps in graph.items()}  # `from . import __version__` is no module
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("namesclf."):
+                names.add(node.module.removeprefix("namesclf."))
+            elif isinstance(node, ast.ImportFrom) and node.module == "namesclf":
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(a.name.removeprefix("namesclf.") for a in node.names if a.name.startswith("namesclf."))
+        graph[module_name(path)] = names
+    return graph
 
 
-def test_every_module_has_a_layer_and_imports_only_downwards() -> None:
+def test_every_module_lives_in_a_known_room_and_imports_only_downwards() -> None:
     graph = package_imports()
-    layer = {name: i for i, names in enumerate(LAYERS) for name in names}
-    assert set(graph) <= set(layer), f"modules with no layer: {sorted(set(graph) - set(layer))}"
+    order = {name: i for i, name in enumerate(ROOMS)}
+    homeless = [m for m in graph if m.split(".")[-1] not in ENTRY and room(m) not in order]
+    assert not homeless, f"modules in no room: {homeless}"
     upward = [(m, d) for m, deps in graph.items() for d in deps
-              if m not in ("__init__",) and layer[d] > layer[m]]
+              if m not in ENTRY and room(m) in order and d.split(".")[0] != "__version__"
+              and room(d) in order and order[room(d)] > order[room(m)]]
     assert not upward, f"imports against the data flow: {upward}"
+
+
+def test_inference_and_lm_sampling_never_import_training() -> None:
+    graph = package_imports()
+    offenders = [(m, d) for m, deps in graph.items() for d in deps
+                 if room(d) == "training" and (room(m) in ("inference", "report", "models", "data")
+                                               or (room(m) == "lm" and m not in LM_TRAINING))]
+    assert not offenders, offenders
+
+
+def test_the_layout_page_lists_every_module() -> None:
+    layout = (PACKAGE.parent / "docs" / "layout.md").read_text()
+    missing = [m for m in package_modules() if m.split(".")[-1] not in ENTRY
+               and f"{m.split('.')[-1]}.py" not in layout]
+    assert not missing, f"docs/layout.md does not list: {missing}"
+    rooms = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert all(f"{r}/" in layout for r in rooms), rooms
 
 
 def test_nothing_imports_the_cli() -> None:
     graph = package_imports()
-    cli_modules = {"cli", "cli_lm", "console"}
-    offenders = [m for m, deps in graph.items() if deps & cli_modules and m not in cli_modules | {"__main__"}]
+    offenders = [m for m, deps in graph.items() if any(room(d) == "cli" for d in deps)
+                 and room(m) != "cli" and m != "__main__"]
     assert not offenders
 
 
-@pytest.mark.parametrize("module", ["namesclf.predict", "namesclf.generate", "namesclf.serve", "namesclf.evaluate"])
+@pytest.mark.parametrize("module", ["namesclf.inference.predictor", "namesclf.lm.generate", "namesclf.serve.app",
+                                    "namesclf.report.evaluate"])
 def test_inference_never_loads_training_code(module: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('namesclf.')))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert not {f"namesclf.{m}" for m in TRAINING} & set(eval(loaded)), loaded
+    assert not [m for m in eval(loaded) if m.startswith(("namesclf.training", "namesclf.lm.train"))], loaded
 
 
 def test_the_command_line_starts_without_torch() -> None:

@@ -10,32 +10,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from namesclf.batches import length_bucketed_batches
-from namesclf.checkpoint import load_checkpoint
-from namesclf.cli import cli
+from namesclf.cli.main import cli
 from namesclf.config import LMConfig
-from namesclf.data import load_names, split_names
+from namesclf.data.dataset import load_names, split_names
 from namesclf.errors import ModelFileError, NamesError
-from namesclf.generate import complete, load_lm, next_tokens
-from namesclf.lm import (
-    BOS_ID,
-    EOS_ID,
-    PAD_ID,
-    SPECIALS,
-    UNK_ID,
-    EncodedLM,
-    Vocab,
-    build_lm,
-    evaluate_lm,
-    load_source,
-    masked_nll,
-    nll_metrics,
-    split_text_lines,
-    total_nll,
-)
-from namesclf.lm_train import language_weights, train_lm
-from namesclf.models import CharLM
+from namesclf.lm.data import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, EncodedLM, Vocab, load_source, split_text_lines
+from namesclf.lm.generate import complete, load_lm, next_tokens
+from namesclf.lm.model import CharLM, build_lm, evaluate_lm, masked_nll, nll_metrics, total_nll
+from namesclf.lm.train import language_weights, train_lm
+from namesclf.models.checkpoint import load_checkpoint
 from namesclf.text import ALPHABET
+from namesclf.training.batches import length_bucketed_batches
 
 # The classic toys: tiny, so they are learnt by heart; greedy decoding makes the checks exact.
 # Three lines are one step per epoch, and after "hello how are you" the RNN must still remember

@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from namesclf.batches import EncodedSplit, length_bucketed_batches
-from namesclf.checkpoint import load_checkpoint
 from namesclf.config import LMConfig
 from namesclf.errors import TrainingInterrupted
 from namesclf.files import refuse_overwrite
-from namesclf.loop import fit, make_updater, pinned_threads
-from namesclf.pipeline import resume_config
+from namesclf.models.checkpoint import load_checkpoint
+from namesclf.training.batches import EncodedSplit, length_bucketed_batches
+from namesclf.training.loop import fit, make_updater, pinned_threads
+from namesclf.training.pipeline import resume_config
 
 # A scripted run: the validation score of each epoch, and the epoch (if any) whose training is cut by Ctrl-C.
 SCORES = [0.2, 0.5, 0.4, 0.7, 0.6, 0.65]
@@ -77,7 +77,7 @@ def test_ctrl_c_before_the_first_epoch_ends_is_a_clear_error() -> None:
 
 def test_the_language_model_keeps_its_history_on_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The LM goes through the same loop: Ctrl-C in epoch 3 keeps epochs 1-2, their best, and the file."""
-    import namesclf.lm_train as lm_train
+    import namesclf.lm.train as lm_train
 
     source = tmp_path / "lines.txt"
     source.write_text("\n".join(f"line number {i}" for i in range(40)) + "\n")
@@ -140,9 +140,9 @@ def test_pinned_threads_sets_and_restores_torchs_threads() -> None:
 def test_a_network_that_asks_for_one_thread_trains_on_it_and_the_setting_is_put_back(
         tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from namesclf.config import TrainConfig
-    from namesclf.data import load_names
-    from namesclf.models import HandBuiltRNN
-    from namesclf.train import train_classifier
+    from namesclf.data.dataset import load_names
+    from namesclf.models.handbuilt import HandBuiltRNN
+    from namesclf.training.train import train_classifier
 
     seen: set[int] = set()
     forward = HandBuiltRNN.forward
@@ -177,7 +177,7 @@ def test_weighted_batches_draw_rows_in_proportion_to_their_weight() -> None:
 def test_overwrite_needs_force_and_resume_takes_the_stored_config(tmp_path: Path, tiny_dir: Path) -> None:
     from click.testing import CliRunner
 
-    from namesclf.cli import cli
+    from namesclf.cli.main import cli
 
     out = tmp_path / "m.pt"
     refuse_overwrite(out, force=False)  # nothing there: fine

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from namesclf.loop import ManualSGD, make_updater
-from namesclf.models import HandBuiltBackprop, HandBuiltRNN, RecurrentClassifier, build_classifier
+from namesclf.models.handbuilt import HandBuiltBackprop, HandBuiltRNN
+from namesclf.models.networks import RecurrentClassifier, build_classifier
 from namesclf.text import N_LETTERS, batch_indices, line_to_tensor
+from namesclf.training.loop import ManualSGD, make_updater
 
 from .conftest import network_config
 
@@ -150,7 +151,7 @@ def test_unpadded_batches_skip_packing_with_the_same_numbers(fast_loop_from: int
     """A batch of one length takes an unpacked path (the gathered-input loop for GRU/RNN from
     ``FAST_LOOP_MIN_BATCH`` names, else the torch module on a plain tensor); both must agree with
     the packed path (forced here by one longer name in the batch) for every cell and direction."""
-    monkeypatch.setattr("namesclf.models.FAST_LOOP_MIN_BATCH", fast_loop_from)
+    monkeypatch.setattr("namesclf.models.networks.FAST_LOOP_MIN_BATCH", fast_loop_from)
     same = ["Abel", "Cruz", "Dede", "Nemo"]
     torch.manual_seed(0)
     for cell in ("rnn", "gru", "lstm"):

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from namesclf.batches import EncodedSplit, predict_log_proba
 from namesclf.config import TrainConfig
-from namesclf.metrics import classification_scores
-from namesclf.models import NgramEnsemble, RecurrentClassifier, build_classifier
-from namesclf.ngram import DENSE_LIMIT, NgramBayes
+from namesclf.models.networks import NgramEnsemble, RecurrentClassifier, build_classifier
+from namesclf.models.ngram import DENSE_LIMIT, NgramBayes
+from namesclf.report.metrics import classification_scores
 from namesclf.text import ALPHABET, N_LETTERS, batch_indices
-from namesclf.train import POOL_SHIFTS, POOL_WEIGHTS, choose_pooling, fit_ngram, train_classifier
+from namesclf.training.batches import EncodedSplit, predict_log_proba
+from namesclf.training.train import POOL_SHIFTS, POOL_WEIGHTS, choose_pooling, fit_ngram, train_classifier
 
 from .conftest import TINY, network_config
 
@@ -120,7 +120,7 @@ def test_dense_and_trie_lookups_agree(monkeypatch: pytest.MonkeyPatch, limit: in
     model = fitted(names, labels, len(TINY), order=3)
     idx, lengths = batch_indices(["Ivanova", "Qwerty", "Rossini", "Yamamura"])
     dense = model(idx, lengths)
-    monkeypatch.setattr("namesclf.ngram.DENSE_LIMIT", limit)  # every table, or the longer ones, by trie
+    monkeypatch.setattr("namesclf.models.ngram.DENSE_LIMIT", limit)  # every table, or the longer ones, by trie
     model._index = {}
     torch.testing.assert_close(model(idx, lengths), dense)
 

@@ -15,20 +15,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from namesclf.batches import EncodedSplit
-from namesclf.calibrate import _count
-from namesclf.checkpoint import classifier_payload, load_checkpoint, save_checkpoint
-from namesclf.cli import cli
+from namesclf.cli.main import cli
 from namesclf.config import CLASSIFIER_KINDS
-from namesclf.conformal import ConformalCalibration
-from namesclf.data import load_names, split_names
+from namesclf.data.dataset import load_names, split_names
 from namesclf.errors import NamesError
-from namesclf.export import export_model_file
-from namesclf.models import NgramEnsemble, build_classifier
-from namesclf.novelty import background_state
-from namesclf.openset import NoveltyScorer, OpenSet
-from namesclf.predict import Options, Predictor
-from namesclf.train import fit_ngram
+from namesclf.inference.conformal import ConformalCalibration
+from namesclf.inference.openset import NoveltyScorer, OpenSet
+from namesclf.inference.options import Options
+from namesclf.inference.predictor import Predictor
+from namesclf.models.checkpoint import classifier_payload, load_checkpoint, save_checkpoint
+from namesclf.models.export import export_model_file
+from namesclf.models.networks import NgramEnsemble, build_classifier
+from namesclf.models.novelty import background_state
+from namesclf.training.batches import EncodedSplit
+from namesclf.training.calibrate import _count
+from namesclf.training.train import fit_ngram
 
 from .conftest import network_config
 

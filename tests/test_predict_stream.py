@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from namesclf.cli import cli
+from namesclf.cli.main import cli
 from namesclf.errors import NamesError
-from namesclf.predict import Predictor, write_predictions
+from namesclf.inference.output import write_predictions
+from namesclf.inference.predictor import Predictor
 
 from .conftest import TINY, write_names_dir
 
@@ -34,8 +35,8 @@ NAMES = ["Ivanov", "Tanaka", "Rossi", "Ślusàrski", "O’Brien", "Достое�
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small GRU on three hand-made languages: trains in a few seconds, predicts fast."""
     from namesclf.config import TrainConfig
-    from namesclf.data import load_names
-    from namesclf.pipeline import train_and_evaluate
+    from namesclf.data.dataset import load_names
+    from namesclf.training.pipeline import train_and_evaluate
 
     root = tmp_path_factory.mktemp("stream")
     data = write_names_dir(root / "names", TINY)

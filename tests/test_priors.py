@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from namesclf.errors import NamesError
-from namesclf.priors import read_prior_file, resolve_prior, reweight, train_prior
+from namesclf.inference.priors import read_prior_file, resolve_prior, reweight, train_prior
 
 LABELS = ["Greek", "Italian", "Russian"]
 

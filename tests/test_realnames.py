@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from namesclf import NameClassifier, predict_frame
-from namesclf.checkpoint import load_checkpoint
-from namesclf.cli import cli
-from namesclf.data import load_names, split_names
+from namesclf.cli.main import cli
+from namesclf.data.dataset import load_names, split_names
 from namesclf.errors import NamesError
-from namesclf.predict import Predictor
-from namesclf.serve import create_app
+from namesclf.inference.predictor import Predictor
+from namesclf.models.checkpoint import load_checkpoint
+from namesclf.serve.app import create_app
 
 from .conftest import REPO, TINY, write_names_dir
 

@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from namesclf import to_ascii
-from namesclf.checkpoint import load_checkpoint
-from namesclf.cli import cli
-from namesclf.data import load_names
+from namesclf.cli.main import cli
+from namesclf.data.dataset import load_names
 from namesclf.errors import NamesError
-from namesclf.models import build_classifier
-from namesclf.predict import Predictor
+from namesclf.inference.predictor import Predictor
+from namesclf.models.checkpoint import load_checkpoint
+from namesclf.models.networks import build_classifier
 from namesclf.text import ALPHABET, MAX_NAME_LENGTH
 
 from .conftest import REPO, network_config, write_names_dir

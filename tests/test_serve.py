@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from namesclf.serve import MAX_BATCH, MAX_BODY_BYTES, MAX_NAME_CHARS
+from namesclf.serve.schemas import MAX_BATCH, MAX_BODY_BYTES, MAX_NAME_CHARS
 
 from .conftest import TINY, free_port, write_names_dir
 
@@ -105,8 +105,8 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_clf(tiny_data: Path) -> Path:
     """A small classifier on three hand-made languages (seconds)."""
     from namesclf.config import TrainConfig
-    from namesclf.data import load_names
-    from namesclf.pipeline import train_and_evaluate
+    from namesclf.data.dataset import load_names
+    from namesclf.training.pipeline import train_and_evaluate
 
     out = tiny_data.parent / "clf.pt"
     config = TrainConfig(epochs=1, hidden=16, patience=0)
@@ -118,7 +118,7 @@ def tiny_clf(tiny_data: Path) -> Path:
 def tiny_lm(tiny_data: Path) -> Path:
     """A small language model on the same three languages (seconds)."""
     from namesclf.config import LMConfig
-    from namesclf.lm_train import train_lm
+    from namesclf.lm.train import train_lm
 
     out = tiny_data.parent / "lm.pt"
     train_lm(tiny_data, LMConfig(epochs=1, hidden=16, embed=8, lang_embed=4, device="cpu"), out=out,
@@ -381,8 +381,8 @@ def test_create_app_in_process(tiny_clf: Path) -> None:
     """The factory works without a server (TestClient), and NamesError becomes a 422."""
     from fastapi.testclient import TestClient
 
-    from namesclf.predict import Predictor
-    from namesclf.serve import create_app
+    from namesclf.inference.predictor import Predictor
+    from namesclf.serve.app import create_app
 
     app = create_app(Predictor.load(str(tiny_clf)), model_path="m.pt")
     with TestClient(app) as http:
@@ -422,9 +422,10 @@ def test_batched_and_cached_answers_match_a_direct_predict_with(tiny_clf: Path) 
     import asyncio
     import json
 
-    from namesclf.batcher import Batcher
     from namesclf.config import ServeConfig
-    from namesclf.predict import Options, Predictor
+    from namesclf.inference.options import Options
+    from namesclf.inference.predictor import Predictor
+    from namesclf.serve.batcher import Batcher
 
     predictor = Predictor.load(str(tiny_clf))
     batcher = Batcher(predictor, ServeConfig(pass_names=3, cache_size=1000, max_queue_ms=60_000))
@@ -464,9 +465,10 @@ def test_a_process_that_is_behind_refuses_at_once_and_cache_hits_still_pass(tiny
     import asyncio
     import threading
 
-    from namesclf.batcher import SMALL, Batcher, Overloaded
     from namesclf.config import ServeConfig
-    from namesclf.predict import Options, Predictor
+    from namesclf.inference.options import Options
+    from namesclf.inference.predictor import Predictor
+    from namesclf.serve.batcher import SMALL, Batcher, Overloaded
 
     predictor = Predictor.load(str(tiny_clf))
     options = Options(k=2)
@@ -639,8 +641,8 @@ def test_the_get_fast_path_answers_what_the_endpoint_answers(tiny_clf: Path) -> 
     from fastapi.testclient import TestClient
 
     from namesclf.config import ServeConfig
-    from namesclf.predict import Predictor
-    from namesclf.serve import create_app
+    from namesclf.inference.predictor import Predictor
+    from namesclf.serve.app import create_app
 
     app = create_app(Predictor.load(str(tiny_clf)), tuning=ServeConfig(cache_size=0))
     with TestClient(app) as http:

@@ -18,23 +18,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from namesclf import wikipedia
-from namesclf.cli import cli
-from namesclf.data import load_names
+from namesclf.cli.main import cli
+from namesclf.data import name2nat, wikipedia
+from namesclf.data.dataset import load_names
+from namesclf.data.fullnames import parse_name
+from namesclf.data.name2nat import PICKLE_MEMBER, PickleRefused, load_plain_pickle, read_people
+from namesclf.data.wikipedia import build_corpus, is_reserved, load_mapping, pick_family_name, surname_given_first
 from namesclf.errors import DataError, NamesError
-from namesclf.fullnames import parse_name
 from namesclf.text import to_ascii
-from namesclf.wikipedia import (
-    PICKLE_MEMBER,
-    PickleRefused,
-    build_corpus,
-    is_reserved,
-    load_mapping,
-    load_plain_pickle,
-    pick_family_name,
-    read_people,
-    surname_given_first,
-)
 
 
 def run(*args: str):
@@ -159,7 +150,7 @@ def test_sha256_mismatch_is_refused_for_a_pickle_and_a_wheel(tmp_path: Path) -> 
 
 
 def test_the_sums_are_the_real_files_and_a_wheel_without_the_pickle_is_refused(tmp_path: Path) -> None:
-    assert len(wikipedia.WHEEL_SHA256) == len(wikipedia.PICKLE_SHA256) == 64
+    assert len(name2nat.WHEEL_SHA256) == len(name2nat.PICKLE_SHA256) == 64
     empty = tmp_path / "empty.whl"
     with zipfile.ZipFile(empty, "w") as archive:
         archive.writestr("name2nat/__init__.py", "")
@@ -390,7 +381,7 @@ def real_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if local:
         return Path(local)
     try:
-        return wikipedia.pip_download(tmp_path_factory.mktemp("name2nat"))
+        return name2nat.pip_download(tmp_path_factory.mktemp("name2nat"))
     except DataError as exc:
         pytest.skip(f"cannot fetch the name2nat wheel: {exc}")
 
@@ -398,7 +389,7 @@ def real_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def real_people(real_wheel: Path) -> dict[str, list[str]]:
     """The real wheel's people, read once for both tests (the unpickling alone takes seconds)."""
-    assert hashlib.sha256(real_wheel.read_bytes()).hexdigest() == wikipedia.WHEEL_SHA256
+    assert hashlib.sha256(real_wheel.read_bytes()).hexdigest() == name2nat.WHEEL_SHA256
     people, where = read_people(real_wheel)
     assert where.verified
     return people
@@ -427,7 +418,7 @@ def test_the_real_wheel(real_people: dict[str, list[str]], tmp_path: Path) -> No
     assert {"Kim", "Lee", "Park"} <= {name for name, label, _ in corpus.rows if label == "Korean"}
     # and it trains: a stratified sample of at most 300 pairs per language, two short epochs
     from namesclf.config import TrainConfig
-    from namesclf.pipeline import train_and_evaluate
+    from namesclf.training.pipeline import train_and_evaluate
 
     sample = loaded.frame.groupby("language", group_keys=False)[["name", "language"]].apply(
         lambda g: g.sample(min(len(g), 300), random_state=0))

@@ -1,0 +1,179 @@
+"""``names predict``: names as arguments, lines on stdin or a file, or a table (CSV/TSV/Parquet),
+in-process or on a Dask cluster.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from namesclf.cli.console import backend_option, echo_json, model_option
+from namesclf.config import (
+    PREDICTION_FORMATS,
+    STREAM_BATCH,
+)
+from namesclf.errors import NamesError
+
+
+def _format_line(pred: Any) -> str:
+    """``Name  Russian 0.97  Czech 0.02``; ``unknown`` first when abstained; the set in braces."""
+    name = pred.name if pred.surname is None else f"{pred.name} [{pred.surname}]"
+    if not pred.languages:
+        return f"{name}\t(no letters)"
+    parts = ["  ".join(f"{lang} {p:.2f}" for lang, p in pred.languages)]
+    if pred.abstained:
+        parts = [f"unknown (novelty {pred.novelty:.2f}; closest: {parts[0]})"]
+    if pred.prediction_set is not None:
+        parts.append("{" + ", ".join(pred.prediction_set) + "}")
+    return f"{name}  " + "  ".join(parts)
+
+
+def _float_or_none(value: str | None, option: str) -> float | None:
+    """A number for ``option`` or a one-line error (click's own range errors are three lines, exit 2)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise NamesError(f"{option} must be a number, not {value!r}") from None
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@model_option()
+@click.option("--top-k", "-k", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--abstain", is_flag=True,
+              help="Answer `unknown` for names that fit no language the model knows (see --abstain-rate).")
+@click.option("--abstain-rate", default="0.05", show_default=True,
+              help="Share of names from known languages that may be wrongly abstained on.")
+@click.option("--coverage", default=None,
+              help="Add the smallest set of languages holding the true one with this probability (e.g. 0.9).")
+@click.option("--per-language", is_flag=True,
+              help="With --coverage: calibrate each language on its own, so rare languages are covered too "
+              "(larger sets).")
+@click.option("--prior", default=None, metavar="train|uniform|FILE",
+              help="The language mix of your population: uniform, or a JSON/CSV file of language -> weight. "
+              "[default: train, the training data's mix]")
+@click.option("--surname-only", is_flag=True,
+              help="Classify each input as it is; by default a full name (\"Fyodor Dostoevsky\", \"Berg, Jan van "
+              "der\") is cut to its surname first.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (for NAME arguments).")
+@click.option("--input", "input_path", metavar="FILE",
+              help="Read names from FILE ('-' for stdin): one per line, or a table with --column.")
+@click.option("--column", default=None,
+              help="--input is a table (CSV, TSV or Parquet, by suffix): classify this column, keep every other.")
+@click.option("--output", "output_path", default=None, metavar="FILE",
+              help="With --column: write the table here (format from the suffix) instead of CSV on stdout.")
+@click.option("--format", "fmt", type=click.Choice(PREDICTION_FORMATS), default=PREDICTION_FORMATS[0],
+              show_default=True, help="Output format with --input (one name per line).")
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=STREAM_BATCH, show_default=True,
+              help="Names per batch with --input (memory stays bounded).")
+@click.option("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT",
+              help="With --column: classify the table on Dask, on N local worker processes or a running "
+              "cluster (pip install 'namesclf[scale]'). --input may be a folder of Parquet files; an --output "
+              "with no suffix (or ending in /) is written as a folder of Parquet files, one per partition.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes on stderr.")
+@backend_option()
+def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, abstain_rate: str,
+            coverage: str | None, per_language: bool, prior: str | None, surname_only: bool, as_json: bool,
+            input_path: str | None, column: str | None, output_path: str | None, fmt: str, batch_size: int,
+            scheduler: str | None, quiet: bool, backend: str) -> None:
+    """Top-k languages of each NAME with probabilities.
+
+    \b
+      names predict Dostoevsky            Dostoevsky  Russian 0.97  Czech 0.02  Polish 0.01
+      names predict "Fyodor Dostoevsky"   Fyodor Dostoevsky [Dostoevsky]  Russian 0.97 ...
+      names predict Okonkwo --abstain     Okonkwo  unknown (novelty ...; closest: ...)
+      names predict Nakamura --coverage 0.9 --prior uniform
+      names predict --input names.txt --format csv > predictions.csv
+      names predict --input people.parquet --column last_name --output people.csv
+      names predict --input big.parquet --column last_name --output out.parquet --scheduler local:4
+    """
+    from namesclf.inference.options import Options
+    from namesclf.inference.output import write_predictions
+    from namesclf.inference.predictor import Predictor
+
+    if not names and input_path is None:
+        raise click.UsageError("give one or more NAMEs, or --input FILE (use - for stdin)")
+    if names and input_path is not None:
+        raise click.UsageError("give NAMEs or --input, not both")
+    if (column is None) and output_path is not None:
+        raise click.UsageError("--output goes with --column (a table); one name per line streams to stdout")
+    options = Options(top_k, _float_or_none(coverage, "--coverage"), per_language, prior, abstain,
+                      _float_or_none(abstain_rate, "--abstain-rate") or 0.05, surname_only)
+    if scheduler is not None:
+        if column is None or input_path in (None, "-"):
+            raise click.UsageError("--scheduler goes with --input FILE --column COL (a table file, not stdin)")
+        _predict_table_on_dask(model_path, input_path, column, output_path, options, scheduler, quiet)
+        return
+    predictor = Predictor.load(model_path, backend=backend)
+    if input_path is None:
+        results = predictor.predict_with(list(names), options)
+        if as_json:
+            echo_json([r.to_dict() for r in results])
+        else:
+            for r in results:
+                click.echo(_format_line(r))
+        return
+    if column is not None:
+        _predict_table(predictor, input_path, column, output_path, options, quiet)
+        return
+    with click.open_file(input_path, "r", encoding="utf-8", errors="strict") as handle:
+        lines = (line.rstrip("\r\n") for line in handle)
+        # sys.stdout, not click's stream: CliRunner swaps sys.stdout too
+        skipped = write_predictions(predictor, lines, sys.stdout, options, fmt, batch_size,
+                                    progress=False if quiet else None)
+    if skipped and not quiet:
+        click.echo(f"{skipped:,} lines had no letters after folding and have no prediction", err=True)
+
+
+def _predict_table(predictor: Any, input_path: str, column: str, output_path: str | None, options: Any,
+                   quiet: bool) -> None:
+    from namesclf.inference.tables import predict_frame, read_table, write_table
+
+    table = read_table(input_path)
+    if table.empty and column not in table.columns:
+        raise NamesError(f"{input_path}: the table is empty")
+    result = predict_frame(table, column, predictor, options.k, coverage=options.coverage,
+                           per_language=options.per_language, prior=options.prior, abstain=options.abstain,
+                           abstain_rate=options.abstain_rate, surname_only=options.surname_only)
+    written = write_table(result, output_path or "-")
+    empty = int(result["language"].isna().sum())
+    if not quiet:
+        if empty:
+            click.echo(f"{empty:,} rows had an empty or unreadable {column!r} and have no prediction", err=True)
+        if written is not None:
+            click.echo(f"wrote {written} ({len(result):,} rows)", err=True)
+
+
+def _predict_table_on_dask(model_path: str, input_path: str, column: str, output_path: str | None, options: Any,
+                           scheduler: str, quiet: bool) -> None:
+    from namesclf.inference.dask_tables import (
+        connect,
+        is_dataset_path,
+        predict_dask_frame,
+        read_table_lazy,
+        write_dataset,
+        write_one_file,
+    )
+
+    with connect(scheduler) as client:
+        threads = sum(client.nthreads().values())
+        result = predict_dask_frame(read_table_lazy(input_path, threads), column, model_path, options)
+        if output_path is not None and is_dataset_path(output_path):
+            folder = write_dataset(result, output_path)
+            if not quiet:
+                click.echo(f"wrote {folder}/ ({result.npartitions:,} Parquet files)", err=True)
+            return
+        written, rows, empty = write_one_file(result, client, output_path or "-", ahead=2 * threads)
+    if not quiet:
+        if empty:
+            click.echo(f"{empty:,} rows had an empty or unreadable {column!r} and have no prediction", err=True)
+        if written is not None:
+            click.echo(f"wrote {written} ({rows:,} rows)", err=True)
+
+
+# ----------------------------------------------------------------------------- export
+

@@ -1,0 +1,174 @@
+"""Full names -> the surname to classify.
+
+The models only ever saw surnames, so ``names predict "Fyodor Dostoevsky"`` must classify
+``Dostoevsky``, not the whole string. Picking the surname out of a full name is the job of the
+``nameparser`` package (``HumanName``): it drops titles (``Dr.``, ``Prof.``) and suffixes (``Jr.``,
+``III``, ``PhD``), understands ``"Last, First"`` and keeps most particles with the surname
+(``Jan van der Berg`` -> ``van der Berg``). On top of it this module:
+
+* keeps particles that some nameparser versions leave in the middle name with the surname
+  (1.x reads ``Seán Ó Briain`` as middle ``Ó``, last ``Briain``), from :data:`PARTICLES`;
+* returns a surname given alone unchanged: one word (``Nakamura``, ``O'Brien``) without calling
+  nameparser at all, since this runs on millions of names, and particles + one word
+  (``De la Fuente``, ``Van der Berg``, ``O Briain``, all of which the data set holds) whole, where
+  nameparser would take the first word for a given name;
+* reads a two-word name whose second word nameparser takes for a suffix as given + surname when
+  the word is written like a name (``Anna Ii``, ``Wei Cap``) but not ``Smith Jr.`` or ``Smith III``;
+* never raises and never invents text: anything nameparser cannot make sense of (or would answer
+  with words that are not in the input) gives the input back, whitespace-normalised.
+
+Known trade-offs, as a particle cannot be told from a given name or an initial by its spelling:
+``Van Morrison`` and ``Di Wang`` are read as surnames alone (like ``Van der Berg``, ``Di caprio``),
+and ``John O Smith`` gives ``O Smith`` (like ``Seán O Briain``); ``Al``, ``Ben``, ``Bin``, ``Abu``,
+``Bar``, ``Bat`` are read as given names when they come first (``Al Pacino``, ``Ben Stiller``).
+
+nameparser is imported on first use, so ``import namesclf.data.fullnames`` stays cheap. It is run with a
+private ``Constants`` instance: the package's shared ``CONSTANTS`` is never changed, and changes that
+other code makes to it do not change what this module answers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+__all__ = ["MAX_RAW_LENGTH", "PARTICLES", "ParsedName", "parse_name", "surname_of"]
+
+#: Raw input beyond this many characters is ignored (here and by :mod:`namesclf.inference.predictor`): no surname is
+#: longer, and parsing or folding a 100,000-character string must not hold up a server.
+MAX_RAW_LENGTH = 1024
+
+#: Lower-case words that belong to the surname that follows them (``van der Berg``, ``Ó Briain``).
+PARTICLES: frozenset[str] = frozenset(
+    {
+        # Dutch, Flemish, Afrikaans, German
+        "van", "vande", "vander", "vd", "der", "den", "de", "het", "'t", "ter", "ten", "te", "op", "aan", "von",
+        "vom", "zu", "zum", "zur",
+        # Romance
+        "da", "das", "do", "dos", "di", "del", "della", "delle", "dello", "delli", "dei", "degli", "dal", "dalla",
+        "des", "du", "d'", "de'", "dell'", "l'", "la", "las", "le", "les", "lo", "los", "san", "santa", "santo",
+        "são", "st", "st.", "ste", "ste.",
+        # Irish and Scottish Gaelic
+        "ó", "o", "ua", "uí", "ní", "nic", "mac", "mc", "mhic",
+        # Scandinavian, Welsh, Arabic, Hebrew
+        "af", "av", "ap", "al", "bin", "ibn", "bint", "binti", "abu", "ben", "bar", "bat",
+    }
+)
+#: Particles that are also common given names (``Al Pacino``, ``Ben Stiller``): as the first word of
+#: a name they are read as a given name.
+_GIVEN_NAME_PARTICLES = frozenset({"al", "ben", "bin", "abu", "bar", "bat"})
+#: Suffixes no one has for a surname: "Smith Jr" is Smith, but "Anna Ii" or "Wei Cap" (which
+#: nameparser 2.x reads as given name + suffix) is a surname Ii or Cap.
+_PLAIN_SUFFIXES = frozenset(
+    {"jr", "sr", "esq", "esquire", "phd", "md", "dds", "dmd", "cpa", "iii", "vii", "viii"}
+)
+_SPLIT = re.compile(r"[\s,]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedName:
+    """A name as given and the surname picked out of it."""
+
+    text: str
+    """The input as given."""
+    surname: str
+    """The part to classify: the input itself (whitespace-normalised) when it is a single surname."""
+    given: str
+    """Given and middle names, ``''`` if none."""
+    parsed: bool
+    """True when a surname was picked out of a longer full name."""
+
+
+def _is_particle(word: str, first: bool = False) -> bool:
+    key = word.casefold().replace("\u2019", "'")
+    return key in PARTICLES and not (first and key in _GIVEN_NAME_PARTICLES)
+
+
+def _looks_like_surname(word: str) -> bool:
+    """Whether a word nameparser took for a suffix is written like a surname (``Ii``, not ``II``, ``Jr.``)."""
+    return word.isalpha() and word[:1].isupper() and word[1:].islower() and word.casefold() not in _PLAIN_SUFFIXES
+
+
+def _is_plain_suffix(word: str) -> bool:
+    """Whether ``word`` can only be a suffix (``Jr.``, ``PhD``, ``III``)."""
+    return word.casefold().rstrip(".") in _PLAIN_SUFFIXES or (word.isupper() and set(word) <= set("IVX"))
+
+
+@cache
+def _constants() -> Any:
+    """nameparser's settings, on a private instance (built once)."""
+    from nameparser.config import Constants
+
+    return Constants()
+
+
+def _human_name(text: str) -> Any:
+    from nameparser import HumanName
+
+    return HumanName(text, constants=_constants())
+
+
+def _from_nameparser(normalised: str) -> tuple[str, str] | None:
+    """(surname, given) as nameparser reads ``normalised``, or None when it cannot tell."""
+    name = _human_name(normalised)
+    last = str(name.last).split()
+    given = f"{name.first} {name.middle}".split()
+    has_comma = "," in normalised
+    if not last:
+        suffix = str(name.suffix).split()
+        if given and not has_comma and len(suffix) == 1 and _looks_like_surname(suffix[0]):
+            return suffix[0], " ".join(given)  # "Anna Ii": a surname taken for a suffix
+        # "Smith Jr.", "Dr. Smith", "Smith,": nameparser calls a lone name a given name
+        if len(given) == 1 and not str(name.middle).strip():
+            return given[0].strip(","), ""
+        return None
+    if len(last) == 1 and len(given) == 1 and not has_comma and _is_plain_suffix(last[0]):
+        return given[0], ""  # nameparser 1.x reads "Smith Jr." as first Smith, last Jr.
+    # particles nameparser left in the given/middle names go with the surname; in "Last, First"
+    # form the first word after the comma stays a given name ("Smith, Van")
+    keep = 1 if has_comma else 0
+    while len(given) > keep and _is_particle(given[-1], first=len(given) == 1):
+        last.insert(0, given.pop())
+    return " ".join(last), " ".join(given)
+
+
+def _made_of(surname: str, normalised: str) -> bool:
+    """Whether ``surname`` is made of the input's own text: a substring of it, or for a "Last, First"
+    name (which nameparser may reorder: "Berg, Jan van der") words of it."""
+    if surname in normalised:
+        return True
+    if "," not in normalised:
+        return False
+    words = _SPLIT.split(normalised)
+    return all(word in words for word in surname.split())
+
+
+def parse_name(text: str) -> ParsedName:
+    """Pick the surname out of ``text`` (see the module docstring); never raises."""
+    capped = str(text)[:MAX_RAW_LENGTH]
+    words = capped.split()
+    if "," not in capped and len(words) <= 1:  # the fast path: one word is a surname alone
+        return ParsedName(text, words[0] if words else "", "", False)
+    normalised = " ".join(words)
+    if "," not in normalised and all(_is_particle(w, first=i == 0) for i, w in enumerate(words[:-1])):
+        return ParsedName(text, normalised, "", False)  # "De la Fuente", "Van der Berg"
+    try:
+        found = _from_nameparser(normalised)
+    except Exception:  # nameparser failing on odd input must not fail a prediction
+        found = None
+    if found is None or not found[0] or not _made_of(found[0], normalised):
+        return ParsedName(text, normalised, "", False)
+    surname, given = found
+    return ParsedName(text, surname, given, surname != normalised)
+
+
+def surname_of(text: str) -> str:
+    """The surname to classify in ``text``: ``parse_name(text).surname``."""
+    capped = str(text)[:MAX_RAW_LENGTH]
+    if "," not in capped:
+        words = capped.split()
+        if len(words) <= 1:  # the fast path, without building a ParsedName
+            return words[0] if words else ""
+    return parse_name(text).surname

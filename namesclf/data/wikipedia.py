@@ -1,0 +1,422 @@
+"""The Wikipedia surname corpus: a million people's full names and nationalities, cut to surnames
+and mapped to the language the surname comes from.
+
+The source is ``name2nat/name2nats.pkl`` in the ``name2nat`` 0.5.1 wheel (Apache-2.0; the names
+come from English Wikipedia's people, CC BY-SA): a dict of full name -> nationalities, e.g.
+``'Andrei Tarkovsky': ['Russian']``. Three things stand between that file and a training set:
+
+* **Safety.** It is a pickle: :mod:`namesclf.data.name2nat` reads it without running any code.
+* **Nationality is not origin.** An American's surname may be Italian, Polish or Korean. The
+  committed table ``nationalities.csv`` maps every nationality in the data to an origin label, or
+  to ``drop`` where its surnames are of every origin; its ``why`` column says why, row by row.
+* **A full name is not a surname.** :func:`namesclf.data.fullnames.parse_name` picks the surname out of
+  a given-first name (particles kept, titles and suffixes dropped); for nationalities that write
+  the family name first (``order`` = ``family_first``: Chinese, Korean, Vietnamese) the surname is
+  the first word, unless the name is in Western order or has a baptismal name in front (``Elvis
+  Wang``, ``Tina Leung``, ``Paul Lê Đắc Trọng``), which counts of first words tell
+  (:func:`pick_family_name`).
+
+Every surname whose folded, lower-cased form hashes (SHA-256) to a hex digest starting with
+:data:`RESERVED_PREFIX` is left out of the corpus altogether: that sixteenth is held back for an
+independent evaluation that nothing has trained, tuned or been tested on (:func:`is_reserved`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any
+
+from namesclf.data.fullnames import PARTICLES, parse_name
+from namesclf.data.name2nat import Source, read_people
+from namesclf.errors import DataError
+from namesclf.files import atomic_write_with
+from namesclf.text import to_ascii
+
+DEFAULT_DEST = "data/wikipedia.csv"
+
+#: Surnames whose SHA-256 hex digest starts with this are held out (one in sixteen).
+RESERVED_PREFIX = "f"
+#: Surnames longer than this (in letters) are parsing accidents, not names.
+MAX_SURNAME_LETTERS = 40
+DROP = "drop"
+ORDERS = ("given_first", "family_first")
+MAPPING_COLUMNS = ("nationality", "label", "order", "why")
+
+#: A family-first name is read in another order when another word opens at least VOTE_MIN names of
+#: the label and VOTE_RATIO times as many as the first word does (plus one): rare words tie too
+#: easily to be evidence.
+VOTE_MIN = 5
+VOTE_RATIO = 4
+#: ... or when its first word opens at least GIVEN_MIN names of people of given-first nationalities
+#: and either fewer than VOTE_MIN names of the label or under 1/GIVEN_RATIO as many as elsewhere:
+#: a Western given name (Tina Leung; John opens 22 Chinese names and 19,034 others). Family names
+#: stay under the ratio (Lee 10, Lou 34, Sol 27 in name2nat), given names mostly above it.
+GIVEN_MIN = 50
+GIVEN_RATIO = 40
+#: A family name of a family-first label must be borne by at least this many people. Those labels
+#: are a few hundred common family names; a name seen once there was, in a sample of 40 Chinese
+#: ones, a rare family name only 6 times: the rest were mislabelled people (Velibor, Nannskog),
+#: Uyghur and Tibetan names without a family name, or given names.
+FAMILY_MIN_PEOPLE = 2
+
+# What no surname can be taken from: digits (ordinals, disambiguations: "6th Baron"), regnal numbers
+# ("Louis XIV", "Alain II Hir": royalty and popes), epithets and places ("Isaac of Troki", "Babai the
+# Great"), an Ottoman honorific in the surname's place ("Enver Pasha", "Ahmed Bey").
+_NO_SURNAME = re.compile(r"\d|(?:^|\s)(?:[IVX]+|(?i:of|the))(?=\s|$)|\s(?i:pasha|bey|effendi|efendi|agha)$")
+# Quotes and brackets hold nicknames, which nameparser knows how to skip; the fast path does not.
+_NEEDS_PARSER = re.compile(r"[\"“”«»()\[\]]")
+_END_PUNCTUATION = " .,;-"
+
+
+# ----------------------------------------------------------------------------- the mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Nationality:
+    """One row of ``nationalities.csv``."""
+
+    nationality: str
+    label: str
+    """An origin label, or :data:`DROP`."""
+    order: str
+    """``given_first`` or ``family_first``: how English Wikipedia writes these people's names."""
+    why: str
+
+
+def load_mapping(path: str | Path | None = None) -> dict[str, Nationality]:
+    """Nationality -> :class:`Nationality`, from ``path`` or the packaged ``nationalities.csv``.
+
+    Checked: the four columns, a label and a reason on every row, known orders, no nationality
+    twice, and one order per label (the family-first vote counts per label).
+    """
+    origin = str(path) if path else "namesclf/data/nationalities.csv"
+    if path:
+        text = Path(path).read_text("utf-8")
+    else:
+        text = resources.files("namesclf.data").joinpath("nationalities.csv").read_text("utf-8")
+    reader = csv.DictReader(io.StringIO(text))
+    if tuple(reader.fieldnames or ()) != MAPPING_COLUMNS:
+        raise DataError(f"{origin}: expected the columns {','.join(MAPPING_COLUMNS)}")
+    mapping: dict[str, Nationality] = {}
+    orders: dict[str, str] = {}
+    for line, row in enumerate(reader, start=2):
+        values = {k: (row.get(k) or "").strip() for k in MAPPING_COLUMNS}
+        entry = Nationality(**values)
+        if not all(values.values()):
+            raise DataError(f"{origin}: line {line}: every column needs a value")
+        if entry.order not in ORDERS:
+            raise DataError(f"{origin}: line {line}: order {entry.order!r} is not one of {', '.join(ORDERS)}")
+        if entry.nationality in mapping:
+            raise DataError(f"{origin}: line {line}: {entry.nationality} is listed twice")
+        if entry.label != DROP and orders.setdefault(entry.label, entry.order) != entry.order:
+            raise DataError(f"{origin}: line {line}: {entry.label} is both given_first and family_first")
+        mapping[entry.nationality] = entry
+    return mapping
+
+
+# ----------------------------------------------------------------------------- full name -> surname
+
+
+def is_reserved(surname: str) -> bool:
+    """Whether ``surname`` is in the held-out sixteenth: the SHA-256 hex digest of its folded,
+    lower-cased form starts with :data:`RESERVED_PREFIX`. The corpus holds folded surnames, so a
+    name read from it is tested as written there."""
+    return _reserved_key(to_ascii(surname).lower())
+
+
+def _reserved_key(key: str) -> bool:
+    return hashlib.sha256(key.encode()).hexdigest().startswith(RESERVED_PREFIX)
+
+
+@cache
+def _special_words() -> tuple[frozenset[str], frozenset[str]]:
+    """(words nameparser treats as more than a name, titles), lower-cased without dots: titles,
+    suffixes, prefixes and conjunctions send a name through nameparser."""
+    from nameparser.config import Constants
+
+    constants = Constants()
+    titles = frozenset(constants.titles) | frozenset(constants.first_name_titles)
+    special = (titles | frozenset(constants.suffix_acronyms) | frozenset(constants.suffix_not_acronyms)
+               | frozenset(constants.prefixes) | frozenset(constants.conjunctions))
+    return special, titles
+
+
+def _key(word: str) -> str:
+    return word.casefold().strip(".")
+
+
+def _words(full_name: str) -> list[str] | None:
+    """The name's words before any comma ("X, 3rd Baronet", "X, Jr."), or None for what has no
+    surname to take: one word alone, a digit, a regnal number, an epithet (:data:`_NO_SURNAME`)."""
+    head = full_name.split(",", 1)[0] if "," in full_name else full_name
+    words = head.split()
+    if len(words) < 2 or _NO_SURNAME.search(head):
+        return None
+    return words
+
+
+def _is_particle(word: str) -> bool:
+    return word.casefold().replace("\u2019", "'") in PARTICLES
+
+
+def surname_given_first(full_name: str) -> str | None:
+    """The surname of a given-first name, or None when the name has none to take.
+
+    Most names (96% of name2nat's kept ones) hold no title, suffix, conjunction or nickname, and
+    particles only just before the last word: their surname is the last word with those particles
+    (``Ludwig van Beethoven`` -> ``van Beethoven``), which is what nameparser answers too, at a
+    thousandth of the cost. The rest go through :func:`~namesclf.data.fullnames.parse_name`; a name it
+    finds no given name in ("Empress Zheng") has no surname to trust.
+    """
+    words = _words(full_name)
+    if words is None:
+        return None
+    special, _ = _special_words()
+    head = " ".join(words)
+    keys = {_key(w) for w in words}
+    if keys.isdisjoint(special) and keys.isdisjoint(PARTICLES) and not _NEEDS_PARSER.search(head):
+        return words[-1]  # the common case, checked first because it is most of the million
+    particles = [_is_particle(w) for w in words]
+    simple = not _NEEDS_PARSER.search(head) and not any(
+        _key(w) in special for w, particle in zip(words, particles, strict=True) if not particle)
+    if simple and not particles[-1]:
+        start = len(words) - 1
+        while start > 0 and particles[start - 1]:
+            start -= 1
+        if start > 0 and not any(particles[:start]):
+            return " ".join(words[start:])
+    parsed = parse_name(head)
+    if not parsed.parsed or not parsed.given:
+        return None
+    return parsed.surname
+
+
+def family_first_words(full_name: str) -> list[str] | None:
+    """The words of a family-first name, or None when it has no surname to take (see :func:`_words`;
+    a title ("Crown Prince Uiso", "Empress Zheng") also makes the first word untrustworthy)."""
+    words = _words(full_name)
+    if words is None or _NEEDS_PARSER.search(" ".join(words)):
+        return None
+    _, titles = _special_words()
+    if any(_key(w) in titles for w in words):
+        return None
+    return words
+
+
+def first_word_key(full_name: str) -> str:
+    """The folded, lower-cased first word of a name (what :func:`pick_family_name` counts)."""
+    word = full_name.split(None, 1)[0] if full_name.strip() else ""
+    return word.lower() if word.isascii() else to_ascii(word).lower()
+
+
+def _is_initial(word: str) -> bool:
+    return word.endswith(".") or len(word) == 1
+
+
+def pick_family_name(words: list[str], opens: Mapping[str, int], given: Mapping[str, int]) -> str:
+    """The family name of a family-first name.
+
+    ``opens``: folded lower-case word -> names of the label it opens; ``given``: the same over
+    people of given-first nationalities. The first word, unless
+
+    * another word opens far more names of the label (``Elvis Wang``, ``Paul Lê Đắc Trọng``);
+    * the first word is hyphenated and the last is not: a Chinese or Korean given name written
+      first (``Kuo-Nan Liou``, ``Ji-Hae Park``), so the last word;
+    * the first word is a given name elsewhere and rare here (``Tina Leung``, ``Matthew Kia
+      Yen-wen``): then the next word that is neither an initial nor hyphenated, as what follows a
+      Western given name is a family name in either order (and ``Lew Mon-hung`` stays ``Lew``:
+      a hyphenated word is a given name).
+    """
+    keys = [first_word_key(w) for w in words]
+    first = opens.get(keys[0], 0)
+    best, best_count = words[0], first
+    for word, key in zip(words[1:], keys[1:], strict=True):
+        count = opens.get(key, 0)
+        if count > best_count:
+            best, best_count = word, count
+    if best_count >= max(VOTE_MIN, VOTE_RATIO * (first + 1)):
+        return best
+    if "-" in words[0] and "-" not in words[-1] and not _is_initial(words[-1]):
+        return words[-1]
+    elsewhere = given.get(keys[0], 0)
+    if elsewhere >= GIVEN_MIN and (first < VOTE_MIN or elsewhere >= GIVEN_RATIO * first):
+        rest = [w for w in words[1:] if not _is_initial(w) and "-" not in w]
+        if rest:
+            return rest[0]
+    return words[0]
+
+
+def fold_surname(surname: str) -> str | None:
+    """The surname folded to the model alphabet, or None when it is not a usable name: fewer than
+    two letters (an initial), or more than :data:`MAX_SURNAME_LETTERS`."""
+    folded = to_ascii(surname).strip(_END_PUNCTUATION)
+    letters = sum(c.isalpha() for c in folded)
+    if letters < 2 or letters > MAX_SURNAME_LETTERS:
+        return None
+    return folded
+
+
+# ----------------------------------------------------------------------------- the corpus
+
+
+@dataclass
+class Corpus:
+    """The built corpus and what building it dropped, per reason (counted in people)."""
+
+    rows: list[tuple[str, str, int]]
+    """(folded surname, label, people), one row per distinct (lower-cased surname, label)."""
+    people: int
+    kept_people: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    unmapped: dict[str, int] = field(default_factory=dict)
+    """Nationalities the mapping does not list (their people are dropped), with people counts."""
+    reserved_surnames: int = 0
+    reserved_people: int = 0
+    family_name_moved: int = 0
+    """Family-first names whose family name was not the first word (``Elvis Wang``)."""
+    seconds: float = 0.0
+
+    @property
+    def per_label(self) -> dict[str, int]:
+        """Label -> distinct surnames."""
+        return dict(sorted(Counter(label for _, label, _ in self.rows).items()))
+
+    @property
+    def multi_labelled(self) -> int:
+        """Distinct surnames (lower-cased) listed under more than one label."""
+        labels = Counter(name.lower() for name, _, _ in self.rows)
+        return sum(1 for n in labels.values() if n > 1)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+        return {"people": self.people, "kept_people": self.kept_people, "pairs": len(self.rows),
+                "labels": len(self.per_label), "per_label": self.per_label, "multi_labelled": self.multi_labelled,
+                "reserved_surnames": self.reserved_surnames, "reserved_people": self.reserved_people,
+                "family_name_moved": self.family_name_moved, "dropped": dict(sorted(self.dropped.items())),
+                "unmapped": dict(sorted(self.unmapped.items())), "seconds": round(self.seconds, 2)}
+
+
+def _label_of(nationalities: Iterable[str], mapping: Mapping[str, Nationality],
+              unmapped: Counter[str]) -> tuple[str | None, str]:
+    """(the one kept label, '') or (None, the reason the person is dropped)."""
+    labels = set()
+    for nat in nationalities:
+        entry = mapping.get(nat)
+        if entry is None:
+            unmapped[nat] += 1
+        elif entry.label != DROP:
+            labels.add(entry.label)
+    if len(labels) == 1:
+        return labels.pop(), ""
+    return None, "several labels" if labels else "no kept nationality"
+
+
+def build_corpus(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nationality] | None = None) -> Corpus:
+    """Cut every person's full name to a surname and label it through ``mapping``.
+
+    People are kept when their nationalities map to exactly one label (``drop`` rows and unknown
+    nationalities aside): ``['American', 'Italian']`` is Italian, ``['Italian', 'French']`` is
+    dropped. Surnames are folded (:func:`~namesclf.text.to_ascii`); (surname, label) pairs are
+    counted once, written in their commonest spelling; a surname under several labels keeps a row
+    for each. Reserved surnames (:func:`is_reserved`) are left out. Pure: no files, no network.
+    """
+    start = time.perf_counter()
+    mapping = load_mapping() if mapping is None else mapping
+    order = {entry.label: entry.order for entry in mapping.values() if entry.label != DROP}
+    dropped: Counter[str] = Counter()
+    unmapped: Counter[str] = Counter()
+    found: list[tuple[str, str]] = []  # (surname as written, label)
+    family_first: list[tuple[list[str], str]] = []
+    opens: dict[str, Counter[str]] = defaultdict(Counter)
+    given: Counter[str] = Counter()  # first words of given-first people, kept or not: given names
+    family_first_nationalities = {nat for nat, entry in mapping.items() if entry.order == "family_first"}
+    for full_name, nationalities in people.items():
+        if " " in full_name.strip() and family_first_nationalities.isdisjoint(nationalities):
+            given[first_word_key(full_name)] += 1
+        label, reason = _label_of(nationalities, mapping, unmapped)
+        if label is None:
+            dropped[reason] += 1
+            continue
+        if order[label] == "family_first":
+            words = family_first_words(full_name)
+            if words is None:
+                dropped["no surname in the name"] += 1
+                continue
+            family_first.append((words, label))
+            opens[label][first_word_key(words[0])] += 1
+            continue
+        surname = surname_given_first(full_name)
+        if surname is None:
+            dropped["no surname in the name"] += 1
+        else:
+            found.append((surname, label))
+    moved = 0
+    for words, label in family_first:
+        surname = pick_family_name(words, opens[label], given)
+        moved += surname != words[0]
+        found.append((surname, label))
+    spellings: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    folds: dict[str, str | None] = {}  # most surnames recur: fold each spelling once
+    for surname, label in found:
+        folded = folds[surname] if surname in folds else folds.setdefault(surname, fold_surname(surname))
+        if folded is None:
+            dropped["surname too short or too long"] += 1
+            continue
+        spellings[folded.lower(), label][folded] += 1
+    reserved_keys = {key for key, _ in spellings if _reserved_key(key)}
+    rows = []
+    reserved_people = 0
+    for (key, label), counts in spellings.items():
+        total = sum(counts.values())
+        if key in reserved_keys:
+            reserved_people += total
+            continue
+        if order[label] == "family_first" and total < FAMILY_MIN_PEOPLE:
+            dropped["family name of too few people"] += total
+            continue
+        # commonest spelling first; ties go to the alphabetically first, so the output is deterministic
+        written = min(counts.items(), key=lambda item: (-item[1], item[0]))[0]
+        rows.append((written, label, total))
+    rows.sort(key=lambda row: (row[1], row[0].lower(), row[0]))
+    dropped["reserved surname"] = reserved_people
+    kept = sum(n for _, _, n in rows)
+    return Corpus(rows, len(people), kept, {k: v for k, v in dropped.items() if v}, dict(unmapped),
+                  len(reserved_keys), reserved_people, moved, time.perf_counter() - start)
+
+
+def write_corpus(corpus: Corpus, dest: str | Path) -> Path:
+    """Write ``name,language,count`` (what :func:`~namesclf.data.dataset.load_names` reads) atomically."""
+
+    def write(handle: IO) -> None:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["name", "language", "count"])
+        writer.writerows(corpus.rows)
+
+    return atomic_write_with(dest, write, binary=False)
+
+
+def fetch_wikipedia(source: str | Path | None, dest: str | Path = DEFAULT_DEST,
+                    verify: bool = True) -> tuple[Corpus, Source]:
+    """Read name2nat's people (``source``: see :func:`read_pickle_bytes`), build the corpus, write
+    it to ``dest`` atomically, and return it with where it came from."""
+    dest = Path(dest)
+    if dest.is_dir():
+        raise DataError(f"{dest}: is a folder; the Wikipedia corpus is one CSV file (e.g. {DEFAULT_DEST})")
+    people, where = read_people(source, verify)
+    corpus = build_corpus(people)
+    del people
+    if not corpus.rows:
+        raise DataError(f"{where.origin}: no surname survived building the corpus")
+    write_corpus(corpus, dest)
+    return corpus, where
+

@@ -1,0 +1,128 @@
+"""Predictions as flat rows and lines: the columns of a table, CSV/TSV/JSON-lines cells, and
+:func:`write_predictions`, which streams a million lines in batches with a cache for repeated names.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from itertools import islice
+from typing import Any, TextIO
+
+from namesclf.config import PREDICTION_FORMATS, STREAM_BATCH
+from namesclf.errors import NamesError
+from namesclf.inference.options import Options
+from namesclf.inference.predictor import Prediction, Predictor
+
+
+def output_columns(options: Options, n_labels: int) -> list[str]:
+    """The flat columns of a prediction (CSV, tables): the top languages and probabilities, then
+    what the options add."""
+    k = min(options.k, n_labels)
+    columns = ["language", "probability", *(c for i in range(2, k + 1) for c in (f"language_{i}", f"probability_{i}"))]
+    if not options.surname_only:
+        columns.append("surname")
+    if options.abstain:
+        columns += ["answer", "abstained", "novelty"]
+    if options.coverage is not None:
+        columns.append("prediction_set")
+    return columns
+
+
+def output_row(pred: Prediction, options: Options, n_labels: int) -> list[Any]:
+    """``pred`` as the values of :func:`output_columns`: strings, floats, booleans, None where it has none."""
+    k = min(options.k, n_labels)
+    row: list[Any] = []
+    for lang, p in pred.languages:
+        row += [lang, p]
+    row += [None] * (2 * k - len(row))
+    if not options.surname_only:
+        row.append(pred.surname)
+    if options.abstain:
+        row += [pred.answer, pred.abstained, pred.novelty]
+    if options.coverage is not None:
+        row.append(None if pred.prediction_set is None else ";".join(pred.prediction_set))
+    return row
+
+
+def csv_cells(row: Sequence[Any]) -> list[str]:
+    """Values of :func:`output_row` as CSV text: 6 decimals, ``true``/``false``, empty for None."""
+    return ["" if v is None else str(v).lower() if isinstance(v, bool) else f"{v:.6f}" if isinstance(v, float)
+            else str(v) for v in row]
+
+
+#: Output lines kept by :func:`write_predictions` for names seen before (about 30 MB when full).
+LINE_CACHE_SIZE = 100_000
+
+
+def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k: int | Options = 3,
+                      fmt: str = "csv", batch_size: int = STREAM_BATCH, progress: bool | None = None,
+                      cache_size: int = LINE_CACHE_SIZE) -> int:
+    """Stream the answer for every line to ``out`` as CSV or JSON lines; return how many lines had
+    no letters (they are written with empty languages, so output rows match input lines).
+
+    CSV columns: ``name`` and :func:`output_columns`. ``k`` is the number of languages or an
+    :class:`Options`. Memory stays bounded by ``batch_size`` names and ``cache_size`` cached
+    output lines whatever the input's length: a name seen before is written from the cache,
+    because a real list repeats its common surnames thousands of times (docs/benchmarks.md).
+    ``progress=None`` shows a bar on stderr only when it is a terminal. Input that is not UTF-8
+    is a :class:`NamesError`.
+    """
+    from tqdm.auto import tqdm  # here: a prediction of a few names on the command line should not pay for it
+
+    options = k if isinstance(k, Options) else Options(k=k)
+    if fmt not in PREDICTION_FORMATS:
+        raise NamesError(f"unknown format {fmt!r}: use {', '.join(PREDICTION_FORMATS)}")
+    n_labels = len(predictor.labels)
+    line = _line_formatter(options, n_labels, fmt)
+    if fmt == "csv":
+        out.write(line(None))
+    cache: dict[str, tuple[str, bool]] = {}  # name -> (output line, had no letters); oldest evicted first
+    skipped = 0
+    it = iter(lines)
+    try:
+        with tqdm(desc="predict", unit=" names", disable=None if progress is None else not progress,
+                  file=sys.stderr) as bar:
+            while batch := list(islice(it, batch_size)):
+                missing = [name for name in dict.fromkeys(batch) if name not in cache]
+                for pred in predictor.predict_with(missing, options, strict=False):
+                    cache[pred.name] = (line(pred), not pred.languages)
+                written = [cache[name] for name in batch]
+                out.write("".join(text for text, _ in written))
+                skipped += sum(empty for _, empty in written)
+                bar.update(len(batch))
+                for old in list(islice(cache, max(0, len(cache) - cache_size))):
+                    del cache[old]
+    except UnicodeDecodeError as exc:
+        raise NamesError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    return skipped
+
+
+class _LastLine:
+    """A file for ``csv.writer`` that keeps the line it was given: CSV quoting without a stream."""
+
+    text = ""
+
+    def write(self, text: str) -> int:
+        self.text = text
+        return len(text)
+
+
+def _line_formatter(options: Options, n_labels: int, fmt: str) -> Any:
+    """``line(prediction)`` -> one output line with its newline; ``line(None)`` is the CSV header."""
+    if fmt != "csv":
+        return lambda pred: json.dumps(pred.to_dict(), ensure_ascii=False) + "\n"
+    last = _LastLine()
+    writer = csv.writer(last, lineterminator="\n")
+
+    def line(pred: Prediction | None) -> str:
+        if pred is None:
+            writer.writerow(["name", *output_columns(options, n_labels)])
+        else:
+            writer.writerow([pred.name, *csv_cells(output_row(pred, options, n_labels))])
+        return last.text
+
+    return line
+

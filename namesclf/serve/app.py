@@ -1,0 +1,192 @@
+"""The JSON HTTP API: ``names serve`` answers ``/predict`` (one name or a batch) and ``/generate``.
+
+Why FastAPI + uvicorn rather than ``http.server`` or Flask: request bodies and query strings are
+validated by pydantic models, so a missing field, a wrong type, an empty or over-long name or a
+``k`` out of range is a 4xx JSON answer without hand-written parsing; the OpenAPI schema and the
+interactive docs at ``/docs`` come for free from the same declarations; and uvicorn is the
+well-kept ASGI server that handles HTTP/1.1 keep-alive, slow clients and graceful shutdown.
+
+Concurrency: ``/predict`` goes through :class:`~namesclf.serve.batcher.Batcher`: an LRU cache of
+answers, then one prediction thread per process that gathers the names of all concurrent requests
+into one forward pass (one call costs ~3 ms whether it holds 1 name or 30), so the server gets
+faster per request as concurrency grows instead of slower. More cores are used by more processes
+(``--workers``; each loads the model once, through :func:`app_from_env`). When more names are
+queued than a process admits, a request is answered at once with 503 and ``Retry-After`` rather
+than queued without bound. The endpoints are ``async``: a cache hit never leaves the event loop.
+
+Errors: every non-2xx answer is a JSON object with an ``error`` string (validation errors also
+carry FastAPI's ``detail`` list). A :class:`~namesclf.errors.NamesError` (a name with no letters,
+an unknown language) is a 422; a body over :data:`MAX_BODY_BYTES` is a 413 before it is parsed,
+sent after the body has been read and discarded (up to :data:`DRAIN_BYTES`), so a client that
+writes its whole body before reading (Python's urllib) gets the 413 and not a broken pipe.
+Nothing a client sends should produce a 500 or stop the server.
+"""
+
+import os
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from namesclf import __version__
+from namesclf.config import ServeConfig
+from namesclf.errors import NamesError
+from namesclf.inference.openset import ABSTAIN_RATE
+from namesclf.inference.options import Options
+from namesclf.inference.predictor import Predictor
+from namesclf.serve.batcher import Batcher, Overloaded
+from namesclf.serve.middleware import BodySizeLimit, FastPredict, _error
+from namesclf.serve.schemas import (
+    MAX_BODY_BYTES,
+    MAX_NAME_CHARS,
+    ErrorOut,
+    GenerateOut,
+    GenerateRequest,
+    PredictionOut,
+    PredictRequest,
+    log,
+)
+
+
+def _summarise(errors: list[dict[str, Any]]) -> str:
+    """``body.names.3: String should have at least 1 character`` for the first error (plus a count)."""
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    message = f"{first.get('msg', 'invalid')}{more}"
+    return f"{where}: {message}" if where else message
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error answers ``{"error": "one line"}``: user errors 422, HTTP errors their own code,
+    and a bug 500 with the traceback in the server log, never in the answer."""
+
+    @app.exception_handler(NamesError)
+    async def names_error(_: Request, exc: NamesError) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Drop the echoed inputs: a 10,001-name list would otherwise come straight back.
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+        return _error(422, _summarise(errors), detail=jsonable_encoder(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug: keep the answer JSON
+        log.exception("unhandled error", exc_info=exc)
+        return _error(500, "internal error (a bug in namesclf; the server log has the traceback)")
+
+
+def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None = None,
+               lm_path: str | None = None, tuning: ServeConfig | None = None) -> FastAPI:
+    """The API around an already loaded classifier (and optionally a language model).
+
+    Building the app from loaded objects, not paths, lets tests run it in-process (``TestClient``)
+    and lets :func:`serve` load the model once, before the port opens, so a bad model file is a
+    one-line error at startup rather than a 500 on every request.
+    """
+    labels = list(predictor.labels)
+    n_languages = len(labels)
+    if lm is not None:
+        _ = lm.known_keys  # built once here, not by the first concurrent /generate requests
+    batcher = Batcher(predictor, tuning)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        yield
+        batcher.close()
+
+    app = FastAPI(
+        title="namesclf",
+        version=__version__,
+        description="Which language does a surname come from? Top-k languages with probabilities.",
+        responses={400: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    counts = {"fast_path": 0}
+    app.add_middleware(FastPredict, batcher=batcher, n_languages=n_languages, counts=counts)  # last added: first run
+    app.state.batcher = batcher
+
+    _install_error_handlers(app)
+    busy = {503: {"model": ErrorOut, "description": "Too much work queued: retry after `Retry-After` seconds."}}
+
+    def check_k(k: int) -> None:
+        if not 1 <= k <= n_languages:
+            raise NamesError(f"k must be between 1 and {n_languages} (the number of languages)")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness, what is loaded, and this process's cache and queue counters."""
+        return {"status": "ok", "version": __version__, "model": model_path, "languages": n_languages,
+                "lm": lm_path if lm is not None else None, "pid": os.getpid(),
+                "serving": {**batcher.stats(), **counts}}
+
+    @app.get("/languages")
+    async def languages() -> dict[str, Any]:
+        """The classifier's languages (and the language model's, when one is loaded)."""
+        return {"languages": labels, "lm_languages": list(lm.languages) if lm is not None else None}
+
+    @app.get("/predict", response_model=PredictionOut, responses=busy)
+    async def predict_one(
+        name: Annotated[str, Query(min_length=1, max_length=MAX_NAME_CHARS, examples=["Dostoevsky"])],
+        k: Annotated[int, Query(ge=1, description="1..number of languages")] = 3,
+        abstain: bool = False,
+        abstain_rate: Annotated[float, Query(gt=0, lt=1)] = ABSTAIN_RATE,
+        coverage: Annotated[float | None, Query(gt=0, lt=1)] = None,
+        per_language: bool = False,
+        prior: Literal["train", "uniform"] | None = None,
+        surname_only: bool = False,
+    ) -> Response:
+        """Top-``k`` languages of one name, and what the options add."""
+        check_k(k)
+        options = Options(k, coverage, per_language, prior, abstain, abstain_rate, surname_only)
+        answer = (await batcher.answers([name], options))[0]
+        if answer is None:  # no letters: the strict call raises the one-line reason (no forward pass)
+            await batcher.call(predictor.predict_with, [name], options)
+            raise NamesError(f"{name[:40]!r} has no letters after folding to ASCII; nothing to classify")
+        return Response(answer, media_type="application/json")
+
+    @app.post("/predict", response_model=list[PredictionOut], responses=busy)
+    async def predict_many(request: PredictRequest) -> Response:
+        """Top-``k`` languages of each name, in input order; repeated names are predicted once."""
+        check_k(request.k)
+        options = Options(request.k, request.coverage, request.per_language, request.prior, request.abstain,
+                          request.abstain_rate, request.surname_only)
+        answers = await batcher.answers(request.names, options)
+        bad = [i for i, a in enumerate(answers) if a is None]
+        if bad:
+            shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+            return _error(422, f"{len(bad)} name(s) have no letters after folding to ASCII "
+                               f"(positions {shown}); remove them and resend", positions=bad[:100])
+        # The answers are JSON bytes already (cached as such): joined, not re-encoded. The declared
+        # response_model documents the shape without paying for re-validating thousands of dicts.
+        return Response(b"[" + b",".join(answers) + b"]", media_type="application/json")  # type: ignore[arg-type]
+
+    @app.post("/generate", response_model=GenerateOut, responses={404: {"model": ErrorOut}})
+    def generate(request: GenerateRequest) -> JSONResponse:
+        """New names from the language model loaded with ``--lm`` (404 when none is loaded)."""
+        if lm is None:
+            return _error(404, "no language model loaded: start the server with `names serve --lm PATH`")
+        from namesclf.lm.generate import generate_names  # only needed, and only importable, with an LM
+
+        result = generate_names(lm, request.language, n=request.n, start=request.start,
+                                temperature=request.temperature, top_k=request.top_k, seed=request.seed,
+                                allow_known=request.allow_known)
+        return JSONResponse(result.to_dict())
+
+    return app
