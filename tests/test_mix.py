@@ -1,0 +1,132 @@
+"""Mix estimation on a problem whose true answer is known: three labels with Gaussian likelihoods,
+so the exact posterior under the training mix is computable, and a population with another mix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from namesclf.errors import NamesError
+from namesclf.inference.mix import (
+    MIX_METHODS,
+    classify_and_count,
+    em_prior,
+    estimate_mix_from_proba,
+    mean_probability,
+)
+
+MEANS = np.array([0.0, 1.5, 3.0])
+TRAIN = np.array([0.6, 0.3, 0.1])
+
+
+def exact_posteriors(x: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """``p(l | x)`` for unit-variance Gaussians at MEANS under ``prior``."""
+    like = np.exp(-0.5 * (x[:, None] - MEANS[None, :]) ** 2)
+    joint = like * prior
+    return joint / joint.sum(axis=1, keepdims=True)
+
+
+def population(mix: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(len(mix), size=n, p=mix)
+    return rng.normal(MEANS[labels], 1.0)
+
+
+def test_em_recovers_a_shifted_mix_that_counting_gets_wrong() -> None:
+    truth = np.array([0.1, 0.3, 0.6])
+    proba = exact_posteriors(population(truth, 20_000, seed=1), TRAIN)
+    em = em_prior(proba, TRAIN)
+    cc = classify_and_count(proba)
+    mean = mean_probability(proba)
+    assert np.abs(em - truth).max() < 0.02
+    # the baselines are pulled towards the training mix: the most common training label gains
+    assert cc[0] > truth[0] + 0.05 and mean[0] > truth[0] + 0.05
+    assert np.abs(em - truth).sum() < 0.5 * np.abs(cc - truth).sum()
+
+
+def test_on_the_training_mix_em_stays_there_and_every_estimate_is_a_distribution() -> None:
+    proba = exact_posteriors(population(TRAIN, 20_000, seed=2), TRAIN)
+    em = em_prior(proba, TRAIN)
+    assert np.abs(em - TRAIN).max() < 0.02
+    for method in MIX_METHODS:
+        est = estimate_mix_from_proba(proba[:500], ["a", "b", "c"], TRAIN, method=method, bootstrap=20)
+        assert est.share.sum() == pytest.approx(1.0)
+        assert np.all(est.low <= est.share) and np.all(est.share <= est.high)
+
+
+def test_bootstrap_intervals_hold_the_truth_about_as_often_as_they_say() -> None:
+    truth = np.array([0.2, 0.5, 0.3])
+    held = []
+    for seed in range(20):
+        proba = exact_posteriors(population(truth, 2_000, seed=100 + seed), TRAIN)
+        est = estimate_mix_from_proba(proba, ["a", "b", "c"], TRAIN, bootstrap=100, seed=seed)
+        held.extend((est.low <= truth) & (truth <= est.high))
+    assert np.mean(held) >= 0.85, np.mean(held)
+
+
+def test_intervals_are_reproducible_with_a_seed_and_rows_come_largest_first() -> None:
+    proba = exact_posteriors(population(TRAIN, 300, seed=3), TRAIN)
+    a = estimate_mix_from_proba(proba, ["a", "b", "c"], TRAIN, bootstrap=30, seed=7)
+    b = estimate_mix_from_proba(proba, ["a", "b", "c"], TRAIN, bootstrap=30, seed=7)
+    assert np.array_equal(a.low, b.low) and np.array_equal(a.high, b.high)
+    shares = [row["share"] for row in a.rows()]
+    assert shares == sorted(shares, reverse=True)
+    assert a.rows()[0]["label"] == "a"
+
+
+def test_a_rolled_up_mix_is_the_label_mix_summed_within_groups() -> None:
+    from namesclf.inference.groups import level_map
+
+    labels = ["Russian", "Ukrainian", "Polish"]
+    proba = exact_posteriors(population(np.array([0.2, 0.5, 0.3]), 1_000, seed=5), TRAIN)
+    by_label = estimate_mix_from_proba(proba, labels, TRAIN, bootstrap=0)
+    by_group = estimate_mix_from_proba(proba, labels, TRAIN, bootstrap=0, rollup=level_map(labels, "group"))
+    assert by_group.labels == ["East Slavic", "West Slavic"]
+    assert np.allclose(by_group.share, [by_label.share[0] + by_label.share[1], by_label.share[2]])
+
+
+def test_bad_arguments_are_one_line_errors() -> None:
+    proba = exact_posteriors(population(TRAIN, 10, seed=4), TRAIN)
+    with pytest.raises(NamesError, match="unknown mix method 'median'"):
+        estimate_mix_from_proba(proba, ["a", "b", "c"], TRAIN, method="median")
+    with pytest.raises(NamesError, match="no names"):
+        estimate_mix_from_proba(proba[:0], ["a", "b", "c"], TRAIN)
+    with pytest.raises(NamesError, match="confidence"):
+        estimate_mix_from_proba(proba, ["a", "b", "c"], TRAIN, confidence=1.0)
+
+
+# ----------------------------------------------------------------------------- origin groups
+
+
+def test_every_label_of_both_corpora_has_a_group_a_region_and_a_reason() -> None:
+    import csv
+    from importlib import resources
+
+    from namesclf.data.wikipedia import DROP, load_mapping
+    from namesclf.inference.groups import origin_table
+
+    tutorial = ["Arabic", "Chinese", "Czech", "Dutch", "English", "French", "German", "Greek", "Irish", "Italian",
+                "Japanese", "Korean", "Polish", "Portuguese", "Russian", "Scottish", "Spanish", "Vietnamese"]
+    wikipedia = {row.label for row in load_mapping().values() if row.label != DROP}
+    table = origin_table()
+    assert set(tutorial) | wikipedia == set(table)
+    text = resources.files("namesclf.data").joinpath("origin_groups.csv").read_text("utf-8")
+    assert all(row["why"].strip() for row in csv.DictReader(text.splitlines()))
+    assert table["Russian"] == ("East Slavic", "Slavic") and table["Norwegian"] == ("North Germanic", "Germanic")
+    assert table["Japanese"] == ("Japonic", "East Asian")
+
+
+def test_levels_sum_probabilities_and_unknown_labels_stay_their_own_group() -> None:
+    from namesclf.inference.groups import level_map
+
+    labels = ["Russian", "Ukrainian", "Polish", "Klingon"]
+    proba = np.array([[0.4, 0.3, 0.2, 0.1]])
+    group = level_map(labels, "group")
+    assert group.names == ["East Slavic", "West Slavic", "Klingon"]
+    assert np.allclose(group.sum_columns(proba), [[0.7, 0.2, 0.1]])
+    region = level_map(labels, "region")
+    assert region.names == ["Slavic", "Klingon"] and np.allclose(region.sum_columns(proba), [[0.9, 0.1]])
+    assert region.note() == "note: Klingon not in the origin-group table; it stays a region of its own"
+    assert level_map(labels, "label").note() is None
+    with pytest.raises(NamesError, match="unknown --level 'family'"):
+        level_map(labels, "family")
