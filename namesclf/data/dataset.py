@@ -151,8 +151,8 @@ def split_names(frame: pd.DataFrame, seed: int = 0, valid: float = 0.1, test: fl
     The split is made over *distinct names* (the groups) with scikit-learn's stratified
     ``train_test_split``, each group labelled with its most common language, and then mapped back
     to rows: no name lands in two splits, and every language gets its share as far as its number of
-    names allows. (StratifiedGroupKFold gives the same guarantee but takes longer than training a
-    model: docs/benchmarks.md#data-preparation.) Deterministic for a given ``seed`` and data.
+    names allows. (StratifiedGroupKFold gives the same guarantee but takes as long as training a
+    small model: docs/benchmarks.md#data-preparation.) Deterministic for a given ``seed`` and data.
     """
     keys = group_key(frame["ascii"])
     counts = pd.DataFrame({"key": keys, "language": frame["language"]}).value_counts().reset_index()
