@@ -23,8 +23,8 @@ UNITS = ("char", "word")
 #: ``manual`` is the hand-written SGD update; the rest are torch's optimizers.
 OPTIMIZERS = ("manual", "sgd", "adam", "adamw")
 #: Lines read at a time when streaming: the distinct new names of a batch go to the network
-#: together, one call per length, so bigger batches make fewer, fuller calls (a million Zipf-drawn
-#: surnames: 313,000 names/s in batches of 4,096, 530,000 in batches of 16,384, docs/benchmarks.md).
+#: together, one call per length, so bigger batches make fewer, fuller calls, while memory stays
+#: bounded by one batch (docs/benchmarks.md#batch-prediction).
 STREAM_BATCH = 16_384
 
 #: Where prediction runs: ``auto`` takes a model file's ONNX export when it is current, else torch.
@@ -61,9 +61,9 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 #: :data:`MODEL_DEFAULTS`. The tutorial set has about 14,400 training names, the Wikipedia corpus
 #: 198,776; the threshold sits between them, well clear of both.
 LARGE_CORPUS = 100_000
-#: What paid on the Wikipedia corpus (docs/corpora.md, "Choosing the defaults at this scale"): with
-#: 14x the names a GRU of 128 units beats 64 in accuracy and macro-F1 on every seed, where 256 adds
-#: less than the seed noise at 3x the time; 6 epochs do as well as 15, since one epoch already holds
+#: What paid on the Wikipedia corpus (docs/experiments.md#choosing-the-defaults-at-this-scale): with
+#: that many names a wider GRU beats the small-corpus width on every seed, where a wider one still
+#: adds less than the seed noise for much more time; 6 epochs do as well as 15, since one epoch holds
 #: more steps than a whole run on the tutorial set and the cosine schedule decays to zero either way.
 LARGE_CORPUS_DEFAULTS: dict[str, dict[str, Any]] = {
     "handbuilt": {"epochs": 6},
@@ -210,11 +210,12 @@ class LMConfig(RunConfig):
 class ServeConfig:
     """How ``names serve`` batches, caches and sheds load, per server process (docs/http.md).
 
-    Defaults: a pass of 256 names is ~30 ms of work on one core, so a one-name request waits at
-    most about one pass behind a big batch; 8,192 queued names are ~1 s of work at batch speed;
-    a small request waiting 50 ms means the process is behind (a pass takes 3-30 ms), so new
-    small requests are refused until it catches up, which keeps an admitted request's latency
-    near 100 ms; 65,536 cached answers are a few tens of MB.
+    Why these defaults (the timings behind them: docs/benchmarks.md#server): a pass of
+    ``pass_names`` is short, so a one-name request waits at most about one pass behind a big batch;
+    ``max_pending`` bounds the work queued ahead of a new request; a small request that has waited
+    ``max_queue_ms``, longer than a pass, means the process is behind, so new small requests are
+    refused until it catches up, which keeps an admitted request's latency bounded; and
+    ``cache_size`` finished answers take little memory.
     """
 
     cache_size: int = 65_536

@@ -108,12 +108,12 @@ def encode_batch(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
     Padding uses :data:`PAD_INDEX`. Every name must encode to at least one letter; callers fold
     and filter first (an empty name has no last letter to read a prediction from). Encoding goes
-    through a byte lookup table and numpy, not a tensor per name: at prediction time this is
-    otherwise a third of the cost.
+    through a byte lookup table and numpy, not a tensor per name, which would otherwise be a large
+    share of prediction (docs/benchmarks.md#prediction-speed).
     """
     raw = [n.encode("ascii", "ignore")[:MAX_NAME_LENGTH] for n in names]
-    # One lookup over all names joined, not one array per name: at prediction time per-name numpy
-    # calls were a fifth of the cost.
+    # One lookup over all names joined, not one array per name: per-name numpy calls would be a
+    # large share of prediction (docs/benchmarks.md#prediction-speed).
     codes = _BYTE_INDEX[np.frombuffer(b"".join(raw), dtype=np.uint8)]
     lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
     known = codes < N_LETTERS

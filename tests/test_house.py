@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,82 @@ def test_both_configs_share_one_validation(config: TrainConfig | LMConfig) -> No
         with pytest.raises(NamesError, match=message):
             dataclasses.replace(config, **change).resolved()
     assert type(config).from_dict({**config.to_dict(), "unknown_key": 1}) == config
+
+
+# ----------------------------------------------------------------------------- the docs hold together
+
+ROOT = PACKAGE.parent
+#: The markdown a reader follows: the README, the manual and lab notebook, the data notes.
+MARKDOWN = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "data" / "README.md"]
+FENCE = re.compile(r"^\s*(```|~~~)")
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+#: ``docs/benchmarks.md#server`` or ``docs/benchmarks.md, "Cold start"`` in a code comment.
+CODE_POINTER = re.compile(r"docs/([\w-]+\.md)(?:#([\w-]+)|, \"([^\"]+)\")?")
+
+
+def prose_lines(path: Path, inline_code: bool = False) -> list[tuple[int, str]]:
+    """The lines outside fenced code blocks; inline code removed unless asked for (a link there is
+    not a link, but a heading's code is part of its anchor)."""
+    lines, fenced = [], False
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            lines.append((number, line if inline_code else re.sub(r"`[^`]*`", "", line)))
+    return lines
+
+
+def heading_anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    """Every heading anchor of a markdown file; a repeated heading gets ``-1``, ``-2``... as on GitHub."""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    for _, line in prose_lines(path, inline_code=True):
+        heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading:
+            slug = heading_anchor(heading.group(1))
+            count = seen.get(slug, 0)
+            seen[slug] = count + 1
+            found.add(f"{slug}-{count}" if count else slug)
+    return found
+
+
+def test_every_relative_link_in_the_docs_reaches_a_file_and_a_heading() -> None:
+    broken = []
+    for page in MARKDOWN:
+        for number, line in prose_lines(page):
+            for target in LINK.findall(line):
+                if re.match(r"^[a-z][a-z+.-]*:", target):  # http:, https:, mailto:
+                    continue
+                path, _, anchor = target.partition("#")
+                dest = (page.parent / path).resolve() if path else page
+                where = f"{page.relative_to(ROOT)}:{number}: {target}"
+                if not dest.exists():
+                    broken.append(f"{where} (no such file)")
+                elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+                    broken.append(f"{where} (no such heading)")
+    assert not broken, "\n".join(broken)
+
+
+def test_code_comments_point_to_docs_sections_that_exist() -> None:
+    folders = ("namesclf", "scripts", "benchmarks", "experiments")
+    sources = [path for folder in folders for path in (ROOT / folder).rglob("*.py")]
+    broken = []
+    for source in sources:
+        for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+            for page, anchor, heading in CODE_POINTER.findall(line):
+                doc = ROOT / "docs" / page
+                wanted = anchor or (heading and heading_anchor(heading))
+                if not doc.exists() or (wanted and wanted not in anchors(doc)):
+                    broken.append(f"{source.relative_to(ROOT)}:{number}: docs/{page} {anchor or heading}")
+    assert not broken, "\n".join(broken)
+
+
+def test_module_paths_named_in_the_docs_exist() -> None:
+    named = {(page.name, path) for page in MARKDOWN[:-1]
+             for path in re.findall(r"\bnamesclf/[\w/]+\.(?:py|csv|json)\b", page.read_text(encoding="utf-8"))}
+    assert not [f"{page}: {path}" for page, path in sorted(named) if not (ROOT / path).exists()]

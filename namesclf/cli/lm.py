@@ -19,7 +19,7 @@ def lm() -> None:
 
     \b
       names lm train data/names                    # char nn.RNN conditioned on language
-      names lm train data/names --cell lstm --out models/lm-lstm.pt   # ~0.05 nats better
+      names lm train data/names --cell lstm --out models/lm-lstm.pt   # lower loss, slower
       names lm train lines.txt --unit word --out models/words.pt
       names lm evaluate data/names --model models/lm.pt --split test
     """
@@ -67,8 +67,8 @@ def lm_train(source: str, unit: str, cell: str, hidden: int, dropout: float, bal
     leaves a complete model.
 
     \b
-      names lm train data/names                          # ~1.84 nats/char on test names
-      names lm train data/names --cell lstm --out models/lm-lstm.pt   # ~1.78
+      names lm train data/names                          # prints nats/char on test names
+      names lm train data/names --cell lstm --out models/lm-lstm.pt   # lower loss, slower
       printf 'I ate rice\\nI like apples\\nI code\\n' > toy.txt
       names lm train toy.txt --unit word --epochs 200 --patience 0 --dropout 0 --out toy.pt
       names complete "I ate" --model toy.pt              # I ate rice

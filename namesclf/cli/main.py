@@ -29,7 +29,7 @@ def cli() -> None:
     \b
     Quick tour:
       names data fetch                    # the 18-language surname set into data/names
-      names train data/names              # ~1 min on 2 CPU cores, writes models/names.pt
+      names train data/names              # writes models/names.pt and its report
       names predict Dostoevsky Nakamura   # top-3 languages with probabilities
       names evaluate data/names --split test
       echo O\\'Brien | names predict --input - --format csv

@@ -151,8 +151,8 @@ def split_names(frame: pd.DataFrame, seed: int = 0, valid: float = 0.1, test: fl
     The split is made over *distinct names* (the groups) with scikit-learn's stratified
     ``train_test_split``, each group labelled with its most common language, and then mapped back
     to rows: no name lands in two splits, and every language gets its share as far as its number of
-    names allows. (StratifiedGroupKFold gives the same guarantee but takes ~13 s on 18k names, which
-    is longer than training a model.) Deterministic for a given ``seed`` and data.
+    names allows. (StratifiedGroupKFold gives the same guarantee but takes as long as training a
+    small model: docs/benchmarks.md#data-preparation.) Deterministic for a given ``seed`` and data.
     """
     keys = group_key(frame["ascii"])
     counts = pd.DataFrame({"key": keys, "language": frame["language"]}).value_counts().reset_index()
@@ -193,7 +193,7 @@ def stats(data: NamesData, seed: int = 0) -> dict:
     shared = set(n_langs_per_name[n_langs_per_name > 1].index)
     split = split_names(frame, seed=seed) if frame["language"].nunique() > 1 else pd.Series("train", frame.index)
     # One pass over all rows, then counts per language: a loop of isin() per language grows with
-    # languages x shared names (seconds on a corpus of 34 languages).
+    # languages x shared names (docs/benchmarks.md#data-preparation).
     table = pd.DataFrame({"language": frame["language"], "shared": keys.isin(shared), "split": split})
     counts = pd.crosstab(table["language"], table["split"]).reindex(columns=list(SPLITS), fill_value=0)
     shared_counts = table.groupby("language")["shared"].sum()

@@ -19,7 +19,7 @@ from namesclf.errors import DataError
 from namesclf.files import atomic_open
 
 DEFAULT_URL = "https://download.pytorch.org/tutorial/data.zip"
-#: A zip larger than this is not the names archive (the real one is ~2.8 MB).
+#: A zip larger than this is not the names archive, which is far smaller: a bound against zip bombs.
 MAX_ARCHIVE_BYTES = 200 * 1024 * 1024
 
 

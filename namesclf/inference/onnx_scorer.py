@@ -1,7 +1,7 @@
 """Prediction on ONNX Runtime: the exported classifier (:mod:`namesclf.models.export`), no torch.
 
-Loading torch costs a prediction process over a second and ~300 MB before the first name; ONNX
-Runtime loads in a fraction of that (docs/benchmarks.md). The ``.onnx`` file is self-describing
+Loading torch costs a prediction process more time and memory before the first name than ONNX
+Runtime needs for the whole answer (docs/benchmarks.md#cold-start). The ``.onnx`` file is self-describing
 and holds no pickle: the graph, its weights as constants, and one JSON metadata entry with the
 languages, the training config, the calibration prediction needs (prediction sets, abstention,
 priors) and the SHA-256 of the ``.pt`` it was exported from, so a stale export is noticed.

@@ -14,7 +14,8 @@ for any name in microseconds:
 They are weighed by a logistic regression fitted at training time on *simulated* novel languages:
 in-set languages held out in turn from the n-gram counts (:mod:`namesclf.training.calibrate`). The threshold is a
 conformal quantile of the scores of the validation names, so at most the chosen rate of names
-from the known languages (default 5%) is wrongly abstained on. Measured in docs/realnames.md.
+from the known languages (default 5%) is wrongly abstained on. Measured in
+docs/experiments.md#none-of-these-abstention.
 
 This module is the part prediction needs (the weights and the threshold: numbers, no torch); the
 features themselves are computed by :mod:`namesclf.models.novelty` in torch, or by the exported ONNX graph.

@@ -53,7 +53,8 @@ def csv_cells(row: Sequence[Any]) -> list[str]:
             else str(v) for v in row]
 
 
-#: Output lines kept by :func:`write_predictions` for names seen before (about 30 MB when full).
+#: Output lines kept by :func:`write_predictions` for names seen before (their memory when full:
+#: docs/benchmarks.md#batch-prediction).
 LINE_CACHE_SIZE = 100_000
 
 
@@ -66,7 +67,7 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
     CSV columns: ``name`` and :func:`output_columns`. ``k`` is the number of languages or an
     :class:`Options`. Memory stays bounded by ``batch_size`` names and ``cache_size`` cached
     output lines whatever the input's length: a name seen before is written from the cache,
-    because a real list repeats its common surnames thousands of times (docs/benchmarks.md).
+    because a real list repeats its common surnames thousands of times (docs/benchmarks.md#batch-prediction).
     ``progress=None`` shows a bar on stderr only when it is a terminal. Input that is not UTF-8
     is a :class:`NamesError`.
     """

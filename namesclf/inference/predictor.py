@@ -171,9 +171,8 @@ class Predictor:
 
         Names are grouped by length and run ``batch_size`` at a time, one length per batch (no
         padding, which is what both runtimes' fast paths want). The default is :data:`CPU_BATCH`
-        on CPU: for the 64-unit GRU on 2 quiet cores, 2,048 names a pass ran at ~47,000 names/s
-        against ~24,000 for 256 (bigger matrix products amortise the per-step overhead of the
-        recurrence); :data:`GPU_BATCH` on an accelerator.
+        on CPU, where bigger matrix products amortise the per-step overhead of the recurrence
+        (docs/benchmarks.md#prediction-speed); :data:`GPU_BATCH` on an accelerator.
         """
         if batch_size is None:
             batch_size = CPU_BATCH if self.device_type == "cpu" else GPU_BATCH

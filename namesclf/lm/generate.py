@@ -86,8 +86,8 @@ def _guide(logits: torch.Tensor, count: int, guidance: float, plausible: float |
     more of what makes it Arabic rather than drifting to the English-and-Russian average the data
     is dominated by. A ratio of two tiny probabilities is noise, so only tokens the language model
     itself finds plausible (at least ``plausible`` times its top token's probability, contrastive
-    decoding's constraint) may be picked: without it 8% of guided names started with a lower-case
-    letter. Impossible tokens (``-inf``) stay impossible.
+    decoding's constraint) may be picked: without it guided names can start with a lower-case
+    letter (docs/experiments.md#language-model). Impossible tokens (``-inf``) stay impossible.
     """
     plausible = PLAUSIBLE if plausible is None else plausible
     cond = torch.log_softmax(logits[:count].float(), dim=-1)

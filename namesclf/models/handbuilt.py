@@ -127,9 +127,9 @@ class HandBuiltRNN(nn.Module):
     """
 
     #: Torch intra-op threads to train with (``train_classifier`` pins them; None: torch's own
-    #: setting). Not pinned by default: on 2 quiet cores 2 threads trained 1.18x faster than 1
-    #: (13,876 against 11,787 names/s), though on a busy machine 1 thread was 20x faster, as every
-    #: op that forks to a second thread waits for it (docs/benchmarks.md; OMP_NUM_THREADS=1 there).
+    #: setting). Not pinned by default: on quiet cores a second thread helps, though on a busy
+    #: machine one thread is far faster, as every op that forks to a second thread waits for it
+    #: (docs/benchmarks.md#training-speed; OMP_NUM_THREADS=1 there).
     train_threads: int | None = None
 
     def __init__(self, n_letters: int, hidden_size: int, n_classes: int, tanh: bool = False) -> None:
@@ -164,7 +164,7 @@ class HandBuiltRNN(nn.Module):
 
         Same parameters and numbers as :meth:`step` letter by letter (a test checks it to 1e-6),
         computed by :class:`HandBuiltBackprop`: far fewer ops, and training at these sizes is
-        dominated by per-op overhead (docs/benchmarks.md).
+        dominated by per-op overhead (docs/benchmarks.md#training-speed).
         """
         if torch.jit.is_tracing():  # exporting to ONNX (:mod:`namesclf.models.export`)
             return self._traced_forward(idx)

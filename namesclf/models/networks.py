@@ -109,7 +109,7 @@ class RecurrentClassifier(nn.Module):
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # The ONNX export traces a batch of one length: through the loop of _unpadded_inference
-        # where it applies (ONNX Runtime runs it several times faster than its own GRU node),
+        # where it applies (ONNX Runtime runs it faster than its own GRU node: docs/benchmarks.md#prediction-speed),
         # else through the cell itself (one ONNX RNN/GRU/LSTM node for any length).
         tracing = torch.jit.is_tracing()
         unpadded = tracing or bool((lengths == idx.size(0)).all())
@@ -118,7 +118,7 @@ class RecurrentClassifier(nn.Module):
         emb = self.dropout(self.embedding(idx))
         if unpadded:
             # No padding (prediction batches are cut at length changes): the plain tensor path
-            # gives the same numbers as packing, ~30% faster on CPU.
+            # gives the same numbers as packing, faster on CPU (docs/benchmarks.md#prediction-speed).
             padded, hidden = self.rnn(emb)
         else:
             packed = pack_padded_sequence(emb, lengths.cpu(), enforce_sorted=False)
@@ -128,7 +128,7 @@ class RecurrentClassifier(nn.Module):
             hidden = hidden[0]
         directions = 2 if self.rnn.bidirectional else 1
         final = torch.cat(list(hidden[-directions:]), dim=1)
-        pooled = padded.amax(dim=0)  # amax: no argmax indices, ~3x faster than max(dim)
+        pooled = padded.amax(dim=0)  # amax: no argmax indices, unlike max(dim)
         parts = [final, pooled]
         if self.ngrams is not None:
             parts.append(self.ngrams(idx, lengths))
@@ -142,7 +142,7 @@ class RecurrentClassifier(nn.Module):
 
     def _unpadded_inference(self, idx: torch.Tensor) -> torch.Tensor:
         """Prediction on a batch of one length: the same numbers as :meth:`forward` (a test checks
-        it), ~1.5x faster on CPU.
+        it), faster on CPU (docs/benchmarks.md#prediction-speed).
 
         In eval mode the input half of every gate, ``W_ih @ embedding[letter] + b_ih``, depends on
         the letter only, so it is a table of 59 rows made once per call and gathered, instead of

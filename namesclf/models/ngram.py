@@ -1,7 +1,7 @@
 """A language-conditioned Kneser-Ney character n-gram model, read as a Bayes classifier.
 
 ``p(name | language)`` from per-language n-gram counts, times ``p(language)``, normalised: a
-generative classifier. It fits in about a second by counting, and it is strong exactly where the
+generative classifier. It fits by counting, with no training loop, and it is strong exactly where the
 discriminative RNN is weak: each language is modelled on its own, so the 100 Korean names are not
 drowned by 9,000 Russian ones, and on the grouped split it has the best macro-F1 of any single
 model. The default classifier (:class:`~namesclf.models.networks.NgramEnsemble`) adds its log-posterior to the
@@ -36,8 +36,8 @@ def symbol_table(fold_case: bool) -> tuple[torch.Tensor, int]:
 
     Symbols are the letters (case-folded or not), then ``pad``, ``bos`` and ``eos`` as the last
     three. Folding case shrinks the code space (35 instead of 61 symbols, so every order-4 table is
-    a dense lookup) but measured slightly worse (seed-0 split, order 4: 1.865 against 1.838
-    nats/char, macro-F1 0.555 against 0.564), so it is off by default.
+    a dense lookup) but scored worse on held-out names, in nats per character and in macro-F1
+    (docs/experiments.md#tried-and-not-adopted), so it is off by default.
     """
     table = torch.arange(N_LETTERS + 1)
     n = N_LETTERS
@@ -50,7 +50,7 @@ def symbol_table(fold_case: bool) -> tuple[torch.Tensor, int]:
 
 
 def _rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``table[rows]`` through ``index_select``, several times faster than advanced indexing."""
+    """``table[rows]`` through ``index_select``, faster than advanced indexing (docs/benchmarks.md#prediction-speed)."""
     return table.index_select(0, rows.reshape(-1)).view(*rows.shape, *table.shape[1:])
 
 

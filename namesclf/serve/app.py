@@ -8,8 +8,9 @@ well-kept ASGI server that handles HTTP/1.1 keep-alive, slow clients and gracefu
 
 Concurrency: ``/predict`` goes through :class:`~namesclf.serve.batcher.Batcher`: an LRU cache of
 answers, then one prediction thread per process that gathers the names of all concurrent requests
-into one forward pass (one call costs ~3 ms whether it holds 1 name or 30), so the server gets
-faster per request as concurrency grows instead of slower. More cores are used by more processes
+into one forward pass (a call costs about the same whether it holds 1 name or 30: see
+docs/benchmarks.md#server), so the server gets faster per request as concurrency grows instead of
+slower. More cores are used by more processes
 (``--workers``; each loads the model once, through :func:`app_from_env`). When more names are
 queued than a process admits, a request is answered at once with 503 and ``Retry-After`` rather
 than queued without bound. The endpoints are ``async``: a cache hit never leaves the event loop.

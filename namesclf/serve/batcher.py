@@ -1,22 +1,21 @@
 """Answers for a busy server: an LRU cache of finished JSON answers, micro-batching of concurrent
 requests into one :meth:`~namesclf.inference.predictor.Predictor.predict_with` call, and a bound on queued work.
 
-Why each part (figures on 2 shared cores, the default GRU + 4-gram model, torch 1 thread):
+Why each part (the measurements behind it: docs/benchmarks.md#server):
 
-* **Micro-batching.** One ``predict_with`` call costs ~3.2 ms for 1 name, ~3.6 ms for 8 and
-  ~5.7 ms for 32: almost all of it is per-call overhead (module calls, the recurrence's steps,
-  the n-gram lookups), not per-name work. Answering each request with its own call is why the
-  server got *slower* under concurrency. Here every request's names are queued; a single
+* **Micro-batching.** One ``predict_with`` call costs nearly as much for 1 name as for 32: almost
+  all of it is per-call overhead (module calls, the recurrence's steps, the n-gram lookups), not
+  per-name work. Answering each request with its own call would make the server *slower* under
+  concurrency. Here every request's names are queued; a single
   prediction thread takes everything waiting (up to ``pass_names`` names) and runs one call, so
   the more requests arrive together, the cheaper each one gets. While a pass runs, the next
   requests queue up, so batches form by themselves under load. Clients that have just had their
   answers come back a moment later, so a pass waits up to ``gather_ms`` for as many requests as
-  the last pass held (measured with 8 connections on 2 busy cores: 8 names a pass instead of
-  4.8, and 1.25 ms of CPU a request instead of 1.6-2.0). A lone client never waits: its last
-  pass held one request.
+  the last pass held, which makes passes fuller and each request cheaper in CPU. A lone client
+  never waits: its last pass held one request.
 * **Small requests first.** Requests of at most :data:`SMALL` uncached names (one-name GETs) wait
-  in their own queue, and each pass takes them before the chunks of big batches, so a
-  10,000-name POST does not put a one-name request a second behind it.
+  in their own queue, and each pass takes them before the chunks of big batches, so a big POST
+  does not put a one-name request behind all of its chunks.
 * **One prediction thread per process.** Passes run one after another: no oversubscription of
   the cores by many torch calls at once, and the event loop keeps parsing HTTP meanwhile (torch
   releases the GIL in its kernels). More cores are used by more worker processes.
@@ -24,7 +23,7 @@ Why each part (figures on 2 shared cores, the default GRU + 4-gram model, torch 
   repeated surname costs a dictionary look-up and no folding, no forward pass, no JSON encoding.
   It is keyed by the name as sent, not its folded form: the answer echoes the name and its
   surname, so only the exact string has the exact same answer, and looking up a raw string
-  needs no folding (~16 us a name) first.
+  needs no folding first.
 * **Admission control.** A request is refused at once with :class:`Overloaded` (the server
   answers 503 + ``Retry-After``) instead of queueing without bound when the process is behind:
   when the oldest small request has waited more than ``max_queue_ms`` (a small request is then

@@ -128,10 +128,10 @@ class FastPredict:
     """Pure ASGI middleware: answer the common ``GET /predict?name=...`` (and ``&k=...``) without
     FastAPI's routing and per-parameter validation; every other request goes to the app.
 
-    Why: measured with wrk on 2 busy cores, FastAPI's handling of the eight declared query
-    parameters cost ~0.4 ms of CPU a request (0.75-0.81 ms in all against 0.36 ms for the same
-    answer from a bare ASGI function), as much as uvicorn's HTTP parsing and more than a batched
-    forward pass per name. Only a query this path is sure of is answered here: ``name`` once,
+    Why: FastAPI's handling of the eight declared query parameters costs a request as much CPU as
+    uvicorn's HTTP parsing, and more than a batched forward pass per name, while a bare ASGI
+    function gives the same answer for a fraction of it (measured: docs/benchmarks.md#server).
+    Only a query this path is sure of is answered here: ``name`` once,
     1..:data:`MAX_NAME_CHARS` characters, and at most ``k`` once, plain digits within 1..number of
     languages; the other options at their defaults, so the answer (and its cache entry) is the
     one the endpoint would give. Anything else, and a name with no letters (the endpoint words

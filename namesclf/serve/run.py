@@ -60,7 +60,8 @@ def app_from_env() -> FastAPI:
 
 def _set_threads(threads: int) -> None:
     """Intra-op threads per process: concurrency comes from batching and processes, and intra-op
-    threads on top oversubscribe the cores (2 threads made a batch ~30x slower on 2 busy cores).
+    threads on top oversubscribe the cores, which on a busy machine makes a batch many times slower
+    (docs/benchmarks.md#server).
     The classifier gets the same cap through :meth:`~namesclf.inference.predictor.Predictor.load` (ONNX Runtime's, or
     torch's when it has no export); this sets it for the language model, which runs on torch."""
     import torch
@@ -103,8 +104,8 @@ def serve(model_path: str, lm_path: str | None = None, host: str = "127.0.0.1", 
     config = uvicorn.Config("namesclf.serve.run:app_from_env", factory=True, workers=workers, **common)
     # What uvicorn.run does for workers, but with the listening socket re-made from its descriptor,
     # so it records its protocol (TCP): asyncio only sets TCP_NODELAY on accepted sockets whose
-    # protocol says TCP, and uvicorn binds with protocol 0. Without it, Nagle's algorithm held
-    # each answer's body behind its headers until the client's delayed ACK: 48 ms a request.
+    # protocol says TCP, and uvicorn binds with protocol 0. Without it, Nagle's algorithm holds
+    # each answer's body behind its headers until the client's delayed ACK (docs/benchmarks.md#server).
     listener = socket.socket(fileno=config.bind_socket().detach())
     with contextlib.suppress(KeyboardInterrupt):
         Multiprocess(config, sockets=[listener]).run()

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 #: Longest name accepted (characters before folding). Surnames are short; the model reads at
 #: most :data:`~namesclf.text.MAX_NAME_LENGTH` letters anyway, the cap only bounds the folding work.
 MAX_NAME_CHARS = 1_000
-#: Most names in one ``POST /predict``: about 4 s of CPU at ~2,500 names/s on one core.
+#: Most names in one ``POST /predict``: bounds one request's work (docs/benchmarks.md#server).
 MAX_BATCH = 10_000
 #: Largest request body; a bigger one is refused with 413 before it is read into memory or parsed.
 MAX_BODY_BYTES = 2 * 1024 * 1024

@@ -35,8 +35,8 @@ from namesclf.training.loop import fit, loop_clip, make_updater, pinned_threads,
 #: (docs/experiments.md, "Pooling and temperature").
 POOL_WEIGHTS = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 POOL_SHIFTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2)
-#: Up to 6 because a product of two confident models can want a high temperature; the search
-#: costs microseconds per value.
+#: Up to 6 because a product of two confident models can want a high temperature; a fine grid is
+#: cheap, as each value is one pooled log-loss over the validation names.
 TEMPERATURES = tuple(round(float(x), 2) for x in np.arange(0.5, 6.001, 0.05))
 
 
@@ -60,7 +60,8 @@ def class_weights(y: np.ndarray, n_classes: int, scheme: str) -> np.ndarray:
 
 def fit_ngram(ngram: NgramBayes, enc_train: EncodedSplit, enc_valid: EncodedSplit | None) -> dict[str, Any]:
     """Count the n-gram half on the training names; tune its discount and mixture on the
-    validation names (nats per character). Counting takes well under a second."""
+    validation names (nats per character). Counting is one pass over the names
+    (docs/benchmarks.md#training-speed)."""
     ngram.fit(enc_train.idx, enc_train.lengths, enc_train.labels)
     info: dict[str, Any] = {"ngram_order": ngram.order}
     if enc_valid is not None and len(enc_valid):
