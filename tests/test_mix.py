@@ -130,3 +130,13 @@ def test_levels_sum_probabilities_and_unknown_labels_stay_their_own_group() -> N
     assert level_map(labels, "label").note() is None
     with pytest.raises(NamesError, match="unknown --level 'family'"):
         level_map(labels, "family")
+
+
+def test_distinct_rows_with_counts_estimate_what_the_repeated_rows_do() -> None:
+    proba = exact_posteriors(population(np.array([0.2, 0.5, 0.3]), 50, seed=6), TRAIN)
+    counts = np.arange(1, 51) % 4 + 1
+    repeated = np.repeat(proba, counts, axis=0)
+    for method in MIX_METHODS:
+        a = estimate_mix_from_proba(proba, ["a", "b", "c"], TRAIN, method=method, bootstrap=0, counts=counts)
+        b = estimate_mix_from_proba(repeated, ["a", "b", "c"], TRAIN, method=method, bootstrap=0)
+        assert np.allclose(a.share, b.share) and a.n == b.n == counts.sum()

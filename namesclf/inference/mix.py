@@ -45,44 +45,52 @@ BOOTSTRAP = 200
 CONFIDENCE = 0.95
 
 
-def classify_and_count(proba: np.ndarray) -> np.ndarray:
-    """The share of rows whose most probable label is each label."""
-    counts = np.bincount(proba.argmax(axis=1), minlength=proba.shape[1])
-    return counts / max(len(proba), 1)
+def _weights(proba: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
+    return np.ones(len(proba)) if counts is None else np.asarray(counts, dtype=np.float64)
 
 
-def mean_probability(proba: np.ndarray) -> np.ndarray:
-    """The mean of each label's probability over the rows."""
-    return proba.mean(axis=0)
+def classify_and_count(proba: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """The share of names whose most probable label is each label (``counts``: names per row)."""
+    w = _weights(proba, counts)
+    return np.bincount(proba.argmax(axis=1), weights=w, minlength=proba.shape[1]) / w.sum()
 
 
-def em_prior(proba: np.ndarray, train_prior: np.ndarray, tol: float = EM_TOLERANCE,
-             max_steps: int = MAX_EM_STEPS) -> np.ndarray:
-    """The maximum-likelihood mix of the rows of ``proba`` under label shift (Saerens et al., 2002).
+def mean_probability(proba: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """The mean of each label's probability over the names (``counts``: names per row)."""
+    w = _weights(proba, counts)
+    return w @ proba / w.sum()
 
-    ``proba`` are calibrated posteriors under ``train_prior``; each step re-weighs them by the
-    current mix over the training mix, renormalises each row, and takes the mean as the next mix.
+
+def em_prior(proba: np.ndarray, train_prior: np.ndarray, counts: np.ndarray | None = None,
+             tol: float = EM_TOLERANCE, max_steps: int = MAX_EM_STEPS) -> np.ndarray:
+    """The maximum-likelihood mix of the names behind ``proba`` under label shift (Saerens et al., 2002).
+
+    ``proba`` are calibrated posteriors under ``train_prior``, one row per distinct name, and
+    ``counts`` how many names each row stands for; each step re-weighs the rows by the current mix
+    over the training mix, renormalises them, and takes their weighted mean as the next mix.
     """
-    ratio_base = np.asarray(train_prior, dtype=np.float64)
-    pi = ratio_base.copy()
+    w = _weights(proba, counts)
+    base = np.asarray(train_prior, dtype=np.float64)
+    pi = base.copy()
     for _ in range(max_steps):
-        weighted = proba * (pi / ratio_base)
+        weighted = proba * (pi / base)
         weighted /= weighted.sum(axis=1, keepdims=True)
-        new = weighted.mean(axis=0)
+        new = w @ weighted / w.sum()
         if np.abs(new - pi).max() < tol:
             return new
         pi = new
     return pi
 
 
-def point_estimate(proba: np.ndarray, train_prior: np.ndarray, method: str) -> np.ndarray:
+def point_estimate(proba: np.ndarray, train_prior: np.ndarray, method: str,
+                   counts: np.ndarray | None = None) -> np.ndarray:
     """One estimate of the mix by ``method`` (one of :data:`MIX_METHODS`)."""
     if method == "em":
-        return em_prior(proba, train_prior)
+        return em_prior(proba, train_prior, counts)
     if method == "cc":
-        return classify_and_count(proba)
+        return classify_and_count(proba, counts)
     if method == "mean":
-        return mean_probability(proba)
+        return mean_probability(proba, counts)
     raise NamesError(f"unknown mix method {method!r}: use {', '.join(MIX_METHODS)}")
 
 
@@ -105,15 +113,23 @@ class MixEstimate:
                  "high": float(self.high[i])} for i in order]
 
 
+def check_mix_method(method: str) -> str:
+    if method not in MIX_METHODS:
+        raise NamesError(f"unknown mix method {method!r}: use {', '.join(MIX_METHODS)}")
+    return method
+
+
 def estimate_mix_from_proba(proba: np.ndarray, labels: Sequence[str], train_prior: np.ndarray,
                             method: str = "em", bootstrap: int = BOOTSTRAP, confidence: float = CONFIDENCE,
-                            seed: int = 0, rollup: LevelMap | None = None) -> MixEstimate:
+                            seed: int = 0, rollup: LevelMap | None = None,
+                            counts: np.ndarray | None = None) -> MixEstimate:
     """The mix of the population behind the rows of ``proba`` with percentile-bootstrap intervals.
 
     Parameters
     ----------
-    proba : array of shape (n_names, n_labels)
-        Calibrated probabilities under the training mix, one row per name of the population.
+    proba : array of shape (n_rows, n_labels)
+        Calibrated probabilities under the training mix, one row per name (or per distinct name,
+        with ``counts``).
     labels : the column labels.
     train_prior : the training mix the probabilities were calibrated under (same order).
     method : ``em`` (default), ``cc`` or ``mean``.
@@ -122,22 +138,27 @@ def estimate_mix_from_proba(proba: np.ndarray, labels: Sequence[str], train_prio
     seed : makes the resampling reproducible.
     rollup : report the mix at a group or region level: the label-level estimate (and each
         bootstrap draw) summed within each group, so that EM still sees every label.
+    counts : how many names each row stands for (a table's distinct names are scored once). The
+        bootstrap then resamples names, not rows: multinomial counts over the rows.
     """
+    check_mix_method(method)
     if not 0 < confidence < 1:
         raise NamesError("the confidence of a mix interval must be in (0, 1)")
-    if len(proba) == 0:
-        raise NamesError("no names to estimate a mix from")
     proba = np.asarray(proba, dtype=np.float64)
+    w = _weights(proba, counts)
+    n = round(float(w.sum()))
+    if n == 0:
+        raise NamesError("no names to estimate a mix from")
     names = rollup.names if rollup is not None else list(labels)
-    share = _rolled(point_estimate(proba, train_prior, method), rollup)
+    share = _rolled(point_estimate(proba, train_prior, method, w), rollup)
     if bootstrap <= 0:
-        return MixEstimate(names, share, share.copy(), share.copy(), method, len(proba), confidence)
+        return MixEstimate(names, share, share.copy(), share.copy(), method, n, confidence)
     rng = np.random.default_rng(seed)
-    draws = np.stack([_rolled(point_estimate(proba[rng.integers(0, len(proba), len(proba))], train_prior, method),
-                              rollup) for _ in range(bootstrap)])
+    draws = np.stack([_rolled(point_estimate(proba, train_prior, method, rng.multinomial(n, w / w.sum())), rollup)
+                      for _ in range(bootstrap)])
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail], axis=0)
-    return MixEstimate(names, share, np.minimum(low, share), np.maximum(high, share), method, len(proba), confidence)
+    return MixEstimate(names, share, np.minimum(low, share), np.maximum(high, share), method, n, confidence)
 
 
 def _rolled(share: np.ndarray, rollup: LevelMap | None) -> np.ndarray:
