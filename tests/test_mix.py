@@ -140,3 +140,26 @@ def test_distinct_rows_with_counts_estimate_what_the_repeated_rows_do() -> None:
         a = estimate_mix_from_proba(proba, ["a", "b", "c"], TRAIN, method=method, bootstrap=0, counts=counts)
         b = estimate_mix_from_proba(repeated, ["a", "b", "c"], TRAIN, method=method, bootstrap=0)
         assert np.allclose(a.share, b.share) and a.n == b.n == counts.sum()
+
+
+def test_estimate_mix_scores_each_distinct_name_once_and_counts_what_it_skips() -> None:
+    from namesclf.inference.mix import estimate_mix
+
+    class Fake:
+        def __init__(self) -> None:
+            self.labels = ["Russian", "Ukrainian", "Polish"]
+            self.trained_on = TRAIN
+            self.calls: list[list[str]] = []
+
+        def proba_ascii(self, folded: list[str]) -> np.ndarray:
+            self.calls.append(list(folded))
+            return np.array([[0.8, 0.1, 0.1] if n.endswith("ov") else [0.1, 0.1, 0.8] for n in folded])
+
+    fake = Fake()
+    names = ["Ivanov", "Ivanov", "Fyodor Ivanov", "Kowalski", "123", "Ivanov"]
+    est = estimate_mix(fake, names, method="cc", bootstrap=0)
+    assert fake.calls == [["Ivanov", "Kowalski"]]
+    assert est.n == 5 and est.skipped == 1
+    assert dict(zip(est.labels, est.share, strict=True)) == {"Russian": 0.8, "Ukrainian": 0.0, "Polish": 0.2}
+    grouped = estimate_mix(fake, names, method="cc", bootstrap=0, level="region")
+    assert grouped.labels == ["Slavic"] and grouped.share.tolist() == [1.0]

@@ -27,13 +27,19 @@ share it; which names went into the matrix is the caller's business.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from namesclf.errors import NamesError
-from namesclf.inference.groups import LevelMap
+from namesclf.inference.groups import LevelMap, level_map
+
+if TYPE_CHECKING:
+    from namesclf.inference.predictor import Predictor
 
 #: The estimators, default first.
 MIX_METHODS = ("em", "cc", "mean")
@@ -105,6 +111,13 @@ class MixEstimate:
     method: str
     n: int
     confidence: float
+    skipped: int = 0
+    """Names with no letters after folding: not part of the population estimated."""
+
+    def to_dict(self) -> dict:
+        """What ``--json`` prints and ``POST /estimate`` answers."""
+        return {"method": self.method, "n": self.n, "skipped": self.skipped, "confidence": self.confidence,
+                "mix": self.rows()}
 
     def rows(self) -> list[dict[str, float | str]]:
         """One dict per label, largest share first: what ``--json`` and the HTTP API answer."""
@@ -163,3 +176,35 @@ def estimate_mix_from_proba(proba: np.ndarray, labels: Sequence[str], train_prio
 
 def _rolled(share: np.ndarray, rollup: LevelMap | None) -> np.ndarray:
     return share if rollup is None else rollup.sum_columns(share[None, :])[0]
+
+
+def estimate_mix(predictor: Predictor, names: Iterable[str], *, level: str = "label", method: str = "em",
+                 bootstrap: int = BOOTSTRAP, confidence: float = CONFIDENCE, seed: int = 0,
+                 surname_only: bool = False) -> MixEstimate:
+    """The language mix of the population ``names`` come from, with bootstrap intervals.
+
+    Each distinct name is scored once (a table of a million rows costs its distinct names); full
+    names are cut to their surname as :meth:`Predictor.predict` does, unless ``surname_only``
+    says every entry is a surname already. Names with no letters are left out and counted in
+    ``skipped``. ``level`` rolls the labels up to origin groups or regions
+    (:mod:`namesclf.inference.groups`); see :func:`estimate_mix_from_proba` for the rest.
+
+    Examples
+    --------
+    >>> from namesclf.inference.predictor import Predictor
+    >>> est = estimate_mix(Predictor.load("models/names.pt"), ["Ivanov", "Kowalski"], level="group")  # doctest: +SKIP
+    >>> est.rows()[0]["label"]  # doctest: +SKIP
+    'East Slavic'
+    """
+    from namesclf.inference.predictor import fold, surname_of_name
+
+    counts = Counter(fold(name if surname_only else surname_of_name(name)) for name in names)
+    skipped = counts.pop("", 0)
+    distinct = list(counts)
+    rollup = level_map(predictor.labels, level)
+    proba = predictor.proba_ascii(distinct) if distinct else np.empty((0, len(predictor.labels)))
+    estimate = estimate_mix_from_proba(proba, predictor.labels, predictor.trained_on, method=method,
+                                       bootstrap=bootstrap, confidence=confidence, seed=seed,
+                                       rollup=None if level == "label" else rollup,
+                                       counts=np.array([counts[k] for k in distinct], dtype=np.float64))
+    return dataclasses.replace(estimate, skipped=skipped)

@@ -280,7 +280,7 @@ class Predictor:
         prior = resolve_prior(options.prior, self.labels)
         sets = None if options.coverage is None else self.conformal(options.coverage, options.per_language)
         threshold = self.open_set.threshold(options.abstain_rate) if options.abstain else None
-        parsed = list(names) if options.surname_only else [_surname(n) for n in names]
+        parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
         folded = [fold_or_raise(p) if strict else fold(p) for p in parsed]
         results = [Prediction(n, f, [], surname=p if p != n else None)
                    for n, p, f in zip(names, parsed, folded, strict=True)]
@@ -320,7 +320,7 @@ class Predictor:
             yield from self.predict_with(batch, options, strict=False)
 
 
-def _surname(name: str) -> str:
+def surname_of_name(name: str) -> str:
     """The part of ``name`` to classify: the surname of a full name, unless that part has no letters
     (``"A 0"``) and the whole has some: then the whole."""
     surname = parse_name(name[:MAX_RAW_LENGTH]).surname
