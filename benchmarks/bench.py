@@ -1,11 +1,10 @@
-#!/usr/bin/env python
 """The project against the PyTorch tutorial and the peers, side by side, in one process and one split.
 
-    python scripts/bench.py                     # the full run (24 min on 2 quiet cores)
-    python scripts/bench.py --quick             # 1 repeat, 20,000 tutorial steps, 4 epochs per model (~2 min)
-    python scripts/bench.py --rows tutorial,handbuilt --repeats 5 --out tutorial.json
-    python scripts/bench.py --rows none --serve models/names.pt   # the HTTP server alone (~1 min)
-    python scripts/bench.py --rows none --speed models/names.pt   # cold start and batch CLI (~3 min)
+    python -m benchmarks.bench                     # the full run (24 min on 2 quiet cores)
+    python -m benchmarks.bench --quick             # 1 repeat, 20,000 tutorial steps, 4 epochs per model (~2 min)
+    python -m benchmarks.bench --rows tutorial,handbuilt --repeats 5 --out tutorial.json
+    python -m benchmarks.bench --rows none --serve models/names.pt   # the HTTP server alone (~1 min)
+    python -m benchmarks.bench --rows none --speed models/names.pt   # cold start and batch CLI (~3 min)
 
 Why one script and one process: figures taken on different days, splits or thread settings are
 not comparable, and the comparisons this project makes (the batched hand-built RNN against the
@@ -43,14 +42,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
-import importlib.util
-import json
 import math
-import os
-import platform
 import random
-import shlex
 import statistics
 import sys
 import time
@@ -61,16 +54,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sklearn
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.svm import LinearSVC
 from torch import nn
 
+from benchmarks.common import load_average, machine_header, print_verdicts, verdicts, write_json
 from namesclf.config import CLASSIFIER_KINDS, LMConfig, TrainConfig
 from namesclf.data.dataset import load_names, single_language, split_names
-from namesclf.files import atomic_write_text, jsonable
 from namesclf.inference.options import CPU_BATCH, GPU_BATCH
 from namesclf.inference.predictor import Predictor
 from namesclf.lm import generate
@@ -496,7 +488,7 @@ def select_rows(spec: str | None) -> list[Row]:
         if item == TrainConfig().model:
             item = "default"
         if item not in keys:
-            raise SystemExit(f"bench.py: unknown row {item!r}; rows are {', '.join(r.key for r in rows)}")
+            raise SystemExit(f"benchmarks.bench: unknown row {item!r}; rows are {', '.join(r.key for r in rows)}")
         wanted.add(item)
     return [r for r in rows if r.key in wanted]
 
@@ -546,10 +538,7 @@ def check_targets(rows: dict[str, dict[str, Any]], plan: Plan, wall_seconds: flo
     return out
 
 
-# ----------------------------------------------------------------------------- output
-
-
-# ----------------------------------------------------------------------------- the HTTP server
+# ----------------------------------------------------------------------------- the HTTP server and prediction speed
 
 TARGET_SERVE_GET_PER_S = 1_000
 TARGET_SERVE_GET_P99_MS = 20.0
@@ -558,12 +547,14 @@ TARGET_SERVE_POST_NAMES_PER_S = 100_000
 
 
 def serve_figures(args: argparse.Namespace) -> dict[str, Any]:
-    """The server rows of scripts/load.py (``--bench``) against ``names serve --model args.serve``.
+    """The server rows of :mod:`benchmarks.load` (``--bench``) against ``names serve --model args.serve``.
 
-    Kept in load.py, which also runs them alone; here they join the report so that one JSON says
-    which machine, how busy it was, and what the server did on it.
+    Kept in load, which also runs them alone; here they join the report so that one JSON says
+    which machine, how busy it was, and what the server did on it. Imported here: it needs httpx,
+    which the other rows do not.
     """
-    load = script_module("load")
+    from benchmarks import load
+
     data = args.data if Path(args.data).is_dir() else Path("data/names")
     print(f"server: names serve --model {args.serve} --workers {args.serve_workers}, "
           f"{args.serve_seconds:g} s a row", flush=True)
@@ -572,19 +563,11 @@ def serve_figures(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def script_module(name: str) -> Any:
-    """A sibling script (scripts/NAME.py) as a module."""
-    spec = importlib.util.spec_from_file_location(f"names_{name}", Path(__file__).resolve().parent / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def speed_figures(args: argparse.Namespace) -> dict[str, Any]:
-    """scripts/speed.py's rows (cold ``names predict``, ``--input`` on a million names, ONNX and
-    torch) against ``args.speed``, joined to this report."""
-    speed = script_module("speed")
+    """:mod:`benchmarks.speed`'s rows (cold ``names predict``, ``--input`` on a million names, ONNX
+    and torch) against ``args.speed``, joined to this report."""
+    from benchmarks import speed
+
     data = args.data if Path(args.data).is_dir() else Path("data/names")
     print(f"prediction speed: names predict --model {args.speed}, {args.speed_names:,} names a batch row",
           flush=True)
@@ -615,51 +598,15 @@ def serve_targets(result: dict[str, Any] | None) -> list[dict[str, Any]]:
          f"{post['names_per_s']:,} names/s (all-new names: {rows['post_unique_c8']['names_per_s']:,}), "
          f"measured with {result['tool']}"),
     ]
-    return [{"target": name, "status": "PASS" if ok else "FAIL", "detail": detail} for name, ok, detail in checks]
+    return verdicts(checks)
 
 
-def cpu_model() -> str:
-    """The CPU's name from /proc/cpuinfo (``model name`` on x86, ``Hardware`` on some ARM boards)."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip().lower(), value.strip())
-    except OSError:
-        pass
-    for key in ("model name", "hardware", "cpu model", "processor"):
-        if fields.get(key) and not fields[key].isdigit():
-            return fields[key]
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def machine_header(args: argparse.Namespace, plan: Plan, threads: int) -> dict[str, Any]:
-    """What a reader needs to judge the numbers: machine, software, settings, and how busy it was."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count()
+def bench_header(args: argparse.Namespace, plan: Plan, threads: int) -> dict[str, Any]:
+    """The machine header (:func:`benchmarks.common.machine_header`) and this run's settings."""
     return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "cores_available": available,
+        **machine_header(),
         "torch_threads": threads,
         "torch_interop_threads": torch.get_num_interop_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scikit_learn": sklearn.__version__,
-        "platform": platform.platform(),
-        "load_average_start": load_average(),
         "mode": plan.mode,
         "repeats": plan.repeats,
         "tutorial_steps": plan.tutorial_steps,
@@ -669,6 +616,9 @@ def machine_header(args: argparse.Namespace, plan: Plan, threads: int) -> dict[s
         "data": str(args.data),
         "quality_figures": "from the first run (every repeat uses the same seed); timings: median of repeats",
     }
+
+
+# ----------------------------------------------------------------------------- output
 
 
 def fmt(value: Any, spec: str) -> str:
@@ -690,16 +640,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, report: dict[str, Any]) -> None:
-    """Atomically, after every row: a long run that dies keeps the rows it finished."""
-    atomic_write_text(path, json.dumps(jsonable(report), indent=2, allow_nan=False) + "\n")
-
-
 # ----------------------------------------------------------------------------- main
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true",
@@ -722,13 +667,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="split and training seed (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device for the project's models (default cpu)")
     parser.add_argument("--serve", type=Path, default=None, metavar="MODEL",
-                        help="also measure `names serve --model MODEL` (wrk when installed, else scripts/load.py); "
-                        "--rows none for the server alone")
+                        help="also measure `names serve --model MODEL` (wrk when installed, else "
+                        "benchmarks.load's clients); --rows none for the server alone")
     parser.add_argument("--serve-workers", type=int, default=2, help="server processes for --serve (default 2)")
     parser.add_argument("--serve-seconds", type=float, default=10.0, help="seconds per server row (default 10)")
     parser.add_argument("--speed", type=Path, default=None, metavar="MODEL",
                         help="also time a cold `names predict` and `names predict --input` on a million names "
-                        "(scripts/speed.py) with MODEL and its ONNX export")
+                        "(benchmarks.speed) with MODEL and its ONNX export")
     parser.add_argument("--speed-names", type=int, default=1_000_000, help="names per --speed batch row")
     args = parser.parse_args(argv)
     for name in ("threads", "repeats", "steps", "epochs", "predict_batch", "serve_workers"):
@@ -765,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts = {name: data.frame[split == name].reset_index(drop=True) for name in ("train", "valid", "test")}
     bench = Bench(plan, parts["train"], parts["valid"], parts["test"], data.languages, args.seed, args.device,
                   args.predict_batch, str(args.data))
-    header = machine_header(args, plan, threads)
+    header = bench_header(args, plan, threads)
     header["split"] = {name: len(part) for name, part in parts.items()}
     header["languages"] = len(bench.labels)
     report: dict[str, Any] = {"header": header, "rows": [], "targets": []}
@@ -780,7 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = {"key": row.key, "name": row.name, **figures}
         done[row.key] = result
         report["rows"].append(result)
-        write_report(args.out, report)
+        write_json(args.out, report)
         nats = f"  nats/char {result['nats_per_char']:.3f}" if "nats_per_char" in result else ""
         print(f"  {row.name:<20} accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}{nats}  "
               f"single-language {fmt(result.get('accuracy_single'), '.4f')} / "
@@ -795,21 +740,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {'':<20} generation fidelity failed: {result['fidelity_error']}", flush=True)
     if args.serve is not None:
         report["serve"] = serve_figures(args)
-        write_report(args.out, report)
+        write_json(args.out, report)
     if args.speed is not None:
         report["speed"] = speed_figures(args)
-        write_report(args.out, report)
+        write_json(args.out, report)
     wall = time.perf_counter() - started
     report["targets"] = (check_targets(done, plan, wall) + serve_targets(report.get("serve"))
                          + report.get("speed", {}).get("targets", []))
     header["wall_seconds"] = wall
     header["load_average_end"] = load_average()
-    write_report(args.out, report)
+    write_json(args.out, report)
     print()
     print(table(report["rows"]))
     print()
-    for target in report["targets"]:
-        print(f"{target['status']:<4}  {target['target']}: {target['detail']}")
+    print_verdicts(report["targets"])
     if plan.mode != "quick":
         print(f"INFO  total wall time {wall:.0f} s ({plan.mode} run)")
     print(f"load average at start {header['load_average_start']}, at end {header['load_average_end']} "
