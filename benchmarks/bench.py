@@ -1,10 +1,12 @@
 """The project against the PyTorch tutorial and the peers, side by side, in one process and one split.
 
-    python -m benchmarks.bench                     # the full run (24 min on 2 quiet cores)
-    python -m benchmarks.bench --quick             # 1 repeat, 20,000 tutorial steps, 4 epochs per model (~2 min)
+    python -m benchmarks.bench                     # the full run
+    python -m benchmarks.bench --quick             # 1 repeat, 20,000 tutorial steps, 4 epochs per model
     python -m benchmarks.bench --rows tutorial,handbuilt --repeats 5 --out tutorial.json
-    python -m benchmarks.bench --rows none --serve models/names.pt   # the HTTP server alone (~1 min)
-    python -m benchmarks.bench --rows none --speed models/names.pt   # cold start and batch CLI (~3 min)
+    python -m benchmarks.bench --rows none --serve models/names.pt   # the HTTP server alone
+    python -m benchmarks.bench --rows none --speed models/names.pt   # cold start and batch CLI
+
+How long each takes on which machine: docs/benchmarks.md, beside the figures.
 
 Why one script and one process: figures taken on different days, splits or thread settings are
 not comparable, and the comparisons this project makes (the batched hand-built RNN against the
@@ -105,14 +107,15 @@ class Plan:
     #: Names per timed prediction pass for batched predictors (the test names, repeated).
     predict_names: int
     #: The same for rows that score one name at a time (tutorial) or under every language (LMs):
-    #: they are 10-100x slower, and a smaller sample measures a steady rate just as well.
+    #: they are far slower, and a smaller sample measures a steady rate just as well.
     predict_names_slow: int
     fidelity_n: int
 
 
 PLANS = {
     "full": Plan("full", 3, 100_000, None, 50_000, 10_000, 100),
-    # Four epochs keep --quick under 5 minutes on 2 quiet cores; its accuracies are below the full run's.
+    # Four epochs keep --quick within its time target (TARGET_QUICK_SECONDS on 2 quiet cores); its
+    # accuracies are below the full run's.
     "quick": Plan("quick", 1, 20_000, 4, 50_000, 5_000, 30),
     "smoke": Plan("smoke", 1, 200, 1, 500, 100, 4),
 }

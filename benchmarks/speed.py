@@ -1,7 +1,7 @@
 """Prediction as a user meets it: a cold ``names predict NAME`` and ``names predict --input`` on a
 million names, each a real process timed from start to exit, on the ONNX export and on torch.
 
-    python -m benchmarks.speed --model models/names.pt              # ~2 minutes on 2 quiet cores
+    python -m benchmarks.speed --model models/names.pt              # the rows docs/benchmarks.md reports
     python -m benchmarks.speed --model models/names.pt --names 100000 --repeats 3 --json speed.json
     python -m benchmarks.bench --rows none --speed models/names.pt  # the same rows in the bench report
 
