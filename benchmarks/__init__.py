@@ -2,7 +2,8 @@
 
 Run from the repository root as modules, e.g. ``python -m benchmarks.bench --quick``:
 
-* :mod:`benchmarks.bench`: the project against the PyTorch tutorial and its peers, one process, one split.
+* :mod:`benchmarks.bench`: the project against the PyTorch tutorial and its peers, one process, one split
+  (its rows in :mod:`benchmarks.rows`).
 * :mod:`benchmarks.load`: the HTTP server under load (requests/s, p50/p99), with wrk when installed
   (``wrk_predict.lua``, ``wrk_post.lua``) or Python clients.
 * :mod:`benchmarks.speed`: prediction as a user meets it: a cold ``names predict`` and a million-name batch.
