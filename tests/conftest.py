@@ -7,12 +7,13 @@ Unit tests build their own small files in ``tmp_path``; tests that need the real
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from benchmarks.common import free_port as free_port  # one copy for the benchmarks and the tests
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO / "data" / "names"
@@ -33,13 +34,6 @@ def network_config(**values: Any) -> dict[str, Any]:
     from namesclf.config import TrainConfig
 
     return TrainConfig(**{"ngram_order": 0, **values}).resolved().to_dict()
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on now (for servers and process groups under test)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def invented_names(parts: Mapping[str, tuple[Sequence[str], Sequence[str]]], per_language: int, seed: int = 0,

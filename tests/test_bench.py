@@ -1,16 +1,17 @@
-"""CI smoke test of ``scripts/bench.py``: it runs end to end and its JSON keeps its shape.
+"""CI smoke test of :mod:`benchmarks.bench`: it runs end to end and its JSON keeps its shape.
 
 A benchmark that only runs by hand rots: a renamed config field or a changed training API
 breaks it silently until the day the numbers are needed. So CI runs it with ``--smoke`` (a few
 tutorial steps, one epoch per model, one repeat) on a made-up 4-language data set, as a
 subprocess exactly as a person would, and checks every row and every key docs/benchmarks.md promises.
+The other benchmarks and experiments run the same way, or through their ``main`` in this process.
 The 4-gram model's smoothing is also checked directly: probabilities that do not sum to one
 would make its nats per character meaningless.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
 import subprocess
 import sys
@@ -19,12 +20,12 @@ from types import ModuleType
 
 import pytest
 
+from benchmarks import bench, load, peers, seeds, speed
+from experiments import crosscorpus, realnames, scale_predict, scale_train
 from namesclf.config import CLASSIFIER_KINDS, LMConfig, TrainConfig
 
-from .conftest import invented_names, write_names_dir
+from .conftest import REPO, invented_names, write_names_dir
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "bench.py"
 ROW_KEYS = ("name", "accuracy", "macro_f1", "accuracy_single", "macro_f1_single", "train_seconds", "train_names_per_s",
             "predict_names_per_s")
 HEADER_KEYS = ("cpu", "cores", "torch", "torch_threads", "date", "command", "mode", "split", "wall_seconds")
@@ -43,15 +44,10 @@ def made_up_names(n: int = 30, seed: int = 0) -> dict[str, list[str]]:
     return invented_names(SYLLABLES, n, seed, max_stems=2)
 
 
-def load_script(path: Path = SCRIPT) -> ModuleType:
-    """A script under ``scripts/`` as a module (registered, so its dataclasses resolve their types)."""
-    name = f"{path.stem}_script"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` from the repository root, as the docs tell a person to run it."""
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO)
 
 
 def expected_rows() -> set[str]:
@@ -63,16 +59,15 @@ def expected_rows() -> set[str]:
 def test_bench_smoke(tmp_path: Path) -> None:
     data = write_names_dir(tmp_path / "names", made_up_names())
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--data", str(data), "--out", str(out), "--threads", "1"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )
+    proc = run_module("benchmarks.bench", "--smoke", "--data", str(data), "--out", str(out), "--threads", "1",
+                      timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     report = json.loads(out.read_text())
     header = report["header"]
     for key in HEADER_KEYS:
         assert key in header, key
     assert header["torch_threads"] == 1 and header["mode"] == "smoke" and header["repeats"] == 1
+    assert header["command"].split()[1:4] == ["-m", "benchmarks.bench", "--smoke"]  # runnable as written
     assert header["split"]["test"] > 0
 
     rows = {row["key"]: row for row in report["rows"]}
@@ -101,8 +96,33 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert "tutorial" in proc.stdout and f"wrote {out}" in proc.stdout
 
 
+LAB_MODULES = (bench, load, speed, seeds, peers, realnames, crosscorpus, scale_train, scale_predict)
+
+
+@pytest.mark.parametrize("module", LAB_MODULES, ids=lambda m: m.__name__)
+def test_every_lab_module_answers_help(module: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each benchmark and experiment builds its command line, and its usage line says how to run it;
+    the ones without an end-to-end test would otherwise rot unseen (their imports are checked above)."""
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--help"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m {module.__name__} ")
+
+
+def test_the_package_never_imports_the_lab() -> None:
+    """benchmarks/ and experiments/ are not installed: an import of them from namesclf would work in
+    a checkout and fail for every user of the package."""
+    lab = {"benchmarks", "experiments"}
+    offenders = []
+    for path in (REPO / "namesclf").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [(path.name, n) for n in names if n.split(".")[0] in lab]
+    assert not offenders
+
+
 def test_unknown_row_is_refused() -> None:
-    bench = load_script()
     with pytest.raises(SystemExit, match="unknown row 'nope'"):
         bench.select_rows("tutorial,nope")
     assert [r.key for r in bench.select_rows(f"{TrainConfig().model},tutorial")] == ["tutorial", "default"]
@@ -114,7 +134,6 @@ def test_peers_adapter_keeps_the_pipelines_answers(tmp_path: Path) -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
-    peers = load_script(REPO / "scripts" / "peers.py")
     names = made_up_names(20)
     x = [n for lang in sorted(names) for n in names[lang]]
     y = [lang for lang in sorted(names) for _ in names[lang]]
@@ -132,8 +151,7 @@ def test_peers_script_prints_every_yardstick(tmp_path: Path) -> None:
     for lang in ("Italian", "Dutch"):  # names listed under two languages, so the yardsticks differ
         names[lang] = names[lang] + names["Russian"][:10]
     data = write_names_dir(tmp_path / "names", names)
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "peers.py"), str(data), "--seeds", "0", "1",
-                           "--analyzer", "char_wb"], capture_output=True, text=True, timeout=300)
+    proc = run_module("benchmarks.peers", str(data), "--seeds", "0", "1", "--analyzer", "char_wb")
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert [line.split()[:3] for line in lines] == [["seed", "0", "char_wb"], ["seed", "1", "char_wb"],
@@ -148,8 +166,7 @@ def test_peers_script_prints_every_yardstick(tmp_path: Path) -> None:
 
 def test_seeds_script_means_the_per_seed_figures(tmp_path: Path) -> None:
     data = write_names_dir(tmp_path / "names", made_up_names())
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "seeds.py"), str(data), "--seeds", "0", "1", "--",
-                           "--epochs", "2", "--hidden", "16"], capture_output=True, text=True, timeout=300)
+    proc = run_module("benchmarks.seeds", str(data), "--seeds", "0", "1", "--", "--epochs", "2", "--hidden", "16")
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     per_seed = [line for line in lines if line.startswith("seed ")]

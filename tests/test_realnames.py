@@ -192,6 +192,47 @@ def test_the_estimator_predict_set_and_abstain(model: Path) -> None:
     assert set(answers) <= {*clf.classes_, "unknown"}
 
 
+# ----------------------------------------------------------------------------- the experiments (experiments/)
+
+
+def test_crosscorpus_rebuilds_the_models_test_split(model: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m experiments.crosscorpus MODEL=DATA`` scores the test split of the model's own seed;
+    on a corpus of the model's languages, "shared only" is its training mix: the same answers."""
+    from experiments import crosscorpus
+
+    data = write_names_dir(tmp_path / "names", MORE)
+    crosscorpus.main([f"{model}={data}"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["model", "test"] and len(lines) == 3
+    frame = load_names(data).frame
+    pairs = int((split_names(frame, seed=1) == "test").sum())  # the fixture trains with --seed 1
+    rows = {" ".join(line.split()[2:-5]): line.split()[-5:] for line in lines[1:]}
+    assert set(rows) == {"all", "shared only"}
+    assert int(rows["all"][0].replace(",", "")) == pairs and int(rows["all"][1]) == len(TINY)
+    assert rows["all"] == rows["shared only"]
+
+
+def test_realnames_wild_scores_the_novel_languages(model: Path, tmp_path: Path) -> None:
+    """``python -m experiments.realnames DATA wild``: surnames of a language the model lacks are the
+    novel ones, new surnames of its languages the in-set ones; the figures land in ``--json``."""
+    from experiments import realnames
+
+    data = write_names_dir(tmp_path / "names", MORE)
+    corpus = write_names_dir(tmp_path / "corpus", {
+        "Russian": ["Orlov", "Belov", "Titov", "Zaitsev", "Gusev", "Vinogradov", "Ivanov"],
+        "Greek": ["Papadopoulos", "Georgiou", "Nikolaidis", "Konstantinou", "Dimitriou", "Pappas"]})
+    out = tmp_path / "wild.json"
+    realnames.main([str(data), "--json", str(out), "wild", "--model", str(model), "--corpus", str(corpus)])
+    report = json.loads(out.read_text())
+    assert report["n_inset"] == 6 and report["n_novel"] == 6  # Ivanov is in DATA: left out
+    assert report["novel_languages"] == ["Greek"]
+    for score in ("novelty (learned)", "max-probability", "n-gram nats/letter"):
+        assert 0.0 <= report[score]["auroc"] <= 1.0, score
+    learned = report["novelty (learned)"]
+    assert 0.0 <= learned["abstained_novel"] <= 1.0 and 0.0 <= learned["abstained_inset"] <= 1.0
+
+
 # ----------------------------------------------------------------------------- on the real split
 
 

@@ -690,19 +690,16 @@ Transfer/sec:    510.00KB
 
 
 def test_the_benchmark_reads_wrk_and_judges_the_server_targets() -> None:
-    """scripts/load.py reads wrk's report (units included), and bench.py's server targets pass or
-    fail on those figures."""
-    from .test_bench import load_script
+    """benchmarks.load reads wrk's report (units included), and benchmarks.bench's server targets
+    pass or fail on those figures."""
+    from benchmarks import bench, load
 
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    load = load_script(scripts / "load.py")
     row = load.parse_wrk(WRK_OUTPUT)
     assert row == {"requests": 12960, "requests_per_s": 1295.64, "p50_ms": 39.64, "p99_ms": 1200.0, "non_2xx": 78,
                    "socket_errors": {"connect": 0, "read": 2, "write": 0, "timeout": 5}}
     with pytest.raises(SystemExit):
         load.parse_wrk("unable to connect to 127.0.0.1:8000 Connection refused")
 
-    bench = load_script(scripts / "bench.py")
     quiet = {"requests": 10_000, "non_2xx": 0, "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
     rows = {"get_c8": {**quiet, "requests_per_s": 1200.0, "p99_ms": 15.0},
             "get_c64": {**quiet, "requests_per_s": 1500.0, "p99_ms": 140.0, "non_2xx": 300},

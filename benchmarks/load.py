@@ -1,18 +1,17 @@
-#!/usr/bin/env python
 """Measure the HTTP API: requests/s and p50/p99 latency for single-name GETs and 1,000-name POSTs.
 
-    python scripts/load.py --model models/names.pt          # starts `names serve` on a free port
-    python scripts/load.py --url http://127.0.0.1:8000      # an already running server
-    python scripts/load.py --model models/names.pt --bench --workers 2   # the benchmark's server rows
+    python -m benchmarks.load --model models/names.pt          # starts `names serve` on a free port
+    python -m benchmarks.load --url http://127.0.0.1:8000      # an already running server
+    python -m benchmarks.load --model models/names.pt --bench --workers 2   # the benchmark's server rows
 
-``--bench`` measures what scripts/bench.py reports (``--serve``): with wrk when it is installed
+``--bench`` measures what :mod:`benchmarks.bench` reports (``--serve``): with wrk when it is installed
 (``GET /predict`` with a new name every request at 8 and 64 connections, ``POST /predict`` with
 1,000 names a request at 8 connections, cycling through the data's names or all new), else with
-this script's own clients (threads with keep-alive connections, a fixed number of requests). The
+this module's own clients (threads with keep-alive connections, a fixed number of requests). The
 result says which tool measured it: the two are not comparable (wrk's C client costs the server's
 cores far less than Python threads parsing every answer).
 
-Loopback only (the script refuses any other host), a fixed number of requests per client, and a
+Loopback only (it refuses any other host), a fixed number of requests per client, and a
 timeout on every request, so a run is bounded in both load and time. Every answer is checked
 (status 200, one prediction per name, names echoed in order); failures are counted and printed.
 """
@@ -24,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +36,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from benchmarks.common import free_port, load_average, name_lines
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 FALLBACK_NAMES = ["Dostoevsky", "Nakamura", "O'Brien", "Schmidt", "Rossi", "Kowalski", "Nguyen",
                   "Papadopoulos", "Garcia", "Dubois", "Smith", "Kim", "Zhang", "Novak", "Silva", "Murphy",
@@ -46,18 +46,10 @@ FALLBACK_NAMES = ["Dostoevsky", "Nakamura", "O'Brien", "Schmidt", "Rossi", "Kowa
 
 def load_names(data: Path, limit: int = 5000) -> list[str]:
     """Real surnames from ``data/names`` when present (varied lengths), else a built-in list."""
-    names: list[str] = []
-    for path in sorted(data.glob("*.txt")):
-        names += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = name_lines(data)
     if not names:
         return FALLBACK_NAMES
     return names[:: max(1, len(names) // limit)][:limit]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -171,7 +163,8 @@ def measure(url: str, names: list[str], args: argparse.Namespace) -> dict:
 
 # ----------------------------------------------------------------------------- the benchmark's server rows
 
-SCRIPTS = Path(__file__).resolve().parent
+#: The wrk scripts lie beside this module.
+HERE = Path(__file__).resolve().parent
 #: (key, what, method, connections): the rows of ``--bench``.
 BENCH_ROWS = [
     ("get_c8", "GET /predict, a new name every request, 8 connections", "GET", 8),
@@ -207,8 +200,8 @@ def parse_wrk(output: str) -> dict:
 
 def wrk(url: str, method: str, connections: int, seconds: float, names_file: Path, batch: int) -> dict:
     """One wrk run (one thread: wrk's C client is not the bottleneck, and the cores are the server's)."""
-    script, extra = ((SCRIPTS / "wrk_predict.lua", []) if method == "GET" else
-                     (SCRIPTS / "wrk_post.lua", [str(batch), "unique" if method == "POST-unique" else "repeat"]))
+    script, extra = ((HERE / "wrk_predict.lua", []) if method == "GET" else
+                     (HERE / "wrk_post.lua", [str(batch), "unique" if method == "POST-unique" else "repeat"]))
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency", "-s", str(script),
            url, "--", str(names_file), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
@@ -217,7 +210,7 @@ def wrk(url: str, method: str, connections: int, seconds: float, names_file: Pat
 
 def python_clients(url: str, method: str, connections: int, names: list[str], batch: int, requests: int,
                    timeout: float) -> dict:
-    """The same shapes with this script's clients, when wrk is not installed."""
+    """The same shapes with this module's clients, when wrk is not installed."""
     stamp = f"{time.time_ns() % 10**12:012d}"
 
     def single(cid: int, i: int) -> tuple[str, str, dict]:
@@ -258,10 +251,10 @@ def server_bench(model: str, data: Path, workers: int = 2, seconds: float = 10.0
 
     The GET rows and the all-new POST row send names never seen before (every data name with a
     number appended), so the cache never answers. The recurring POST row cycles through 5,000 of
-    the data's names, as the default run of this script does, after a warm-up that has every
+    the data's names, as the default run of this module does, after a warm-up that has every
     process see them: it measures steady traffic that repeats surnames, the cache's case.
     """
-    tool = tool or ("wrk" if shutil.which("wrk") else "scripts/load.py")
+    tool = tool or ("wrk" if shutil.which("wrk") else "benchmarks.load")
     names = load_names(data, limit=1_000_000)
     recurring = load_names(data)
     out: dict = {"tool": tool, "workers": workers, "threads": threads, "seconds": seconds, "batch_size": batch,
@@ -305,8 +298,8 @@ def print_bench(result: dict) -> None:
     print("  (names/s counts answered requests only; a 503 answers no names)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--model", help="Start `names serve --model MODEL` on a free loopback port.")
     where.add_argument("--url", help="A running server on this machine, e.g. http://127.0.0.1:8000.")
@@ -322,7 +315,7 @@ def main() -> None:
                         help="The benchmark's server rows instead (needs --model; wrk when installed).")
     parser.add_argument("--workers", type=int, default=2, help="--workers for the server --bench starts.")
     parser.add_argument("--seconds", type=float, default=10.0, help="Seconds per --bench row.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for name in ("clients", "requests", "batch_requests", "batch_size"):
         if not 1 <= getattr(args, name) <= 100_000:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 100000")
@@ -334,7 +327,7 @@ def main() -> None:
             parser.error("--bench starts its own server: give --model")
         bench = server_bench(args.model, args.data, args.workers, args.seconds, args.threads, args.batch_size)
         bench["cpus"] = os.cpu_count()
-        bench["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        bench["load_average"] = load_average()
         if args.json:
             print(json.dumps(bench, indent=2))
         else:
@@ -347,7 +340,7 @@ def main() -> None:
     else:
         result = measure(args.url.rstrip("/"), names, args)
     result["cpus"] = os.cpu_count()
-    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    result["load_average"] = load_average()
     if args.json:
         print(json.dumps(result, indent=2))
         return

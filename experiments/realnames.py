@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Measure what the real-names options promise, on the grouped split (docs/realnames.md).
 
-    python scripts/realnames.py data/names sets --seeds 0 1 2     # coverage, set size, priors, full names
-    python scripts/realnames.py data/names lolo --seed 0          # "none of these": leave one language out
-    python scripts/realnames.py data/names wild --model M --corpus data/wikipedia.csv   # ... on real people
+    python -m experiments.realnames data/names sets --seeds 0 1 2     # coverage, set size, priors, full names
+    python -m experiments.realnames data/names lolo --seed 0          # "none of these": leave one language out
+    python -m experiments.realnames data/names wild --model M --corpus data/wikipedia.csv   # ... on real people
 
 ``sets`` trains the default model once per seed (``--models DIR`` keeps the files and reuses them)
 and, on that seed's test names, reports: marginal and per-language coverage and mean set size at
@@ -29,9 +28,9 @@ reserved slice.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
+from benchmarks.common import write_json
 from namesclf.config import TrainConfig
 from namesclf.data.dataset import load_names, split_names
 from namesclf.inference.conformal import conformal_quantile
@@ -200,8 +200,9 @@ def run_wild(args: argparse.Namespace) -> dict[str, Any]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.realnames", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data")
     sub = parser.add_subparsers(dest="command", required=True)
     sets = sub.add_parser("sets", help="coverage and set size, priors, full names (per seed)")
@@ -215,12 +216,12 @@ def main() -> None:
     wild.add_argument("--model", type=Path, required=True, help="a model trained on DATA")
     wild.add_argument("--corpus", type=Path, required=True, help="e.g. data/wikipedia.csv")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "sets" and args.models:
         args.models.mkdir(parents=True, exist_ok=True)
     results = {"sets": run_sets, "lolo": run_lolo, "wild": run_wild}[args.command](args)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Mean and spread of `names train` over several seeds (split and training both seeded).
 
 Each seed is a different grouped split, so the spread shows how much of a difference between two
@@ -7,7 +6,7 @@ languages have only 5-10 test names. The single-language figures leave out the n
 several languages (see `names evaluate`); log-loss and ECE say how well calibrated the
 probabilities are.
 
-    python scripts/seeds.py data/names --seeds 0 1 2 -- --model handbuilt
+    python -m benchmarks.seeds data/names --seeds 0 1 2 -- --model handbuilt
 """
 
 from __future__ import annotations
@@ -18,19 +17,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.common import split_at_dashes
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.seeds", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("train_args", nargs="*", help="extra `names train` options, after --")
-    # Everything after `--` is for `names train`: argparse alone cannot tell where --seeds ends there.
-    argv = sys.argv[1:]
-    cut = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:cut])
-    args.train_args += argv[cut + 1:]
+    ours, train_args = split_at_dashes(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(ours)
+    args.train_args += train_args
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:

@@ -1,9 +1,9 @@
 """Prediction as a user meets it: a cold ``names predict NAME`` and ``names predict --input`` on a
 million names, each a real process timed from start to exit, on the ONNX export and on torch.
 
-    python scripts/speed.py --model models/names.pt              # ~2 minutes on 2 quiet cores
-    python scripts/speed.py --model models/names.pt --names 100000 --repeats 3 --json speed.json
-    python scripts/bench.py --rows none --speed models/names.pt  # the same rows in the bench report
+    python -m benchmarks.speed --model models/names.pt              # the rows docs/benchmarks.md reports
+    python -m benchmarks.speed --model models/names.pt --names 100000 --repeats 3 --json speed.json
+    python -m benchmarks.bench --rows none --speed models/names.pt  # the same rows in the bench report
 
 Rows:
 
@@ -14,14 +14,13 @@ Rows:
 * ``batch, distinct names``: as many distinct made-up names (the front of one surname joined to
   the back of another), so every line is computed.
 
-The machine should be quiet: the script prints the load average before and after.
+The machine should be quiet: it prints the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.common import load_average, name_lines, print_verdicts, verdicts, write_json
 
 TARGET_COLD_SECONDS = 0.5
 TARGET_COLD_MIB = 150
@@ -65,17 +66,16 @@ def timed_process(argv: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[fl
         done = subprocess.run([sys.executable, "-c", LAUNCHER, str(report), *argv], stdout=stdout,
                               stderr=subprocess.PIPE, text=True)
         if done.returncode or not report.exists():
-            raise SystemExit(f"speed.py: {' '.join(argv[:4])}... failed: {done.stderr.strip()[-300:]}")
+            raise SystemExit(f"benchmarks.speed: {' '.join(argv[:4])}... failed: {done.stderr.strip()[-300:]}")
         wall, peak_kib, code = json.loads(report.read_text())
     if code:
-        raise SystemExit(f"speed.py: {' '.join(argv[:4])}... exited {code}: {done.stderr.strip()[-300:]}")
+        raise SystemExit(f"benchmarks.speed: {' '.join(argv[:4])}... exited {code}: {done.stderr.strip()[-300:]}")
     return wall, peak_kib / 1024
 
 
 def surnames(data: Path) -> list[str]:
-    lines = {line.strip() for path in sorted(data.glob("*.txt"))
-             for line in path.read_text(encoding="utf-8").splitlines()}
-    return sorted(n for n in lines if n)
+    """The distinct surnames of ``data``, sorted (the same list whatever the files' order)."""
+    return sorted(set(name_lines(data)))
 
 
 def zipf_lines(names: list[str], n: int, seed: int) -> list[str]:
@@ -109,10 +109,6 @@ def batch(model: str, backend: str, path: Path, n: int) -> dict[str, Any]:
     wall, peak = timed_process([names_command(), "predict", "--input", str(path), "--model", model, "--backend",
                                 backend, "--quiet"])
     return {"seconds": wall, "names_per_s": n / wall, "peak_mib": peak}
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def measure(model: str, data: Path, n: int, repeats: int, backends: tuple[str, ...] = ("onnx", "torch"),
@@ -149,11 +145,11 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     if dis:
         checks.append((f"batch of distinct names >= {TARGET_DISTINCT_PER_S:,} names/s",
                        dis["names_per_s"] >= TARGET_DISTINCT_PER_S, f"{dis['names_per_s']:,.0f} names/s"))
-    return [{"target": name, "status": "PASS" if ok else "FAIL", "detail": detail} for name, ok, detail in checks]
+    return verdicts(checks)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a model file written by names train (with its .onnx)")
     parser.add_argument("--data", type=Path, default=Path("data/names"), help="folder of <Language>.txt")
     parser.add_argument("--names", type=int, default=1_000_000, help="lines per batch row (default 1,000,000)")
@@ -163,11 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = measure(args.model, args.data, args.names, args.repeats, tuple(args.backends.split(",")))
     result["targets"] = targets(result)
-    for target in result["targets"]:
-        print(f"{target['status']:<4}  {target['target']}: {target['detail']}")
+    print_verdicts(result["targets"])
     print(f"load average {result['load_average_start']} -> {result['load_average_end']}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return 0
 
 

@@ -1,15 +1,14 @@
-#!/usr/bin/env python3
 """The peer recipe quoted in the project's targets, TF-IDF char 1-4-grams + LinearSVC, on our splits.
 
 The targets quote this recipe at 0.849 accuracy / 0.574 macro-F1 "on a split grouped by folded
-name". This script scores it on the same grouped splits as ``names train`` (one per seed), through
+name". This module scores it on the same grouped splits as ``names train`` (one per seed), through
 the same :func:`namesclf.report.evaluate.evaluate` as ``names evaluate``, so that every yardstick it
 reports (strict accuracy over (name, language) pairs, ``accuracy_any``, and the strict figures
 over names listed under one language only) reads the same as for our models:
 
-    python scripts/peers.py data/names --seeds 0 1 2
+    python -m benchmarks.peers data/names --seeds 0 1 2
 
-Compare with ``python scripts/seeds.py data/names``, which prints the same single-language
+Compare with ``python -m benchmarks.seeds data/names``, which prints the same single-language
 figures for ``names train``.
 """
 
@@ -47,13 +46,14 @@ class PipelinePredictor:
         return softmax(self.pipeline.decision_function(list(folded)), axis=1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--analyzer", nargs="+", default=["char", "char_wb"], choices=["char", "char_wb"],
                         help="TfidfVectorizer analyzers to try (char_wb is the bench's char-ngram-linear row)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     frame = load_names(args.data).frame
     results: dict[str, list[dict[str, float]]] = {a: [] for a in args.analyzer}
     for seed in args.seeds:

@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """Epoch time of `names train` in one process (all cores as threads) against `--nproc N` processes
 (one thread each), run after one another in one go so both see the same machine, and the test
 figures each reaches. The two train the same model: each step's batch is split across the ranks.
 
-    python scripts/scale_train.py data/wikipedia.csv --epochs 2                 # the measurement
-    python scripts/scale_train.py data/wikipedia.csv --sample 40000 --epochs 1  # a quick look
-    python scripts/scale_train.py data/names --repeats 2 -- --model handbuilt   # names train options after --
+    python -m experiments.scale_train data/wikipedia.csv --epochs 2                 # the measurement
+    python -m experiments.scale_train data/wikipedia.csv --sample 40000 --epochs 1  # a quick look
+    python -m experiments.scale_train data/names --repeats 2 -- --model handbuilt   # names train options after --
 
 Epoch seconds are the model file's per-epoch `seconds` (training and validation), the mean over
 the epochs of a run; the ratio is one process's over N processes' (above 1: N processes are faster).
@@ -20,9 +19,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from benchmarks.common import split_at_dashes
 
 
 def one_run(data: str, out: Path, nproc: int, threads: int, epochs: int, train_args: list[str]) -> dict:
@@ -40,8 +42,9 @@ def one_run(data: str, out: Path, nproc: int, threads: int, epochs: int, train_a
             "test_accuracy": summary["test_accuracy"], "test_macro_f1": summary["test_macro_f1"]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.scale_train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data")
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
@@ -49,10 +52,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each, alternating")
     parser.add_argument("--sample", type=int, default=0, help="train on this many random rows of a CSV (0: all)")
-    argv = sys.argv[1:]
-    cut = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:cut])
-    train_args = argv[cut + 1:]
+    ours, train_args = split_at_dashes(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(ours)
     runs: dict[str, list[dict]] = {"1 process": [], f"{args.nproc} processes": []}
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data

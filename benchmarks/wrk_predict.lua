@@ -1,6 +1,6 @@
 -- wrk script: GET /predict with a different name on every request, so the server's answer cache
 -- never hits and every request costs a forward pass.
---   wrk -t1 -c8 -d10s --latency -s scripts/wrk_predict.lua http://127.0.0.1:8000 -- names.txt
+--   wrk -t1 -c8 -d10s --latency -s benchmarks/wrk_predict.lua http://127.0.0.1:8000 -- names.txt
 -- Each request takes the next surname from the file (one a line; default: a built-in list) and
 -- appends a running number: the raw string is new each time, and the model still reads a real
 -- surname (digits are dropped when a name is folded to ASCII). The number carries the start time

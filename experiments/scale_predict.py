@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Batch prediction of a big table, one process against a local Dask cluster (docs/scale.md).
 
-    python scripts/scale_predict.py --model models/wikipedia.pt --rows 10000000 --workers 2
+    python -m experiments.scale_predict --model models/wikipedia.pt --rows 10000000 --workers 2
 
 Builds a table of ``--rows`` people whose surnames are drawn with realistic repetition: the
 distinct surnames of the corpus (``--source``, the Wikipedia corpus by default), ranked by how
@@ -30,6 +29,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +122,9 @@ def run_one(config: str, table: Path, model: str, out: Path) -> dict[str, Any]:
             "peak_mb": peak_mb(), "worker_peak_mb": workers}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.scale_predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--source", type=Path, default=Path("data/wikipedia.csv"),
@@ -137,7 +138,7 @@ def main() -> None:
                         help="where the table is kept between runs [default: /tmp/names-scale-ROWS.parquet]")
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # one configuration, in a child process
     parser.add_argument("--build", action="store_true", help=argparse.SUPPRESS)  # the table, in a child process
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     table = args.table or Path(f"/tmp/names-scale-{args.rows}-zipf{args.zipf}-seed{args.seed}.parquet")
     out = table.with_name(table.stem + ".out.parquet")
     stats_file = table.with_suffix(".json")
@@ -147,8 +148,9 @@ def main() -> None:
     if args.build:
         stats_file.write_text(json.dumps(build_table(args.source, args.rows, args.zipf, args.seed, table)))
         return
-    child = [sys.executable, __file__, "--model", args.model, "--rows", str(args.rows), "--source", str(args.source),
-             "--zipf", str(args.zipf), "--seed", str(args.seed), "--table", str(table)]
+    # The children find this module as the parent did: same working directory, same environment.
+    child = [sys.executable, "-m", "experiments.scale_predict", "--model", args.model, "--rows", str(args.rows),
+             "--source", str(args.source), "--zipf", str(args.zipf), "--seed", str(args.seed), "--table", str(table)]
     if not (table.exists() and stats_file.exists()):
         # In a child too: Linux counts a parent's peak memory at fork into the child's own peak, so a
         # parent that had held the drawn table would inflate every configuration's figure.

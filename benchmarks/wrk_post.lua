@@ -1,5 +1,5 @@
 -- wrk script: POST /predict with a batch of names per request.
---   wrk -t1 -c8 -d10s --latency -s scripts/wrk_post.lua http://127.0.0.1:8000 -- names.txt 1000 repeat
+--   wrk -t1 -c8 -d10s --latency -s benchmarks/wrk_post.lua http://127.0.0.1:8000 -- names.txt 1000 repeat
 --   ... -- names.txt 1000 unique
 -- Each request takes the next BATCH surnames from the file (one a line; default 1,000 a request).
 -- "repeat" (the default) cycles through the file, so once every name has been asked the server's

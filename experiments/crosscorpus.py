@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Score models trained on one corpus on another corpus's test names (docs/corpora.md).
 
-    python scripts/crosscorpus.py models/names.pt=data/names models/wikipedia.pt=data/wikipedia.csv
+    python -m experiments.crosscorpus models/names.pt=data/names models/wikipedia.pt=data/wikipedia.csv
 
 Each MODEL=DATA pair is a model and the corpus it was trained on. Every model is scored on every
 corpus's test split (rebuilt from the seed in that corpus's own model file), restricted to the
@@ -17,19 +16,20 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from collections.abc import Sequence
 
 from namesclf.data.dataset import load_names, split_names
 from namesclf.inference.predictor import Predictor
 from namesclf.report.evaluate import evaluate
 
-# balanced accuracy over the shared languages warns that answers name other languages: they are wrong answers
-warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.crosscorpus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pairs", nargs="+", metavar="MODEL=DATA")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    # balanced accuracy over the shared languages warns that answers name other languages: they are wrong answers
+    warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
     pairs = [p.split("=", 1) for p in args.pairs]
     models = {m: Predictor.load(m) for m, _ in pairs}
     tests = {}
