@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
 from namesclf.config import PREDICTION_FORMATS, STREAM_BATCH
 from namesclf.errors import NamesError
@@ -98,6 +100,44 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
     except UnicodeDecodeError as exc:
         raise NamesError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     return skipped
+
+
+@contextlib.contextmanager
+def read_lines(path: str | Path) -> Iterator[Iterator[str]]:
+    """The lines of the file at ``path`` (``-``: stdin), decoded lazily, without their line breaks.
+
+    Each line is decoded on its own, so that text which is not UTF-8 is reported with the file
+    and the line number it is on (a text stream's decoder only knows an offset in its last chunk).
+    """
+    if str(path) == "-":
+        yield decoded_lines(sys.stdin.buffer, "stdin")
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below, after the caller's block)
+    except FileNotFoundError:
+        raise NamesError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise NamesError(f"{path}: cannot read it ({exc.strerror})") from None
+    with handle:
+        yield decoded_lines(handle, str(path))
+
+
+def decoded_lines(raw: Iterable[bytes] | BinaryIO, name: str) -> Iterator[str]:
+    """UTF-8 lines of ``raw`` without their breaks, read as a text file reads them: ``\\n``,
+    ``\\r\\n`` and a lone ``\\r`` each end a line. Invalid UTF-8 is a :class:`NamesError` naming
+    ``name`` and the line (counted by ``\\n``)."""
+    for number, line in enumerate(raw, 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise NamesError(f"{name}: line {number}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1} "
+                             "of the line)") from None
+        text = text[:-1] if text.endswith("\n") else text
+        text = text[:-1] if text.endswith("\r") else text
+        if "\r" in text:
+            yield from text.split("\r")
+        else:
+            yield text
 
 
 class _LastLine:
