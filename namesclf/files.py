@@ -34,7 +34,7 @@ WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
 
 def check_output(path: str | Path, force: bool = False, *, kind: OutputKind = "file",
                  suffixes: Collection[str] | None = None, files: Collection[str] = (), option: str = "--output",
-                 hint: str = "") -> Path:
+                 hint: str | None = None) -> Path:
     """Refuse, in one line, an output that would replace what the user did not ask to replace.
 
     Run before any prediction or training, so that a bad path costs nothing. A symbolic link, a
@@ -42,7 +42,8 @@ def check_output(path: str | Path, force: bool = False, *, kind: OutputKind = "f
     ``dataset``; an existing regular file is refused unless ``force``. The nearest existing
     ancestor must be a folder this process can write in (missing folders are created later).
     ``suffixes``: the formats a ``file`` may have. ``files``: the names a ``folder`` output will
-    hold, each checked as a ``file``. ``hint`` is added to the "pass --force" message.
+    hold, each checked as a ``file``. ``hint`` ends the "pass --force" message (default: choose
+    another ``option``).
     """
     target = Path(path)
     shown = f"{option} {path}" if option else str(path)
@@ -50,7 +51,8 @@ def check_output(path: str | Path, force: bool = False, *, kind: OutputKind = "f
         raise NamesError(f"{shown} names a folder: give a file name")
     found = _lstat(target, shown)
     if found is not None:
-        _refuse_existing(shown, found, force, kind, target, f"{hint}, or choose another {option or 'path'}")
+        tail = f", or choose another {option or 'path'}" if hint is None else hint
+        _refuse_existing(shown, found, force, kind, target, tail)
     _check_parent(target, shown)
     if kind == "file" and suffixes is not None and target.suffix.lower() not in suffixes:
         raise NamesError(f"{shown}: unknown format {target.suffix or '(no suffix)'} "
@@ -122,7 +124,8 @@ def _check_parent(target: Path, shown: str) -> None:
 
 def refuse_overwrite(out: str | Path, force: bool, resume_hint: bool = True) -> None:
     """An existing ``out`` is only replaced with ``force``: a model can take minutes to train."""
-    check_output(out, force, option="--out", hint=", --resume to continue it" if resume_hint else "")
+    also = ", --resume to continue it" if resume_hint else ""
+    check_output(out, force, option="--out", hint=f"{also}, or choose another --out")
 
 
 @contextlib.contextmanager
