@@ -149,7 +149,9 @@ def test_a_stale_export_is_noticed(small_model: Path, tmp_path: Path) -> None:
         assert Predictor.load(pt).backend == "torch"
     with pytest.raises(NamesError, match="names export"):
         Predictor.load(pt, backend="onnx")
-    result = CliRunner().invoke(cli, ["export", str(pt)])
+    refused = CliRunner().invoke(cli, ["export", str(pt)])  # the stale export is still a file the user has
+    assert refused.exit_code == 1 and "exists: pass --force" in refused.output, refused.output
+    result = CliRunner().invoke(cli, ["export", str(pt), "--force"])
     assert result.exit_code == 0, result.output
     assert Predictor.load(pt).backend == "onnx"
 

@@ -62,7 +62,10 @@ def data_stats(source: str, seed: int, as_json: bool) -> None:
               show_default="data/names for names, data/wikipedia.csv for wikipedia")
 @click.option("--no-verify", is_flag=True,
               help="No SHA-256 checks: accept files other than the 18 official ones, or another name2nat edition.")
-def data_fetch(corpus: str, source: str | None, dest: str | None, no_verify: bool) -> None:
+@click.option("--force", is_flag=True,
+              help="Overwrite existing files at --dest (names: <Language>.txt files that differ from the official "
+                   "ones, or any .txt there with --no-verify; wikipedia: the CSV file).")
+def data_fetch(corpus: str, source: str | None, dest: str | None, no_verify: bool, force: bool) -> None:
     """Download (or copy) a corpus, verify its SHA-256 sums, write it atomically.
 
     \b
@@ -72,9 +75,12 @@ def data_fetch(corpus: str, source: str | None, dest: str | None, no_verify: boo
                  labels (namesclf/data/nationalities.csv), one CSV; surnames of the reserved slice are
                  left out (docs/corpora.md)
     """
+    from namesclf.files import check_output
+
     if corpus == "wikipedia":
         from namesclf.data.wikipedia import DEFAULT_DEST, fetch_wikipedia
 
+        check_output(dest or DEFAULT_DEST, force, option="--dest")
         built, where = fetch_wikipedia(source, dest or DEFAULT_DEST, verify=not no_verify)
         note = "verified " if where.verified else "read (not verified) "
         click.echo(f"{note}{where.origin} ({where.size:,} bytes, sha256 {where.sha256[:12]}...) and wrote "
@@ -86,11 +92,35 @@ def data_fetch(corpus: str, source: str | None, dest: str | None, no_verify: boo
     from namesclf.data.fetch import fetch
 
     dest = dest or "data/names"
-    if Path(dest).is_file():
-        raise NamesError(f"--dest {dest} is a file; the names corpus is a folder of <Language>.txt files")
+    check_output(dest, kind="folder", option="--dest")
+    _refuse_replacing_names(Path(dest), force, verify=not no_verify)
     written = fetch(source, dest, check=not no_verify)
     note = "verified and " if not no_verify else ""
     click.echo(f"{note}wrote {len(written)} files to {dest}")
+
+
+def _refuse_replacing_names(dest: Path, force: bool, verify: bool) -> None:
+    """What a names fetch would overwrite in ``dest``, checked before anything is read: an official
+    file already there with the official bytes loses nothing; any other file is kept unless
+    ``force``. Without ``verify`` the names are not known in advance, so any .txt file counts."""
+    import hashlib
+
+    from namesclf.data.fetch import expected_sums
+    from namesclf.files import check_output
+
+    if not dest.is_dir():
+        return
+    sums = expected_sums()
+    names = sorted(sums) if verify else sorted(p.name for p in dest.glob("*.txt"))
+    for name in names:
+        target = dest / name
+        check_output(target, force=True, option="--dest")  # a link, folder or FIFO there: never replaced
+        if force or not target.exists():
+            continue
+        if verify and hashlib.sha256(target.read_bytes()).hexdigest() == sums[name]:
+            continue
+        raise NamesError(f"--dest {dest}: {name} is there and is not the official file: pass --force to overwrite "
+                         "it, or choose another --dest")
 
 
 # ----------------------------------------------------------------------------- train

@@ -23,22 +23,29 @@ from namesclf.config import (
 @click.option("--prior", default=None, metavar="train|uniform|FILE",
               help="Score the probabilities re-weighed for this population's language mix (see `names predict`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--force", is_flag=True,
+              help="Overwrite the report files of an earlier run in --out (other files there are never touched).")
 @backend_option()
 def evaluate(source: str, model_path: str, out_dir: str | None, split: str, prior: str | None,
-             as_json: bool, backend: str) -> None:
+             as_json: bool, force: bool, backend: str) -> None:
     """Score a model on SOURCE and write a report: metrics, confusion matrix (CSV, PNG), errors.
+
+    The report's seven files go into --out (created if needed); an earlier run's files there are
+    only overwritten with --force, and nothing else in the folder is touched.
 
     \b
       names evaluate data/names --split test      # the model's own held-out names
       names evaluate other.csv --out reports/other
     """
     from namesclf.data.dataset import load_names
+    from namesclf.files import check_output
     from namesclf.inference.predictor import Predictor
-    from namesclf.report.evaluate import default_report_dir, evaluate_data, format_pair, write_report
+    from namesclf.report.evaluate import REPORT_FILES, default_report_dir, evaluate_data, format_pair, write_report
 
+    out = Path(out_dir) if out_dir else default_report_dir(model_path)
+    check_output(out, force, kind="folder", files=REPORT_FILES, option="--out")
     predictor = Predictor.load(model_path, backend=backend)
     report = evaluate_data(predictor, load_names(source), split=split, model_path=model_path, prior=prior)
-    out = Path(out_dir) if out_dir else default_report_dir(model_path)
     written = write_report(report, out)
     for note in report.notes:
         click.echo(f"note: {note}", err=True)

@@ -66,6 +66,8 @@ def _float_or_none(value: str | None, option: str) -> float | None:
               help="--input is a table (CSV, TSV or Parquet, by suffix): classify this column, keep every other.")
 @click.option("--output", "output_path", default=None, metavar="FILE",
               help="With --column: write the table here (format from the suffix) instead of CSV on stdout.")
+@click.option("--force", is_flag=True,
+              help="Overwrite an existing --output file (a folder, link, device or FIFO is never replaced).")
 @click.option("--format", "fmt", type=click.Choice(PREDICTION_FORMATS), default=PREDICTION_FORMATS[0],
               show_default=True, help="Output format with --input (one name per line).")
 @click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=STREAM_BATCH, show_default=True,
@@ -78,8 +80,8 @@ def _float_or_none(value: str | None, option: str) -> float | None:
 @backend_option()
 def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, abstain_rate: str,
             coverage: str | None, per_language: bool, prior: str | None, surname_only: bool, as_json: bool,
-            input_path: str | None, column: str | None, output_path: str | None, fmt: str, batch_size: int,
-            scheduler: str | None, quiet: bool, backend: str) -> None:
+            input_path: str | None, column: str | None, output_path: str | None, force: bool, fmt: str,
+            batch_size: int, scheduler: str | None, quiet: bool, backend: str) -> None:
     """Top-k languages of each NAME with probabilities.
 
     \b
@@ -92,7 +94,7 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
       names predict --input big.parquet --column last_name --output out.parquet --scheduler local:4
     """
     from namesclf.inference.options import Options
-    from namesclf.inference.output import write_predictions
+    from namesclf.inference.output import read_lines, write_predictions
     from namesclf.inference.predictor import Predictor
 
     if not names and input_path is None:
@@ -101,12 +103,13 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
         raise click.UsageError("give NAMEs or --input, not both")
     if (column is None) and output_path is not None:
         raise click.UsageError("--output goes with --column (a table); one name per line streams to stdout")
+    _check_output(output_path, scheduler, force)
     options = Options(top_k, _float_or_none(coverage, "--coverage"), per_language, prior, abstain,
                       _float_or_none(abstain_rate, "--abstain-rate") or 0.05, surname_only)
     if scheduler is not None:
         if column is None or input_path in (None, "-"):
             raise click.UsageError("--scheduler goes with --input FILE --column COL (a table file, not stdin)")
-        _predict_table_on_dask(model_path, input_path, column, output_path, options, scheduler, quiet)
+        _predict_table_on_dask(model_path, input_path, column, output_path, options, scheduler, quiet, force)
         return
     predictor = Predictor.load(model_path, backend=backend)
     if input_path is None:
@@ -118,10 +121,9 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
                 click.echo(_format_line(r))
         return
     if column is not None:
-        _predict_table(predictor, input_path, column, output_path, options, quiet)
+        _predict_table(predictor, input_path, column, output_path, options, quiet, force)
         return
-    with click.open_file(input_path, "r", encoding="utf-8", errors="strict") as handle:
-        lines = (line.rstrip("\r\n") for line in handle)
+    with read_lines(input_path) as lines:
         # sys.stdout, not click's stream: CliRunner swaps sys.stdout too
         skipped = write_predictions(predictor, lines, sys.stdout, options, fmt, batch_size,
                                     progress=False if quiet else None)
@@ -129,17 +131,35 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
         click.echo(f"{skipped:,} lines had no letters after folding and have no prediction", err=True)
 
 
-def _predict_table(predictor: Any, input_path: str, column: str, output_path: str | None, options: Any,
-                   quiet: bool) -> None:
-    from namesclf.inference.tables import predict_frame, read_table, write_table
+def _check_output(output_path: str | None, scheduler: str | None, force: bool) -> None:
+    """Where the table goes, checked before the model is even loaded: a bad --output costs nothing,
+    and nothing the user has is replaced (namesclf.files.check_output)."""
+    if output_path is None or output_path == "-":
+        return
+    from namesclf.files import check_output
+    from namesclf.inference.tables import TABLE_SUFFIXES
 
+    if scheduler is not None:
+        from namesclf.inference.dask_tables import is_dataset_path
+
+        if is_dataset_path(output_path):
+            check_output(output_path, kind="dataset")
+            return
+    check_output(output_path, force, suffixes=TABLE_SUFFIXES)
+
+
+def _predict_table(predictor: Any, input_path: str, column: str, output_path: str | None, options: Any,
+                   quiet: bool, force: bool = False) -> None:
+    from namesclf.inference.tables import check_text_column, predict_frame, read_table, write_table
+
+    check_text_column(input_path, column)
     table = read_table(input_path)
     if table.empty and column not in table.columns:
         raise NamesError(f"{input_path}: the table is empty")
     result = predict_frame(table, column, predictor, options.k, coverage=options.coverage,
                            per_language=options.per_language, prior=options.prior, abstain=options.abstain,
                            abstain_rate=options.abstain_rate, surname_only=options.surname_only)
-    written = write_table(result, output_path or "-")
+    written = write_table(result, output_path or "-", force=force)
     empty = int(result["language"].isna().sum())
     if not quiet:
         if empty:
@@ -149,7 +169,7 @@ def _predict_table(predictor: Any, input_path: str, column: str, output_path: st
 
 
 def _predict_table_on_dask(model_path: str, input_path: str, column: str, output_path: str | None, options: Any,
-                           scheduler: str, quiet: bool) -> None:
+                           scheduler: str, quiet: bool, force: bool = False) -> None:
     from namesclf.inference.dask_tables import (
         connect,
         is_dataset_path,
@@ -158,7 +178,9 @@ def _predict_table_on_dask(model_path: str, input_path: str, column: str, output
         write_dataset,
         write_one_file,
     )
+    from namesclf.inference.tables import check_text_column
 
+    check_text_column(input_path, column)
     with connect(scheduler) as client:
         threads = sum(client.nthreads().values())
         result = predict_dask_frame(read_table_lazy(input_path, threads), column, model_path, options)
@@ -167,7 +189,7 @@ def _predict_table_on_dask(model_path: str, input_path: str, column: str, output
             if not quiet:
                 click.echo(f"wrote {folder}/ ({result.npartitions:,} Parquet files)", err=True)
             return
-        written, rows, empty = write_one_file(result, client, output_path or "-", ahead=2 * threads)
+        written, rows, empty = write_one_file(result, client, output_path or "-", ahead=2 * threads, force=force)
     if not quiet:
         if empty:
             click.echo(f"{empty:,} rows had an empty or unreadable {column!r} and have no prediction", err=True)

@@ -135,17 +135,40 @@ def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: fl
 def _launch_ranks(nproc: int, config: TrainConfig, source: str, out: str, force: bool, resume: bool,
                   dist_timeout: float) -> None:
     """``names train --nproc N``: check what can be checked once, then start N ranks of this same command."""
-    from namesclf.files import refuse_overwrite
     from namesclf.training.distributed import check_timeout, launch_local
 
     config.resolved()
     check_timeout(dist_timeout)
     if not Path(source).exists():
         raise NamesError(f"{source}: no such file or folder")
-    if not resume:
-        refuse_overwrite(out, force)
+    _check_outputs(out, force, resume, export=not _flag("no_export"))
     ctx = click.get_current_context()
     launch_local(nproc, ["train", *_forwarded_args(ctx, drop={"nproc"})], out)
+
+
+def _flag(name: str) -> bool:
+    """A flag of the running command, for helpers its callback does not pass it to."""
+    return bool(click.get_current_context().params.get(name))
+
+
+def _check_outputs(out: str, force: bool, resume: bool, export: bool) -> None:
+    """Everything ``names train`` will write, checked before the data is read: the model file, its
+    ONNX export and the files of its report folder. ``--resume`` rewrites the export and report of
+    the model it continues; nothing else is replaced without ``--force``, and no link, folder,
+    device or FIFO ever is."""
+    from namesclf.files import check_output, refuse_overwrite
+    from namesclf.models.onnx_format import onnx_path_for
+    from namesclf.report.evaluate import REPORT_FILES, training_report_dir
+
+    if Path(out).suffix.lower() == ".onnx":
+        raise NamesError(f"--out {out}: the model file is a .pt; its ONNX export is written beside it")
+    refuse_overwrite(out, force or resume)
+    ours = force or resume
+    if export:
+        check_output(onnx_path_for(out), ours, option="", hint=" (the ONNX export of --out), or choose another --out")
+    check_output(training_report_dir(out), ours, kind="folder", option="",
+                 hint=" (the report of --out), or choose another --out",
+                 files=[*REPORT_FILES, "training.csv", "training.png"])
 
 
 def _forwarded_args(ctx: click.Context, drop: set[str]) -> list[str]:
@@ -169,14 +192,12 @@ def _train(source: str, config: TrainConfig, out: str, force: bool, resume: bool
            device: str, epochs: int | None, talk: bool, export: bool = True) -> None:
     """What ``names train`` does in one process, or in each rank under torchrun (``talk``: rank 0)."""
     from namesclf.data.dataset import load_names
-    from namesclf.files import refuse_overwrite
     from namesclf.training.pipeline import resume_config, train_and_evaluate
 
+    _check_outputs(out, force, resume, export)
     previous = None
     if resume:
         config, previous = resume_config(out, epochs, device)
-    else:
-        refuse_overwrite(out, force)
     data_set = load_names(source)
     if data_set.n_empty and not quiet:
         click.echo(f"dropped {data_set.n_empty:,} names with no letters after folding "

@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import sys
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -29,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from namesclf.errors import NamesError, first_line
-from namesclf.files import atomic_open
+from namesclf.files import atomic_folder, atomic_open, check_output
 from namesclf.inference.options import Options
 from namesclf.inference.predictor import Predictor
 from namesclf.inference.priors import read_prior_file
@@ -216,24 +214,14 @@ def part_name(i: int) -> str:
 
 
 def write_dataset(ddf: Any, path: str | Path) -> Path:
-    """Each partition to its own Parquet file in the folder ``path``, written by the workers
-    (``path`` must be reachable from them). The folder is filled beside and swapped in, so a failed
-    run leaves the old folder, or none."""
+    """Each partition to its own Parquet file in the new folder ``path``, written by the workers
+    (``path`` must be reachable from them). The folder is filled beside and renamed into place, so
+    a failed run leaves nothing behind; anything already at ``path`` is refused, never replaced
+    (:func:`namesclf.files.check_output` says so before the work, and the rename again)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    check_output(target, kind="dataset", option="")
+    with atomic_folder(target) as tmp:
         ddf.to_parquet(str(tmp), write_index=False, name_function=part_name, write_metadata_file=False)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, old / target.name)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -257,11 +245,12 @@ def iter_partitions(ddf: Any, client: Any, ahead: int) -> Iterator[pd.DataFrame]
         yield frame
 
 
-def write_one_file(ddf: Any, client: Any, path: str | Path, ahead: int, language: str = "language"
-                   ) -> tuple[Path | None, int, int]:
+def write_one_file(ddf: Any, client: Any, path: str | Path, ahead: int, language: str = "language",
+                   force: bool = True) -> tuple[Path | None, int, int]:
     """The table to one file (Parquet, CSV or TSV by suffix; ``-``: CSV on stdout), partition after
     partition in row order, atomically. Returns the path (None for stdout), the number of rows, and
-    how many have no ``language`` (empty or unreadable cells)."""
+    how many have no ``language`` (empty or unreadable cells). Without ``force`` an existing file
+    is refused, as :func:`~namesclf.inference.tables.write_table` does."""
     fmt = table_format(path)
     rows = empty = 0
 
@@ -278,13 +267,13 @@ def write_one_file(ddf: Any, client: Any, path: str | Path, ahead: int, language
         import pyarrow.parquet as pq
 
         schema = pa.Schema.from_pandas(ddf._meta, preserve_index=False)
-        with atomic_open(path, "wb") as handle, pq.ParquetWriter(handle, schema) as writer:
+        with atomic_open(path, "wb", overwrite=force) as handle, pq.ParquetWriter(handle, schema) as writer:
             for frame in frames:
                 writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
         return Path(path), rows, empty
     sep = "\t" if fmt == "tsv" else ","
     stdout = str(path) == "-"
-    with contextlib.nullcontext(sys.stdout) if stdout else atomic_open(path, "w") as handle:
+    with contextlib.nullcontext(sys.stdout) if stdout else atomic_open(path, "w", overwrite=force) as handle:
         for i, frame in enumerate(frames):
             frame.to_csv(handle, sep=sep, index=False, header=i == 0, lineterminator="\n")
     return (None if stdout else Path(path)), rows, empty

@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
 from namesclf.config import PREDICTION_FORMATS, STREAM_BATCH
 from namesclf.errors import NamesError
@@ -99,6 +101,71 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
     except UnicodeDecodeError as exc:
         raise NamesError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     return skipped
+
+
+@contextlib.contextmanager
+def read_lines(path: str | Path) -> Iterator[Iterator[str]]:
+    """The lines of the file at ``path`` (``-``: stdin), decoded lazily, without their line breaks.
+
+    Each line is decoded on its own, so that text which is not UTF-8 is reported with the file
+    and the line number it is on (a text stream's decoder only knows an offset in its last chunk).
+    """
+    if str(path) == "-":
+        yield decoded_lines(sys.stdin.buffer, "stdin")
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below, after the caller's block)
+    except FileNotFoundError:
+        raise NamesError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise NamesError(f"{path}: cannot read it ({exc.strerror})") from None
+    with handle:
+        yield decoded_lines(handle, str(path))
+
+
+#: Bytes read at a time by :func:`decoded_lines`: whole lines of it are decoded in one call.
+READ_BLOCK = 1 << 20
+
+
+def decoded_lines(raw: BinaryIO, name: str) -> Iterator[str]:
+    """UTF-8 lines of ``raw`` without their breaks, read as a text file reads them: ``\\n``,
+    ``\\r\\n`` and a lone ``\\r`` each end a line. Invalid UTF-8 is a :class:`NamesError` naming
+    ``name`` and the line (counted by ``\\n``).
+
+    Blocks of whole lines are decoded at once (a decode per line costs more than the cached
+    prediction of a repeated name); ``read1`` hands over what a pipe has, so stdin still streams.
+    """
+    before = 0  # lines in the blocks already decoded
+    pending: list[bytes] = []
+    while block := raw.read1(READ_BLOCK):
+        cut = block.rfind(b"\n") + 1
+        if not cut:
+            pending.append(block)  # one long line so far: joined once, not copied block after block
+            continue
+        pending.append(block[:cut])
+        chunk = b"".join(pending)
+        pending = [block[cut:]]
+        yield from _split_lines(chunk, before, name)
+        before += chunk.count(b"\n")
+    tail = b"".join(pending)
+    if tail:
+        yield from _split_lines(tail, before, name)
+
+
+def _split_lines(chunk: bytes, before: int, name: str) -> list[str]:
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = chunk.rfind(b"\n", 0, exc.start) + 1
+        number = before + chunk.count(b"\n", 0, exc.start) + 1
+        raise NamesError(f"{name}: line {number}: not valid UTF-8 ({exc.reason} at byte "
+                         f"{exc.start - line_start + 1} of the line)") from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the break after the last line, not an empty line of its own
+    return lines
 
 
 class _LastLine:

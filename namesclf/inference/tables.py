@@ -50,17 +50,39 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise NamesError(f"{path}: cannot read as {fmt.upper()}: {first_line(exc)}") from None
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path | None:
-    """Write ``frame`` atomically in the format of ``path``'s suffix (``-``: CSV on stdout)."""
+def check_text_column(path: str | Path, column: str) -> None:
+    """A Parquet column of lists, records or maps holds no names: say so in one line, from the
+    file's schema alone, before anything is read or predicted. Other files and formats pass."""
+    source = Path(path)
+    if str(path) == "-" or not (source.is_dir() or (source.is_file() and table_format(path) == "parquet")):
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.ParquetDataset(str(source)).schema
+    except (OSError, ValueError, pa.ArrowException):
+        return  # the reader says what is wrong with the file
+    if column in schema.names and pa.types.is_nested(schema.field(column).type):
+        raise NamesError(f"{path}: column {column!r} holds {schema.field(column).type} values, not text: "
+                         "give --column a column of names")
+
+
+def write_table(frame: pd.DataFrame, path: str | Path, force: bool = True) -> Path | None:
+    """Write ``frame`` atomically in the format of ``path``'s suffix (``-``: CSV on stdout).
+
+    Without ``force`` an existing file is refused, even one that appeared during the work (the
+    command line passes its ``--force``); a folder, link, device or FIFO is refused always.
+    """
     fmt = table_format(path)
     if str(path) == "-":
         frame.to_csv(sys.stdout, index=False, lineterminator="\n")
         return None
     if fmt == "parquet":
-        return atomic_write_with(path, lambda handle: frame.to_parquet(handle, index=False))
+        return atomic_write_with(path, lambda handle: frame.to_parquet(handle, index=False), overwrite=force)
     sep = "\t" if fmt == "tsv" else ","
     return atomic_write_with(path, lambda handle: frame.to_csv(handle, sep=sep, index=False, lineterminator="\n"),
-                             binary=False)
+                             binary=False, overwrite=force)
 
 
 #: The dtype pandas gives a column of text by default (``str`` in pandas 3, ``object`` before): the
@@ -134,7 +156,10 @@ def predict_pandas(frame: pd.DataFrame, column: str, predictor: Predictor, optio
     clash = sorted(set(dtypes) & set(map(str, frame.columns)))
     if clash:
         raise NamesError(f"the table already has column(s) {', '.join(clash)}: pass a prefix (--prefix)")
-    codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+    try:
+        codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+    except TypeError:  # unhashable cells: lists or records (a nested Parquet column)
+        raise NamesError(f"column {column!r} holds lists or records, not text: give a column of names") from None
     # Missing cells (code -1, taken from the end) and cells that are not text all read as "", once.
     text_codes, distinct = pd.factorize(np.array([u if isinstance(u, str) else "" for u in uniques] + [""],
                                                  dtype=object))
