@@ -18,6 +18,7 @@ import torch
 from namesclf.config import MAX_NGRAM_ORDER
 from namesclf.errors import ModelFileError, first_line
 from namesclf.files import atomic_write_with, jsonable
+from namesclf.models.onnx_format import MAX_LABELS
 from namesclf.text import ALPHABET
 
 FORMAT = "namesclf"
@@ -34,8 +35,6 @@ SIZE_RANGES: dict[str, tuple[int, int]] = {
     "hidden": (1, 4096), "embed": (0, 4096), "lang_embed": (0, 4096), "layers": (1, 16),
     "ngram_buckets": (0, 1 << 24), "ngram_dim": (0, 4096), "ngram_order": (0, MAX_NGRAM_ORDER),
 }
-#: Languages (or vocabulary entries) a model file may list.
-MAX_LABELS = 100_000
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
