@@ -159,25 +159,24 @@ def _expect_scheduler(scheduler: str, timeout: float) -> None:
     import struct
 
     host, port = _scheduler_address(scheduler)
+    head = b""
     try:
         with socket.create_connection((host, port), timeout=timeout) as conn:
             conn.settimeout(timeout)
-            head = b""
             while len(head) < 8:
                 chunk = conn.recv(8 - len(head))
                 if not chunk:
-                    raise NamesError(f"--scheduler {scheduler}: the connection was closed without a Dask "
-                                     "handshake; not a Dask scheduler")
+                    break
                 head += chunk
     except TimeoutError:
-        raise NamesError(f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
-                         "(see --scheduler-timeout)") from None
+        if not head:
+            raise NamesError(f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
+                             "(see --scheduler-timeout)") from None
     except OSError as exc:
         raise NamesError(f"cannot reach the Dask scheduler at {scheduler}: {exc.strerror or first_line(exc)}") from None
-    (length,) = struct.unpack("<Q", head)
-    if not 0 < length <= MAX_HANDSHAKE_BYTES:
-        raise NamesError(f"--scheduler {scheduler}: the service there is not a Dask scheduler (it answered "
-                         f"{head!r})")
+    if len(head) < 8 or not 0 < struct.unpack("<Q", head)[0] <= MAX_HANDSHAKE_BYTES:
+        said = f"it answered {head!r}" if head else "it closed the connection without a word"
+        raise NamesError(f"--scheduler {scheduler}: the service there is not a Dask scheduler ({said})")
 
 
 @contextlib.contextmanager

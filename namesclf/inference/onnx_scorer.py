@@ -13,13 +13,14 @@ returns ``probability`` ``(B, n_languages)`` and, when the model has an n-gram h
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from namesclf.errors import ModelFileError, first_line
+from namesclf.errors import ModelFileError, NamesError, first_line
 from namesclf.inference.openset import FEATURES
 from namesclf.models.onnx_format import (
     INPUT,
@@ -31,29 +32,33 @@ from namesclf.models.onnx_format import (
 )
 
 #: The most memory ONNX Runtime may hold for every session of this process together, weights
-#: included (docs/safety.md, "Model files"). A run that would need more fails with one line
-#: instead of taking the machine's memory: a graph can size a tensor from its input (the export
-#: does, for its initial states and n-gram windows), so no check of the graph's operators can tell
-#: how much a crafted one will ask for; the allocator is where it shows. Exported models need a
-#: small fraction of it, even for the largest batches prediction makes.
-MEMORY_BUDGET = 2 << 30
+#: included, in MiB; ``$NAMES_ONNX_MEMORY_MB`` sets another (docs/safety.md, "Model files"). A run
+#: that would need more fails with one line instead of taking the machine's memory. A graph can size
+#: a tensor from its input (the export itself does, for its initial states and n-gram windows), so
+#: no check of the graph's operators can tell how much a crafted one will ask for: the allocator is
+#: where it shows. The largest batch of the longest names prediction makes needs a fraction of it.
+MEMORY_BUDGET_MB = 2048
+MEMORY_ENV = "NAMES_ONNX_MEMORY_MB"
 _budget_lock = threading.Lock()
-_budget: list[bool] = []  # [registered?] once decided for this process
+_budget: list[int] = []  # the budget in MiB once registered for this process (0: none)
 
 
-def _use_memory_budget(ort: Any) -> bool:
-    """Register, once per process, the capped arena every session here allocates from; False
-    where this ONNX Runtime cannot (sessions then use their own, uncapped, arena)."""
+def memory_budget_mb(ort: Any) -> int:
+    """Register, once per process, the capped arena every session here allocates from, and return
+    its size in MiB; 0 where this ONNX Runtime cannot (its sessions then keep their own arenas)."""
     with _budget_lock:
         if not _budget:
+            text = os.environ.get(MEMORY_ENV, str(MEMORY_BUDGET_MB))
+            if not text.strip().isdigit() or int(text) < 1:
+                raise NamesError(f"${MEMORY_ENV} must be a whole number of MiB, not {text!r}")
             try:
                 where = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-                ort.create_and_register_allocator(where, ort.OrtArenaCfg(MEMORY_BUDGET, -1, -1, -1))
-                _budget.append(True)
+                ort.create_and_register_allocator(where, ort.OrtArenaCfg(int(text) << 20, -1, -1, -1))
+                _budget.append(int(text))
             except AttributeError:  # an ONNX Runtime without shared allocators
-                _budget.append(False)
-            except Exception:  # ORT's own error type: one is registered in this process already
-                _budget.append(True)
+                _budget.append(0)
+            except Exception:  # ORT's own error type: an arena is registered in this process already
+                _budget.append(int(text))
         return _budget[0]
 
 
@@ -61,8 +66,9 @@ def _run_error(exc: Exception, path: str | Path) -> ModelFileError:
     """One line for a run ONNX Runtime refused: the budget, or the graph's own failure."""
     text = first_line(exc)
     if "Available memory of" in text:
-        return ModelFileError(f"{path}: the model asks for more memory than ONNX Runtime's budget of "
-                              f"{MEMORY_BUDGET >> 20:,} MiB (predict with --backend torch if it is a model you trust)")
+        budget = _budget[0] if _budget else MEMORY_BUDGET_MB
+        return ModelFileError(f"{path}: the model asks for more memory than ONNX Runtime's budget of {budget:,} MiB "
+                              f"(${MEMORY_ENV}; or --backend torch for a model you trust)")
     return ModelFileError(f"{path}: ONNX Runtime cannot run the model: {text[:200]}")
 
 
@@ -101,7 +107,7 @@ class OnnxScorer:
         # Warnings about unused initialisers are not the user's business, and a failed run is
         # reported as one error line, not logged beside it too.
         options.log_severity_level = 4
-        if _use_memory_budget(ort):
+        if memory_budget_mb(ort):
             options.add_session_config_entry("session.use_env_allocators", "1")
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
