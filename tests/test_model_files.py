@@ -118,7 +118,7 @@ def test_the_parameter_count_is_the_real_network_s() -> None:
         check_classifier({"config": big, "labels": LABELS * 6, "state_dict": {}}, "big.pt")
 
 
-def test_too_many_labels_and_an_lm_file_declaring_a_huge_network_are_refused(tmp_path: Path) -> None:
+def test_too_many_labels_an_lm_declaring_a_huge_network_and_damaged_calibration_are_refused(tmp_path: Path) -> None:
     path = crafted_pt(tmp_path / "labels.pt", {}, labels=[f"L{i}" for i in range(100_001)])
     with pytest.raises(ModelFileError, match="labels are not a list of at most 100,000 strings"):
         load_checkpoint(path)
@@ -126,6 +126,11 @@ def test_too_many_labels_and_an_lm_file_declaring_a_huge_network_are_refused(tmp
                                                "state_dict": {}, "labels": [], "meta": {}})
     with pytest.raises(ModelFileError, match="hidden is 40000, outside 1-4096"):
         load_checkpoint(lm, kind="lm")
+    model = build_classifier(config(), len(LABELS))
+    damaged = save_checkpoint(tmp_path / "calibration.pt", classifier_payload(
+        model, config(), LABELS, {"calibration": {"label_counts": [3, "many", 1]}}))
+    assert_one_line(*predict("Smith", "--model", str(damaged), "--prior", "uniform"),
+                    "the model's label counts are not 3 non-negative numbers, one per language")
 
 
 # ----------------------------------------------------------------------------- ONNX metadata
@@ -160,6 +165,10 @@ def test_malformed_metadata_is_one_line(raw: str, message: str) -> None:
     ({"meta": "calibrated"}, "config or meta is not a JSON object"),
     ({"outputs": "probability"}, "outputs are not ['probability'(, 'novelty_features')]"),
     ({"format_version": [1]}, "ONNX format version [1] is newer"),
+    ({"meta": {"calibration": [1]}}, "the model's meta or calibration is not an object"),
+    ({"meta": {"calibration": {"conformal": "x"}}}, "the model's conformal calibration is not an object"),
+    ({"meta": {"calibration": {"label_counts": [5, 7]}}}, "label counts are not 3 non-negative numbers"),
+    ({"meta": {"calibration": {"label_counts": [5, 7, "x"]}}}, "label counts are not 3 non-negative numbers"),
     ({"labels": ["Greek", "Italian"]}, "the graph answers 3 languages but its metadata lists 2"),
     ({"labels": [*LABELS, "Welsh"]}, "the graph answers 3 languages but its metadata lists 4"),
 ])

@@ -18,7 +18,7 @@ import torch
 from namesclf.config import MAX_NGRAM_ORDER
 from namesclf.errors import ModelFileError, first_line
 from namesclf.files import atomic_write_with, jsonable
-from namesclf.models.onnx_format import MAX_LABELS
+from namesclf.models.onnx_format import MAX_LABELS, check_calibration
 from namesclf.text import ALPHABET
 
 FORMAT = "namesclf"
@@ -90,6 +90,7 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     check_sizes(payload, path)
     if payload.get("kind") == "classifier":
         check_classifier(payload, path)
+        check_calibration(payload.get("meta"), len(payload["labels"]), path)
     return payload
 
 

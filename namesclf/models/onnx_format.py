@@ -83,6 +83,26 @@ def _check_fields(info: dict[str, Any], path: str | Path) -> None:
         raise ModelFileError(f"{path}: its metadata's config or meta is not a JSON object")
 
 
+def check_calibration(meta: Any, n_labels: int, path: str | Path) -> None:
+    """The calibration prediction reads from a model's ``meta`` (``.pt`` or ``.onnx``) has the
+    shape it is read in: objects where objects are read, one non-negative count per language.
+    What is inside the objects is checked where it is used, with a one-line error of its own."""
+    if meta is None:
+        return
+    calibration = meta.get("calibration") if isinstance(meta, dict) else meta
+    if not isinstance(calibration, dict | None):
+        raise ModelFileError(f"{path}: the model's meta or calibration is not an object")
+    calibration = calibration or {}
+    for key in ("conformal", "openset"):
+        if not isinstance(calibration.get(key), dict | None):
+            raise ModelFileError(f"{path}: the model's {key} calibration is not an object")
+    counts = calibration.get("label_counts")
+    if counts is not None and not (isinstance(counts, list) and len(counts) == n_labels and all(
+            type(n) in (int, float) and 0 <= n < float("inf") for n in counts)):
+        raise ModelFileError(f"{path}: the model's label counts are not {n_labels} non-negative numbers, one per "
+                             "language")
+
+
 def read_metadata(raw: str | None, path: str | Path) -> dict[str, Any]:
     """The JSON description of an ONNX file, checked: size and nesting first (:func:`_parse`),
     then the fields prediction reads. Every way it can be wrong is one :class:`ModelFileError` line."""
@@ -101,4 +121,5 @@ def read_metadata(raw: str | None, path: str | Path) -> dict[str, Any]:
     if missing or info["kind"] != "classifier":
         raise ModelFileError(f"{path}: not a namesclf classifier export (missing {', '.join(missing) or 'kind'})")
     _check_fields(info, path)
+    check_calibration(info.get("meta"), len(info["labels"]), path)
     return info
