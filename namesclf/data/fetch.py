@@ -89,11 +89,11 @@ def _from_zip(source: Path | bytes, origin: str, check: bool) -> dict[str, bytes
             _missing(set(members))
             sizes = dict(expected_sizes())
             members = {name: members[name] for name in sizes}
+        for name, info in members.items():
+            check_member(info, origin, MAX_FILE_BYTES, sizes[name])
         declared = sum(info.file_size for info in members.values())
         if declared > MAX_TOTAL_BYTES:
             raise DataError(f"{origin}: the names files unpack to {declared:,} bytes, more than {MAX_TOTAL_BYTES:,}")
-        for name, info in members.items():
-            check_member(info, origin, MAX_FILE_BYTES, sizes[name])
         return {name: read_member(archive, info, origin, MAX_FILE_BYTES, sizes[name])
                 for name, info in members.items()}
 
