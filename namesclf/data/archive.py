@@ -3,7 +3,7 @@ members inflated in bounded chunks.
 
 What ``names data fetch`` reads (the tutorial's ``data.zip``, the name2nat wheel, a user's zip) can
 be truncated, a different edition, or hostile. The rules, shared by :mod:`namesclf.data.fetch`
-and :mod:`namesclf.data.name2nat` (docs/safety.md, "Archives and models"):
+and :mod:`namesclf.data.name2nat` (docs/safety.md, "Archives"):
 
 * a file is read only up to a stated size, and an archive's SHA-256, when one is pinned, is
   checked before anything inside it is opened;

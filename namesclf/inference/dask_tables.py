@@ -150,20 +150,26 @@ def _scheduler_address(scheduler: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _may_be_handshake(head: bytes) -> bool:
+    """Whether ``head`` can start the little-endian length of a handshake of at most
+    :data:`MAX_HANDSHAKE_BYTES`: a service that greets with text fails on its first bytes, so it
+    is told apart at once instead of after the timeout."""
+    return int.from_bytes(head.ljust(8, b"\0"), "little") <= MAX_HANDSHAKE_BYTES
+
+
 def _expect_scheduler(scheduler: str, timeout: float) -> None:
     """Check that a Dask scheduler listens at ``scheduler`` before the client tries: it must
     accept and then send its handshake's length within ``timeout`` seconds, as a scheduler does at
     once. A closed port, a port that stays silent, or a service that talks first with something
     else (which the client would read as a frame length and try to allocate) are one line each."""
     import socket
-    import struct
 
     host, port = _scheduler_address(scheduler)
     head = b""
     try:
         with socket.create_connection((host, port), timeout=timeout) as conn:
             conn.settimeout(timeout)
-            while len(head) < 8:
+            while len(head) < 8 and _may_be_handshake(head):
                 chunk = conn.recv(8 - len(head))
                 if not chunk:
                     break
@@ -174,7 +180,7 @@ def _expect_scheduler(scheduler: str, timeout: float) -> None:
                              "(see --scheduler-timeout)") from None
     except OSError as exc:
         raise NamesError(f"cannot reach the Dask scheduler at {scheduler}: {exc.strerror or first_line(exc)}") from None
-    if len(head) < 8 or not 0 < struct.unpack("<Q", head)[0] <= MAX_HANDSHAKE_BYTES:
+    if len(head) < 8 or not _may_be_handshake(head) or head == bytes(8):
         said = f"it answered {head!r}" if head else "it closed the connection without a word"
         raise NamesError(f"--scheduler {scheduler}: the service there is not a Dask scheduler ({said})")
 
@@ -184,6 +190,8 @@ def connect(scheduler: str, quiet: bool = True, timeout: float = SCHEDULER_TIMEO
     """A ``distributed.Client`` for ``local:N`` (a ``LocalCluster`` of N one-thread worker
     processes on loopback, shut down on exit) or the address of a running scheduler
     (``tcp://host:8786``), reached within ``timeout`` seconds or one line saying why not."""
+    if not scheduler.startswith("local:"):
+        _scheduler_address(scheduler)  # a form this command cannot use is one line before dask loads
     require_dask()
     import logging
 

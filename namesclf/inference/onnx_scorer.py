@@ -32,7 +32,7 @@ from namesclf.models.onnx_format import (
 )
 
 #: The most memory ONNX Runtime may hold for every session of this process together, weights
-#: included, in MiB; ``$NAMES_ONNX_MEMORY_MB`` sets another (docs/safety.md, "Model files"). A run
+#: included, in MiB; ``$NAMES_ONNX_MEMORY_MB`` sets another (docs/safety.md, "ONNX exports"). A run
 #: that would need more fails with one line instead of taking the machine's memory. A graph can size
 #: a tensor from its input (the export itself does, for its initial states and n-gram windows), so
 #: no check of the graph's operators can tell how much a crafted one will ask for: the allocator is
@@ -68,7 +68,7 @@ def _run_error(exc: Exception, path: str | Path) -> ModelFileError:
     if "Available memory of" in text:
         budget = _budget[0] if _budget else MEMORY_BUDGET_MB
         return ModelFileError(f"{path}: the model asks for more memory than ONNX Runtime's budget of {budget:,} MiB "
-                              f"(${MEMORY_ENV}; or --backend torch for a model you trust)")
+                              f"(set ${MEMORY_ENV} to raise it for a model you trust)")
     return ModelFileError(f"{path}: ONNX Runtime cannot run the model: {text[:200]}")
 
 

@@ -23,8 +23,8 @@ FORMAT_VERSION = 1
 INPUT = "idx"
 PROBABILITY = "probability"
 NOVELTY_FEATURES = "novelty_features"
-#: Caps on the metadata entry, checked before and after parsing it (docs/safety.md, "Model files"):
-#: an export's description is tens of kilobytes, nested a few levels.
+#: Caps on the metadata entry, checked before and after parsing it (docs/safety.md, "ONNX exports"):
+#: an export's description is far smaller and nests a few levels.
 MAX_METADATA_CHARS = 1 << 20
 MAX_METADATA_DEPTH = 32
 #: Languages a model (``.pt`` or ``.onnx``) may list; kept here, beside no torch, for both readers.
