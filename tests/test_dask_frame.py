@@ -11,8 +11,10 @@ install.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,3 +227,63 @@ def test_bad_schedulers_models_and_columns_are_one_line_errors(model: Path, tmp_
         predict_frame(ddf, "surname", str(model))
     with pytest.raises(NamesError, match="the prior: unknown language"):  # before any worker runs
         predict_frame(ddf, "last", str(model), prior={"Klingon": 1.0})
+
+
+def listening(mode: str) -> tuple[socket.socket, threading.Event]:
+    """A TCP server on a free loopback port that is not a Dask scheduler: ``silent`` accepts and
+    never says a word, ``speaks`` greets first as many services do. The event is set once it has
+    accepted a connection."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = threading.Event()
+
+    def serve() -> None:
+        held = []
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed by the test
+                return
+            held.append(conn)
+            if mode == "speaks":
+                conn.sendall(b"HELLO\r\n")
+            accepted.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, accepted
+
+
+def test_what_is_not_a_dask_scheduler_is_one_line_within_the_timeout(tmp_path: Path) -> None:
+    """A port that accepts and stays silent, a service that speaks first (which the Dask client
+    would read as a frame length of exabytes), a closed port and schemes this command cannot use
+    are each one line, before any model is read; the silent one is given up after the timeout."""
+    src = tmp_path / "people.csv"
+    table(20).to_csv(src, index=False)
+    silent, silent_accepted = listening("silent")
+    speaks, speaks_accepted = listening("speaks")
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    cases = [
+        (silent, "no Dask scheduler answered within 1 s (see --scheduler-timeout)"),
+        (speaks, "the service there is not a Dask scheduler (it answered b'HELLO\\r\\n')"),
+        (f"tcp://127.0.0.1:{closed_port}", f"cannot reach the Dask scheduler at tcp://127.0.0.1:{closed_port}: "),
+        ("tls://127.0.0.1:8786", "tls:// is not supported; use local:N, or a scheduler address such as tcp://"),
+        ("inproc://127.0.0.1/1/1", "inproc:// is not supported"),
+        ("ws://127.0.0.1:8786", "ws:// is not supported"),
+        ("tcp://127.0.0.1", "(a host name and a port number)"),
+        ("tcp://127.0.0.1:99999", "(a host name and a port number)"),
+    ]
+    try:
+        for where, message in cases:
+            address = where if isinstance(where, str) else f"tcp://127.0.0.1:{where.getsockname()[1]}"
+            code, _, err = run("--model", str(tmp_path / "never-read.pt"), "--input", str(src), "--column", "last",
+                               "--scheduler", address, "--scheduler-timeout", "1")
+            assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (address, err)
+            assert err.startswith("Error: ") and message in err, (address, err)
+        assert silent_accepted.is_set() and speaks_accepted.is_set()
+    finally:
+        silent.close()
+        speaks.close()
+    code, _, err = run("--model", str(tmp_path / "m.pt"), "--input", str(src), "--column", "last",
+                       "--scheduler", "tcp://127.0.0.1:1", "--scheduler-timeout", "soon")
+    assert code == 1 and err == "Error: --scheduler-timeout must be a number, not 'soon'\n"

@@ -14,7 +14,7 @@ from namesclf.config import (
     PREDICTION_FORMATS,
     STREAM_BATCH,
 )
-from namesclf.errors import NamesError
+from namesclf.errors import NamesError, first_line
 
 
 def _format_line(pred: Any) -> str:
@@ -76,12 +76,14 @@ def _float_or_none(value: str | None, option: str) -> float | None:
               help="With --column: classify the table on Dask, on N local worker processes or a running "
               "cluster (pip install 'namesclf[scale]'). --input may be a folder of Parquet files; an --output "
               "with no suffix (or ending in /) is written as a folder of Parquet files, one per partition.")
+@click.option("--scheduler-timeout", default="10", show_default=True, metavar="SECONDS",
+              help="With --scheduler tcp://...: how long to wait for the scheduler to answer.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes on stderr.")
 @backend_option()
 def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, abstain_rate: str,
             coverage: str | None, per_language: bool, prior: str | None, surname_only: bool, as_json: bool,
             input_path: str | None, column: str | None, output_path: str | None, force: bool, fmt: str,
-            batch_size: int, scheduler: str | None, quiet: bool, backend: str) -> None:
+            batch_size: int, scheduler: str | None, scheduler_timeout: str, quiet: bool, backend: str) -> None:
     """Top-k languages of each NAME with probabilities.
 
     \b
@@ -109,9 +111,10 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
     if scheduler is not None:
         if column is None or input_path in (None, "-"):
             raise click.UsageError("--scheduler goes with --input FILE --column COL (a table file, not stdin)")
-        _predict_table_on_dask(model_path, input_path, column, output_path, options, scheduler, quiet, force)
+        _predict_table_on_dask(model_path, input_path, column, output_path, options, scheduler, quiet, force,
+                               _float_or_none(scheduler_timeout, "--scheduler-timeout"))
         return
-    predictor = Predictor.load(model_path, backend=backend)
+    predictor = _load(Predictor, model_path, backend)
     if input_path is None:
         results = predictor.predict_with(list(names), options)
         if as_json:
@@ -129,6 +132,18 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
                                     progress=False if quiet else None)
     if skipped and not quiet:
         click.echo(f"{skipped:,} lines had no letters after folding and have no prediction", err=True)
+
+
+def _load(predictor_class: Any, model_path: str, backend: str) -> Any:
+    """The predictor, with each warning loading gave (a stale or unusable export: torch answers)
+    as one ``Warning:`` line on stderr rather than Python's two-line warning with a source line."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        predictor = predictor_class.load(model_path, backend=backend)
+    for warning in caught:
+        click.echo(f"Warning: {first_line(warning.message)}", err=True)
+    return predictor
 
 
 def _check_output(output_path: str | None, scheduler: str | None, force: bool) -> None:
@@ -169,7 +184,7 @@ def _predict_table(predictor: Any, input_path: str, column: str, output_path: st
 
 
 def _predict_table_on_dask(model_path: str, input_path: str, column: str, output_path: str | None, options: Any,
-                           scheduler: str, quiet: bool, force: bool = False) -> None:
+                           scheduler: str, quiet: bool, force: bool = False, timeout: float | None = None) -> None:
     from namesclf.inference.dask_tables import (
         connect,
         is_dataset_path,
@@ -181,7 +196,7 @@ def _predict_table_on_dask(model_path: str, input_path: str, column: str, output
     from namesclf.inference.tables import check_text_column
 
     check_text_column(input_path, column)
-    with connect(scheduler) as client:
+    with connect(scheduler, **({} if timeout is None else {"timeout": timeout})) as client:
         threads = sum(client.nthreads().values())
         result = predict_dask_frame(read_table_lazy(input_path, threads), column, model_path, options)
         if output_path is not None and is_dataset_path(output_path):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-__all__ = ["MAX_RAW_LENGTH", "PARTICLES", "ParsedName", "parse_name", "surname_of"]
+__all__ = ["MAX_RAW_LENGTH", "PARTICLES", "ParsedName", "is_particle", "parse_name", "surname_of"]
 
 #: Raw input beyond this many characters is ignored (here and by :mod:`namesclf.inference.predictor`): no surname is
 #: longer, and parsing or folding a 100,000-character string must not hold up a server.
@@ -81,7 +81,9 @@ class ParsedName:
     """True when a surname was picked out of a longer full name."""
 
 
-def _is_particle(word: str, first: bool = False) -> bool:
+def is_particle(word: str, first: bool = False) -> bool:
+    """Whether ``word`` belongs to the surname that follows it (:data:`PARTICLES`, any case, either
+    apostrophe); as the ``first`` word of a name, not one that is also a common given name."""
     key = word.casefold().replace("\u2019", "'")
     return key in PARTICLES and not (first and key in _GIVEN_NAME_PARTICLES)
 
@@ -129,7 +131,7 @@ def _from_nameparser(normalised: str) -> tuple[str, str] | None:
     # particles nameparser left in the given/middle names go with the surname; in "Last, First"
     # form the first word after the comma stays a given name ("Smith, Van")
     keep = 1 if has_comma else 0
-    while len(given) > keep and _is_particle(given[-1], first=len(given) == 1):
+    while len(given) > keep and is_particle(given[-1], first=len(given) == 1):
         last.insert(0, given.pop())
     return " ".join(last), " ".join(given)
 
@@ -152,7 +154,7 @@ def parse_name(text: str) -> ParsedName:
     if "," not in capped and len(words) <= 1:  # the fast path: one word is a surname alone
         return ParsedName(text, words[0] if words else "", "", False)
     normalised = " ".join(words)
-    if "," not in normalised and all(_is_particle(w, first=i == 0) for i, w in enumerate(words[:-1])):
+    if "," not in normalised and all(is_particle(w, first=i == 0) for i, w in enumerate(words[:-1])):
         return ParsedName(text, normalised, "", False)  # "De la Fuente", "Van der Berg"
     try:
         found = _from_nameparser(normalised)

@@ -13,9 +13,9 @@ What the people become (origin labels, surnames) is :mod:`namesclf.data.wikipedi
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
+import pickletools
 import subprocess
 import sys
 import tempfile
@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from namesclf.errors import DataError
+from namesclf.data.archive import check_sha256, open_zip, read_capped, read_member, sha256_bytes, sha256_file
+from namesclf.errors import DataError, first_line
 
 #: What ``pip download`` fetches when no ``--from`` is given.
 REQUIREMENT = "name2nat==0.5.1"
@@ -34,6 +35,8 @@ PICKLE_MEMBER = "name2nat/name2nats.pkl"
 #: caller asks for no verification.
 WHEEL_SHA256 = "cf6c45de61accfeb1d80c9ae86efd42fcf40cac481da5ab04d8a66dd7195fe94"
 PICKLE_SHA256 = "82f6415d0a95f19320da7e01b91284262a0c8d5ef808340db8f49ac17263dbfb"
+#: The pickle's size in bytes: a verified wheel's member is refused before inflating when it says otherwise.
+PICKLE_BYTES = 53_818_763
 #: Several times the real wheel's and pickle's sizes (docs/corpora.md#how-the-wikipedia-corpus-is-built):
 #: anything larger is not this data (or a zip bomb).
 MAX_WHEEL_BYTES = 128 * 1024 * 1024
@@ -60,12 +63,46 @@ class PlainUnpickler(pickle.Unpickler):
         raise PickleRefused(f"the pickle asks for persistent id {str(pid)[:40]!r}: refused")
 
 
-def load_plain_pickle(data: bytes, origin: str) -> Any:
-    """Unpickle ``data`` with :class:`PlainUnpickler`; any failure is one :class:`DataError` line."""
+#: Opcodes whose objects the unpickler reads out of band or into a buffer it allocates from the
+#: declared length alone; plain data never needs them.
+_BUFFER_OPCODES = frozenset({"BYTEARRAY8", "NEXT_BUFFER", "READONLY_BUFFER"})
+#: Opcodes that name a memo slot: the unpickler grows its memo table to the slot number.
+_MEMO_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def scan_pickle(data: bytes, origin: str) -> None:
+    """Refuse, before unpickling, what would make the unpickler allocate far more than ``data``.
+
+    The C unpickler trusts two numbers: a counted string's length (it allocates the whole length,
+    then finds the data truncated) and a memo slot (it grows and clears its memo table up to the
+    slot: a nine-byte pickle naming slot 2**28 costs gigabytes). Walking the opcodes checks every
+    length against the bytes that are really there and every slot against the pickle's size;
+    pickles written by :func:`pickle.dumps` number their slots consecutively, so they always pass.
+    """
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in _BUFFER_OPCODES:
+                raise PickleRefused(f"{origin}: the pickle holds a {opcode.name} (a buffer): refused (only dicts, "
+                                    "lists, strings and numbers may be loaded)")
+            if opcode.name in _MEMO_OPCODES and not 0 <= int(arg) <= len(data):
+                raise DataError(f"{origin}: not a readable pickle (memo slot {arg} in a {len(data):,}-byte pickle)")
+    except (ValueError, TypeError) as exc:  # a length past the end, an unknown opcode, no STOP
+        raise DataError(f"{origin}: not a readable pickle ({first_line(exc)[:120]})") from None
+
+
+def load_plain_pickle(data: bytes, origin: str, scan: bool = True) -> Any:
+    """Unpickle ``data`` with :class:`PlainUnpickler`; any failure is one :class:`DataError` line.
+
+    ``scan`` (:func:`scan_pickle`) first, unless the caller has already checked the bytes' SHA-256
+    against a pickle it knows."""
+    if scan:
+        scan_pickle(data, origin)
     try:
         return PlainUnpickler(io.BytesIO(data)).load()
     except PickleRefused as exc:
         raise PickleRefused(f"{origin}: {exc}") from None
+    except MemoryError:
+        raise DataError(f"{origin}: not a readable pickle (it asks for more memory than there is)") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             RecursionError, UnicodeDecodeError) as exc:
         detail = " ".join(str(exc).split())[:120] or type(exc).__name__
@@ -88,38 +125,19 @@ def validate_people(obj: Any, origin: str) -> dict[str, list[str]]:
 # ----------------------------------------------------------------------------- reading the source
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _check_sum(got: str, expected: str, origin: str) -> None:
+    check_sha256(got, expected, origin, f"not {REQUIREMENT}'s file; pass --no-verify to read it anyway")
 
 
-def _check_sum(data: bytes, expected: str, origin: str) -> None:
-    got = _sha256(data)
-    if got != expected:
-        raise DataError(f"{origin}: SHA-256 mismatch (got {got[:12]}..., expected {expected[:12]}...): not "
-                        f"{REQUIREMENT}'s file; pass --no-verify to read it anyway")
-
-
-def _read_capped(path: Path, limit: int) -> bytes:
-    size = path.stat().st_size
-    if size > limit:
-        raise DataError(f"{path}: {size:,} bytes is larger than {limit:,}; not the name2nat data")
-    return path.read_bytes()
-
-
-def _pickle_from_wheel(data: bytes, origin: str) -> bytes:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        info = archive.getinfo(PICKLE_MEMBER)
-    except zipfile.BadZipFile:
-        raise DataError(f"{origin}: not a wheel (zip archive)") from None
-    except KeyError:
-        raise DataError(f"{origin}: the wheel has no {PICKLE_MEMBER}") from None
-    if info.file_size > MAX_PICKLE_BYTES:
-        raise DataError(f"{origin}: {PICKLE_MEMBER} unpacks to {info.file_size:,} bytes; not the name2nat data")
-    try:
-        return archive.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DataError(f"{origin}: cannot unpack {PICKLE_MEMBER} ({' '.join(str(exc).split())[:120]})") from None
+def _pickle_from_wheel(wheel: Path, verify: bool) -> bytes:
+    """The pickle inside the wheel: its size checked first, then inflated in bounded chunks
+    (:func:`~namesclf.data.archive.read_member`)."""
+    with open_zip(wheel, str(wheel)) as archive:
+        try:
+            info = archive.getinfo(PICKLE_MEMBER)
+        except KeyError:
+            raise DataError(f"{wheel}: the wheel has no {PICKLE_MEMBER}") from None
+        return read_member(archive, info, str(wheel), MAX_PICKLE_BYTES, PICKLE_BYTES if verify else None)
 
 
 def pip_download(folder: Path, timeout: float = 600.0) -> Path:
@@ -159,23 +177,27 @@ def read_pickle_bytes(source: str | Path | None, verify: bool = True) -> tuple[b
     if not path.is_file():
         raise DataError(f"{path}: no such file to read name2nat's data from (a .whl or a .pkl)")
     if path.suffix.lower() == ".pkl":
-        data = _read_capped(path, MAX_PICKLE_BYTES)
+        data = read_capped(path, MAX_PICKLE_BYTES, "the name2nat data")
+        digest = sha256_bytes(data)
         if verify:
-            _check_sum(data, PICKLE_SHA256, str(path))
-        return data, Source(str(path), verify, _sha256(data), len(data))
+            _check_sum(digest, PICKLE_SHA256, str(path))
+        return data, Source(str(path), verify, digest, len(data))
     if path.suffix.lower() == ".whl" or zipfile.is_zipfile(path):
-        wheel = _read_capped(path, MAX_WHEEL_BYTES)
-        if verify:
-            _check_sum(wheel, WHEEL_SHA256, str(path))
-        data = _pickle_from_wheel(wheel, str(path))
+        size = path.stat().st_size
+        if size > MAX_WHEEL_BYTES:
+            raise DataError(f"{path}: {size:,} bytes is more than {MAX_WHEEL_BYTES:,}; not the name2nat wheel")
+        digest = sha256_file(path)
+        if verify:  # the whole wheel first: nothing inside an archive of unknown origin is opened
+            _check_sum(digest, WHEEL_SHA256, str(path))
+        data = _pickle_from_wheel(path, verify)
         if verify:  # the wheel's sum covers it; checked again so a bug here cannot skip the pickle's
-            _check_sum(data, PICKLE_SHA256, f"{path}:{PICKLE_MEMBER}")
-        return data, Source(str(path), verify, _sha256(wheel), len(wheel))
+            _check_sum(sha256_bytes(data), PICKLE_SHA256, f"{path}:{PICKLE_MEMBER}")
+        return data, Source(str(path), verify, digest, size)
     raise DataError(f"{path}: expected the name2nat wheel (.whl) or its name2nats.pkl")
 
 
 def read_people(source: str | Path | None, verify: bool = True) -> tuple[dict[str, list[str]], Source]:
     """Full name -> nationalities from ``source`` (see :func:`read_pickle_bytes`), safely unpickled."""
     data, where = read_pickle_bytes(source, verify)
-    people = validate_people(load_plain_pickle(data, where.origin), where.origin)
+    people = validate_people(load_plain_pickle(data, where.origin, scan=not where.verified), where.origin)
     return people, where

@@ -36,7 +36,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
-from namesclf.data.fullnames import PARTICLES, parse_name
+from namesclf.data.fullnames import is_particle, parse_name
 from namesclf.data.name2nat import Source, read_people
 from namesclf.errors import DataError
 from namesclf.files import atomic_write_with
@@ -165,10 +165,6 @@ def _words(full_name: str) -> list[str] | None:
     return words
 
 
-def _is_particle(word: str) -> bool:
-    return word.casefold().replace("\u2019", "'") in PARTICLES
-
-
 def surname_given_first(full_name: str) -> str | None:
     """The surname of a given-first name, or None when the name has none to take.
 
@@ -184,12 +180,12 @@ def surname_given_first(full_name: str) -> str | None:
         return None
     special, _ = _special_words()
     head = " ".join(words)
-    keys = {_key(w) for w in words}
-    if keys.isdisjoint(special) and keys.isdisjoint(PARTICLES) and not _NEEDS_PARSER.search(head):
+    particles = [is_particle(w) for w in words]
+    plain = not _NEEDS_PARSER.search(head)
+    if plain and not any(particles) and all(_key(w) not in special for w in words):
         return words[-1]  # the common case, checked first because it is most of the million
-    particles = [_is_particle(w) for w in words]
-    simple = not _NEEDS_PARSER.search(head) and not any(
-        _key(w) in special for w, particle in zip(words, particles, strict=True) if not particle)
+    simple = plain and not any(_key(w) in special for w, particle in zip(words, particles, strict=True)
+                               if not particle)
     if simple and not particles[-1]:
         start = len(words) - 1
         while start > 0 and particles[start - 1]:
@@ -322,50 +318,52 @@ def _label_of(nationalities: Iterable[str], mapping: Mapping[str, Nationality],
     return None, "several labels" if labels else "no kept nationality"
 
 
-def build_corpus(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nationality] | None = None) -> Corpus:
-    """Cut every person's full name to a surname and label it through ``mapping``.
+@dataclass
+class _Cut:
+    """The first pass over the people: the surnames of given-first names, the family-first names
+    still to vote on, the counts that vote, and who was dropped why."""
 
-    People are kept when their nationalities map to exactly one label (``drop`` rows and unknown
-    nationalities aside): ``['American', 'Italian']`` is Italian, ``['Italian', 'French']`` is
-    dropped. Surnames are folded (:func:`~namesclf.text.to_ascii`); (surname, label) pairs are
-    counted once, written in their commonest spelling; a surname under several labels keeps a row
-    for each. Reserved surnames (:func:`is_reserved`) are left out. Pure: no files, no network.
-    """
-    start = time.perf_counter()
-    mapping = load_mapping() if mapping is None else mapping
-    order = {entry.label: entry.order for entry in mapping.values() if entry.label != DROP}
-    dropped: Counter[str] = Counter()
-    unmapped: Counter[str] = Counter()
-    found: list[tuple[str, str]] = []  # (surname as written, label)
-    family_first: list[tuple[list[str], str]] = []
-    opens: dict[str, Counter[str]] = defaultdict(Counter)
-    given: Counter[str] = Counter()  # first words of given-first people, kept or not: given names
+    found: list[tuple[str, str]] = field(default_factory=list)
+    """(surname as written, label)."""
+    family_first: list[tuple[list[str], str]] = field(default_factory=list)
+    opens: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    given: Counter[str] = field(default_factory=Counter)
+    """First words of given-first people, kept or not: given names."""
+    dropped: Counter[str] = field(default_factory=Counter)
+    unmapped: Counter[str] = field(default_factory=Counter)
+
+
+def _cut_people(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nationality],
+                order: Mapping[str, str]) -> _Cut:
+    """Label every person and take the surname of given-first names; family-first names wait for
+    the counts of first words (:func:`pick_family_name`), which only the whole pass has."""
+    cut = _Cut()
     family_first_nationalities = {nat for nat, entry in mapping.items() if entry.order == "family_first"}
     for full_name, nationalities in people.items():
         if " " in full_name.strip() and family_first_nationalities.isdisjoint(nationalities):
-            given[first_word_key(full_name)] += 1
-        label, reason = _label_of(nationalities, mapping, unmapped)
+            cut.given[first_word_key(full_name)] += 1
+        label, reason = _label_of(nationalities, mapping, cut.unmapped)
         if label is None:
-            dropped[reason] += 1
+            cut.dropped[reason] += 1
             continue
         if order[label] == "family_first":
             words = family_first_words(full_name)
             if words is None:
-                dropped["no surname in the name"] += 1
+                cut.dropped["no surname in the name"] += 1
                 continue
-            family_first.append((words, label))
-            opens[label][first_word_key(words[0])] += 1
+            cut.family_first.append((words, label))
+            cut.opens[label][first_word_key(words[0])] += 1
             continue
         surname = surname_given_first(full_name)
         if surname is None:
-            dropped["no surname in the name"] += 1
+            cut.dropped["no surname in the name"] += 1
         else:
-            found.append((surname, label))
-    moved = 0
-    for words, label in family_first:
-        surname = pick_family_name(words, opens[label], given)
-        moved += surname != words[0]
-        found.append((surname, label))
+            cut.found.append((surname, label))
+    return cut
+
+
+def _spellings(found: Iterable[tuple[str, str]], dropped: Counter[str]) -> dict[tuple[str, str], Counter[str]]:
+    """(lower-cased folded surname, label) -> its folded spellings and their people."""
     spellings: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     folds: dict[str, str | None] = {}  # most surnames recur: fold each spelling once
     for surname, label in found:
@@ -374,6 +372,13 @@ def build_corpus(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nati
             dropped["surname too short or too long"] += 1
             continue
         spellings[folded.lower(), label][folded] += 1
+    return spellings
+
+
+def _rows(spellings: Mapping[tuple[str, str], Counter[str]], order: Mapping[str, str],
+          dropped: Counter[str]) -> tuple[list[tuple[str, str, int]], int, int]:
+    """(the corpus rows, reserved surnames, their people): one row per (surname, label) in its
+    commonest spelling, the reserved slice and too-rare family names left out."""
     reserved_keys = {key for key, _ in spellings if _reserved_key(key)}
     rows = []
     reserved_people = 0
@@ -390,9 +395,31 @@ def build_corpus(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nati
         rows.append((written, label, total))
     rows.sort(key=lambda row: (row[1], row[0].lower(), row[0]))
     dropped["reserved surname"] = reserved_people
+    return rows, len(reserved_keys), reserved_people
+
+
+def build_corpus(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nationality] | None = None) -> Corpus:
+    """Cut every person's full name to a surname and label it through ``mapping``.
+
+    People are kept when their nationalities map to exactly one label (``drop`` rows and unknown
+    nationalities aside): ``['American', 'Italian']`` is Italian, ``['Italian', 'French']`` is
+    dropped. Surnames are folded (:func:`~namesclf.text.to_ascii`); (surname, label) pairs are
+    counted once, written in their commonest spelling; a surname under several labels keeps a row
+    for each. Reserved surnames (:func:`is_reserved`) are left out. Pure: no files, no network.
+    """
+    start = time.perf_counter()
+    mapping = load_mapping() if mapping is None else mapping
+    order = {entry.label: entry.order for entry in mapping.values() if entry.label != DROP}
+    cut = _cut_people(people, mapping, order)
+    moved = 0
+    for words, label in cut.family_first:
+        surname = pick_family_name(words, cut.opens[label], cut.given)
+        moved += surname != words[0]
+        cut.found.append((surname, label))
+    rows, reserved_surnames, reserved_people = _rows(_spellings(cut.found, cut.dropped), order, cut.dropped)
     kept = sum(n for _, _, n in rows)
-    return Corpus(rows, len(people), kept, {k: v for k, v in dropped.items() if v}, dict(unmapped),
-                  len(reserved_keys), reserved_people, moved, time.perf_counter() - start)
+    return Corpus(rows, len(people), kept, {k: v for k, v in cut.dropped.items() if v}, dict(cut.unmapped),
+                  reserved_surnames, reserved_people, moved, time.perf_counter() - start)
 
 
 def write_corpus(corpus: Corpus, dest: str | Path) -> Path:

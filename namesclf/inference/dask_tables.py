@@ -125,14 +125,75 @@ def predict_dask_frame(ddf: Any, column: str, model: str | Path | Predictor, opt
 # ----------------------------------------------------------------------------- clusters
 
 
+#: Seconds to wait for a running scheduler to answer (``names predict --scheduler-timeout``).
+SCHEDULER_TIMEOUT = 10.0
+#: A Dask scheduler's first message (its handshake) is a few hundred bytes, preceded by its length;
+#: a length beyond this is some other service talking.
+MAX_HANDSHAKE_BYTES = 1 << 20
+SCHEDULER_FORMS = "use local:N, or a scheduler address such as tcp://HOST:8786"
+
+
+def _scheduler_address(scheduler: str) -> tuple[str, int]:
+    """(host, port) of ``tcp://HOST:PORT``; any other form is one line (``tls://`` needs
+    certificates this command has no options for, ``inproc://`` exists only inside one process)."""
+    scheme, sep, rest = scheduler.partition("://")
+    if not sep:
+        raise NamesError(f"--scheduler {scheduler}: {SCHEDULER_FORMS}")
+    if scheme != "tcp":
+        raise NamesError(f"--scheduler {scheduler}: {scheme}:// is not supported; {SCHEDULER_FORMS}")
+    host, _, port = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise NamesError(f"--scheduler {scheduler}: {SCHEDULER_FORMS} (a host name and a port number)")
+    return host, int(port)
+
+
+def _may_be_handshake(head: bytes) -> bool:
+    """Whether ``head`` can start the little-endian length of a handshake of at most
+    :data:`MAX_HANDSHAKE_BYTES`: a service that greets with text fails on its first bytes, so it
+    is told apart at once instead of after the timeout."""
+    return int.from_bytes(head.ljust(8, b"\0"), "little") <= MAX_HANDSHAKE_BYTES
+
+
+def _expect_scheduler(scheduler: str, timeout: float) -> None:
+    """Check that a Dask scheduler listens at ``scheduler`` before the client tries: it must
+    accept and then send its handshake's length within ``timeout`` seconds, as a scheduler does at
+    once. A closed port, a port that stays silent, or a service that talks first with something
+    else (which the client would read as a frame length and try to allocate) are one line each."""
+    import socket
+
+    host, port = _scheduler_address(scheduler)
+    head = b""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            while len(head) < 8 and _may_be_handshake(head):
+                chunk = conn.recv(8 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        if not head:
+            raise NamesError(f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s "
+                             "(see --scheduler-timeout)") from None
+    except OSError as exc:
+        raise NamesError(f"cannot reach the Dask scheduler at {scheduler}: {exc.strerror or first_line(exc)}") from None
+    if len(head) < 8 or not _may_be_handshake(head) or head == bytes(8):
+        said = f"it answered {head!r}" if head else "it closed the connection without a word"
+        raise NamesError(f"--scheduler {scheduler}: the service there is not a Dask scheduler ({said})")
+
+
 @contextlib.contextmanager
-def connect(scheduler: str, quiet: bool = True, timeout: float = 20) -> Iterator[Any]:
+def connect(scheduler: str, quiet: bool = True, timeout: float = SCHEDULER_TIMEOUT) -> Iterator[Any]:
     """A ``distributed.Client`` for ``local:N`` (a ``LocalCluster`` of N one-thread worker
     processes on loopback, shut down on exit) or the address of a running scheduler
-    (``tcp://host:8786``)."""
+    (``tcp://host:8786``), reached within ``timeout`` seconds or one line saying why not."""
+    if not scheduler.startswith("local:"):
+        _scheduler_address(scheduler)  # a form this command cannot use is one line before dask loads
     require_dask()
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
     if quiet:  # the cluster's own start/stop chatter is not the user's business on the command line
@@ -149,12 +210,14 @@ def connect(scheduler: str, quiet: bool = True, timeout: float = 20) -> Iterator
                 Client(cluster) as client, _one_line_worker_deaths():
             yield client
         return
-    if "://" not in scheduler:
-        raise NamesError(f"--scheduler {scheduler}: use local:N, or a scheduler address such as tcp://HOST:8786")
+    if not timeout > 0:
+        raise NamesError(f"--scheduler-timeout must be a positive number of seconds, not {timeout}")
+    _expect_scheduler(scheduler, timeout)
     try:
-        client = Client(scheduler, timeout=timeout)
-    except (OSError, TimeoutError) as exc:
-        raise NamesError(f"cannot reach the Dask scheduler at {scheduler}: {first_line(exc)}") from None
+        with dask.config.set({"distributed.comm.timeouts.connect": f"{timeout}s"}):
+            client = Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError, TypeError, MemoryError) as exc:
+        raise NamesError(f"cannot reach the Dask scheduler at {scheduler}: {first_line(exc)[:200]}") from None
     with client, _one_line_worker_deaths():
         yield client
 

@@ -13,12 +13,15 @@ returns ``probability`` ``(B, n_languages)`` and, when the model has an n-gram h
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from namesclf.errors import ModelFileError, first_line
+from namesclf.errors import ModelFileError, NamesError, first_line
+from namesclf.inference.openset import FEATURES
 from namesclf.models.onnx_format import (
     INPUT,
     METADATA_KEY,
@@ -28,14 +31,55 @@ from namesclf.models.onnx_format import (
     read_metadata,
 )
 
+#: The most memory ONNX Runtime may hold for every session of this process together, weights
+#: included, in MiB; ``$NAMES_ONNX_MEMORY_MB`` sets another (docs/safety.md, "ONNX exports"). A run
+#: that would need more fails with one line instead of taking the machine's memory. A graph can size
+#: a tensor from its input (the export itself does, for its initial states and n-gram windows), so
+#: no check of the graph's operators can tell how much a crafted one will ask for: the allocator is
+#: where it shows. The largest batch of the longest names prediction makes needs a fraction of it.
+MEMORY_BUDGET_MB = 2048
+MEMORY_ENV = "NAMES_ONNX_MEMORY_MB"
+_budget_lock = threading.Lock()
+_budget: list[int] = []  # the budget in MiB once registered for this process (0: none)
+
+
+def memory_budget_mb(ort: Any) -> int:
+    """Register, once per process, the capped arena every session here allocates from, and return
+    its size in MiB; 0 where this ONNX Runtime cannot (its sessions then keep their own arenas)."""
+    with _budget_lock:
+        if not _budget:
+            text = os.environ.get(MEMORY_ENV, str(MEMORY_BUDGET_MB))
+            if not text.strip().isdigit() or int(text) < 1:
+                raise NamesError(f"${MEMORY_ENV} must be a whole number of MiB, not {text!r}")
+            try:
+                where = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+                ort.create_and_register_allocator(where, ort.OrtArenaCfg(int(text) << 20, -1, -1, -1))
+                _budget.append(int(text))
+            except AttributeError:  # an ONNX Runtime without shared allocators
+                _budget.append(0)
+            except Exception:  # ORT's own error type: an arena is registered in this process already
+                _budget.append(int(text))
+        return _budget[0]
+
+
+def _run_error(exc: Exception, path: str | Path) -> ModelFileError:
+    """One line for a run ONNX Runtime refused: the budget, or the graph's own failure."""
+    text = first_line(exc)
+    if "Available memory of" in text:
+        budget = _budget[0] if _budget else MEMORY_BUDGET_MB
+        return ModelFileError(f"{path}: the model asks for more memory than ONNX Runtime's budget of {budget:,} MiB "
+                              f"(set ${MEMORY_ENV} to raise it for a model you trust)")
+    return ModelFileError(f"{path}: ONNX Runtime cannot run the model: {text[:200]}")
+
 
 class OnnxScorer:
     """An exported classifier on an ONNX Runtime session, with what its metadata says."""
 
     device_type = "cpu"
 
-    def __init__(self, session: Any, info: dict[str, Any]) -> None:
+    def __init__(self, session: Any, info: dict[str, Any], path: str | Path = "the ONNX model") -> None:
         self.session = session
+        self.path = path
         self.info = info
         self.labels: list[str] = list(info["labels"])
         self.config: dict[str, Any] = dict(info["config"])
@@ -60,20 +104,52 @@ class OnnxScorer:
             options.inter_op_num_threads = 1
             # Several processes share the cores: threads that spin while idle would take them from the others.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
+        # Warnings about unused initialisers are not the user's business, and a failed run is
+        # reported as one error line, not logged beside it too.
+        options.log_severity_level = 4
+        if memory_budget_mb(ort):
+            options.add_session_config_entry("session.use_env_allocators", "1")
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         except Exception as exc:  # ORT raises its own exception types for damaged or foreign files
             raise ModelFileError(f"{path}: cannot read as an ONNX model: {first_line(exc)[:200]}") from None
-        return cls(session, read_metadata(raw, path))
+        scorer = cls(session, read_metadata(raw, path), path)
+        scorer.check_graph()
+        return scorer
+
+    def check_graph(self) -> None:
+        """The graph's input and outputs are those the metadata describes, and it answers as many
+        languages as the metadata lists (a server would otherwise start and fail every request)."""
+        inputs, outputs = self.session.get_inputs(), {o.name: o for o in self.session.get_outputs()}
+        if [i.name for i in inputs] != [INPUT] or inputs[0].type != "tensor(int64)" or len(inputs[0].shape) != 2:
+            raise ModelFileError(f"{self.path}: the graph's input is not {INPUT!r}, int64 (length, batch)")
+        missing = [name for name in self.info["outputs"] if name not in outputs]
+        if missing:
+            raise ModelFileError(f"{self.path}: the graph has no output {missing[0]!r}")
+        widths = {name: (outputs[name].shape or [None])[-1] for name in self.info["outputs"]}
+        if not all(isinstance(w, int) for w in widths.values()):  # a symbolic width: ask the graph itself
+            proba, found = self.score(np.zeros((1, 1), dtype=np.int64), self.has_ngram)
+            widths = {PROBABILITY: proba.shape[-1], NOVELTY_FEATURES: None if found is None else found.shape[-1]}
+        if widths[PROBABILITY] != len(self.labels):
+            raise ModelFileError(f"{self.path}: the graph answers {widths[PROBABILITY]} languages but its metadata "
+                                 f"lists {len(self.labels)}")
+        if self.has_ngram and widths[NOVELTY_FEATURES] != len(FEATURES):
+            raise ModelFileError(f"{self.path}: the graph gives {widths[NOVELTY_FEATURES]} novelty features, "
+                                 f"not {len(FEATURES)}")
 
     def score(self, idx: np.ndarray, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities (and the novelty features when asked) for a ``(T, B)`` batch of one length."""
         if features and not self.has_ngram:
             raise ValueError("this model has no n-gram half, hence no novelty features")
         outputs = [PROBABILITY, NOVELTY_FEATURES] if features else [PROBABILITY]
-        result = self.session.run(outputs, {INPUT: idx})
+        try:
+            result = self.session.run(outputs, {INPUT: idx})
+        except Exception as exc:  # ORT's own error types: a graph that fails, the memory budget
+            raise _run_error(exc, self.path) from None
+        if len(result) != len(outputs) or result[0].shape != (idx.shape[1], len(self.labels)):
+            raise ModelFileError(f"{self.path}: the graph answered {result[0].shape} for {idx.shape[1]} names and "
+                                 f"{len(self.labels)} languages")
         return result[0], (result[1] if features else None)
 
     def matches(self, source: str | Path) -> bool:

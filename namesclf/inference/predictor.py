@@ -21,7 +21,7 @@ import numpy as np
 
 from namesclf.config import BACKENDS, STREAM_BATCH
 from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name
-from namesclf.errors import NamesError
+from namesclf.errors import ModelFileError, NamesError, first_line
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
 from namesclf.inference.onnx_scorer import OnnxScorer
 from namesclf.inference.openset import ABSTAIN_RATE, OpenSet
@@ -81,6 +81,25 @@ class Scorer(Protocol):
     def device_type(self) -> str: ...
 
     def score(self, idx: np.ndarray, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+def _export_beside(path: Path, onnx_file: Path, backend: str, threads: int | None) -> OnnxScorer | None:
+    """The export beside the model file ``path`` when it is usable and made from it; else None with
+    a one-line warning (``backend="auto"``: torch answers from ``path``) or the error (``"onnx"``)."""
+    try:
+        scorer = OnnxScorer.load(onnx_file, threads)
+    except ModelFileError as exc:
+        if backend == "onnx" or not path.is_file():
+            raise
+        warnings.warn(f"{first_line(exc)}; predicting with torch from {path}", stacklevel=3)
+        return None
+    if not path.is_file() or scorer.matches(path):
+        return scorer
+    if backend == "onnx":
+        raise NamesError(f"{onnx_file} was exported from another {path.name}: run `names export {path}`")
+    warnings.warn(f"{onnx_file} was exported from another {path.name} (run `names export {path}`); "
+                  "predicting with torch", stacklevel=3)
+    return None
 
 
 class Predictor:
@@ -147,13 +166,9 @@ class Predictor:
             return cls(OnnxScorer.load(path, threads))
         onnx_file = onnx_path_for(path)
         if backend == "onnx" or (backend == "auto" and device == "cpu" and onnx_file.is_file() and path.is_file()):
-            scorer = OnnxScorer.load(onnx_file, threads)
-            if not path.is_file() or scorer.matches(path):
+            scorer = _export_beside(path, onnx_file, backend, threads)
+            if scorer is not None:
                 return cls(scorer)
-            if backend == "onnx":
-                raise NamesError(f"{onnx_file} was exported from another {path.name}: run `names export {path}`")
-            warnings.warn(f"{onnx_file} was exported from another {path.name} (run `names export {path}`); "
-                          "predicting with torch", stacklevel=2)
         from namesclf.inference.torch_scorer import TorchScorer
 
         return cls(TorchScorer.load(str(path), device, threads))

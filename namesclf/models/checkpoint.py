@@ -15,12 +15,26 @@ from typing import Any
 
 import torch
 
+from namesclf.config import MAX_NGRAM_ORDER
 from namesclf.errors import ModelFileError, first_line
 from namesclf.files import atomic_write_with, jsonable
+from namesclf.models.onnx_format import MAX_LABELS, check_calibration
 from namesclf.text import ALPHABET
 
 FORMAT = "namesclf"
 FORMAT_VERSION = 1
+
+#: The largest network a model file may describe (docs/safety.md, "Model files"). It is computed
+#: from the config before any weight is allocated, so a file that declares a huge network and holds
+#: tiny tensors is refused without costing the memory it asks for. Every model this package trains
+#: is far below it.
+MAX_PARAMETERS = 200_000_000
+#: Allowed ranges of the config's size fields, checked first: the parameter count is computed
+#: from them, and a building loop runs once per layer or n-gram order.
+SIZE_RANGES: dict[str, tuple[int, int]] = {
+    "hidden": (1, 4096), "embed": (0, 4096), "lang_embed": (0, 4096), "layers": (1, 16),
+    "ngram_buckets": (0, 1 << 24), "ngram_dim": (0, 4096), "ngram_order": (0, MAX_NGRAM_ORDER),
+}
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -73,4 +87,54 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
         raise ModelFileError(f"{path}: the model was trained on a different alphabet")
     if kind is not None and payload.get("kind") != kind:
         raise ModelFileError(f"{path}: this is a {payload.get('kind')} model file, expected a {kind} model")
+    check_sizes(payload, path)
+    if payload.get("kind") == "classifier":
+        check_classifier(payload, path)
+        check_calibration(payload.get("meta"), len(payload["labels"]), path)
     return payload
+
+
+def check_sizes(payload: Mapping[str, Any], path: str | Path) -> None:
+    """The config's size fields are whole numbers in :data:`SIZE_RANGES`, and the file lists at
+    most :data:`MAX_LABELS` labels: checked before anything is built from them."""
+    config = payload.get("config")
+    labels = payload.get("labels", [])
+    if not isinstance(config, dict) or not isinstance(payload.get("state_dict"), dict):
+        raise ModelFileError(f"{path}: model file is damaged: no config or weights")
+    if not isinstance(labels, list) or len(labels) > MAX_LABELS or not all(isinstance(x, str) for x in labels):
+        raise ModelFileError(f"{path}: model file is damaged: the labels are not a list of at most "
+                             f"{MAX_LABELS:,} strings")
+    for key, (low, high) in SIZE_RANGES.items():
+        value = config.get(key)
+        if value is None:
+            continue  # absent where the model kind has no such part; a missing key the builder needs is its error
+        if type(value) is not int or not low <= value <= high:
+            raise ModelFileError(f"{path}: the config's {key} is {str(value)[:40]}, outside {low}-{high}: "
+                                 "not a model this namesclf builds")
+
+
+def check_classifier(payload: Mapping[str, Any], path: str | Path) -> None:
+    """The classifier the config describes has at most :data:`MAX_PARAMETERS` parameters, and
+    every one of them has a tensor of its shape in the state dict.
+
+    The network is built on torch's ``meta`` device, which records shapes and allocates nothing,
+    so the count and shapes are exactly those the real build will have."""
+    from namesclf.models.networks import build_classifier
+
+    labels, state = payload.get("labels") or [], payload["state_dict"]
+    try:
+        with torch.device("meta"):
+            model = build_classifier(payload["config"], len(labels))
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: model file is damaged: {first_line(exc)}") from None
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        raise ModelFileError(f"{path}: the config describes {count:,} parameters, more than the "
+                             f"{MAX_PARAMETERS:,} a model file may have")
+    for name, param in model.named_parameters():
+        found = state.get(name)
+        if not isinstance(found, torch.Tensor):
+            raise ModelFileError(f"{path}: model file is damaged: no weights for {name}")
+        if tuple(found.shape) != tuple(param.shape):
+            raise ModelFileError(f"{path}: model file is damaged: {name} has shape {tuple(found.shape)} where "
+                                 f"the config implies {tuple(param.shape)}")
