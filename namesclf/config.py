@@ -38,6 +38,13 @@ SPLITS = ("train", "valid", "test")
 SPLIT_CHOICES = ("all", *SPLITS)
 #: What ``names predict --input`` writes (:func:`~namesclf.inference.output.write_predictions`).
 PREDICTION_FORMATS = ("csv", "jsonl")
+#: The levels an answer can be given at, finest first (:mod:`namesclf.inference.groups`).
+LEVELS = ("label", "group", "region")
+#: How ``names estimate`` estimates a population's mix, default first (:mod:`namesclf.inference.mix`);
+#: its bootstrap resamples and the intervals' nominal coverage.
+MIX_METHODS = ("em", "cc", "mean")
+MIX_BOOTSTRAP = 200
+MIX_CONFIDENCE = 0.95
 #: Highest n-gram order accepted: past 6 the tables grow and held-out names gain nothing.
 MAX_NGRAM_ORDER = 6
 #: Seconds a collective of a multi-process run waits for the other ranks (``names train

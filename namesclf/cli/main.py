@@ -1,5 +1,5 @@
 """The ``names`` group: one thin module per command (``data``, ``train``, ``predict``,
-``evaluate``, ``export``, ``serve``, ``lm``), each parsing options, calling the library by keyword
+``estimate``, ``evaluate``, ``export``, ``serve``, ``lm``), each parsing options, calling the library by keyword
 and printing. No logic a Python user would want lives here.
 
 Every user-fixable problem raised below is a :class:`~namesclf.errors.NamesError`;
@@ -13,6 +13,7 @@ import click
 
 from namesclf.cli.console import NamesGroup
 from namesclf.cli.data import data
+from namesclf.cli.estimate import estimate
 from namesclf.cli.evaluate import evaluate
 from namesclf.cli.export import export
 from namesclf.cli.lm import complete, generate, lm
@@ -38,7 +39,7 @@ def cli() -> None:
     """
 
 
-for command in (data, train, predict, export, evaluate, serve, lm, generate, complete):
+for command in (data, train, predict, estimate, export, evaluate, serve, lm, generate, complete):
     cli.add_command(command)
 
 

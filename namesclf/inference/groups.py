@@ -23,10 +23,9 @@ from importlib import resources
 
 import numpy as np
 
+from namesclf.config import LEVELS
 from namesclf.errors import NamesError
 
-#: The levels an answer can be given at, finest first.
-LEVELS = ("label", "group", "region")
 TABLE = "origin_groups.csv"
 
 

@@ -35,20 +35,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from namesclf.config import MIX_BOOTSTRAP, MIX_CONFIDENCE, MIX_METHODS
 from namesclf.errors import NamesError
 from namesclf.inference.groups import LevelMap, level_map
 
 if TYPE_CHECKING:
     from namesclf.inference.predictor import Predictor
 
-#: The estimators, default first.
-MIX_METHODS = ("em", "cc", "mean")
 #: EM stops when no share moves by more than this, or after MAX_EM_STEPS steps.
 EM_TOLERANCE = 1e-6
 MAX_EM_STEPS = 1000
-#: Bootstrap resamples behind the intervals; more narrow the Monte Carlo noise of the percentiles.
-BOOTSTRAP = 200
-CONFIDENCE = 0.95
 
 
 def _weights(proba: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
@@ -90,14 +86,18 @@ def em_prior(proba: np.ndarray, train_prior: np.ndarray, counts: np.ndarray | No
 
 def point_estimate(proba: np.ndarray, train_prior: np.ndarray, method: str,
                    counts: np.ndarray | None = None) -> np.ndarray:
-    """One estimate of the mix by ``method`` (one of :data:`MIX_METHODS`)."""
-    if method == "em":
+    """One estimate of the mix by ``method`` (one of :data:`~namesclf.config.MIX_METHODS`)."""
+    if check_mix_method(method) == "em":
         return em_prior(proba, train_prior, counts)
     if method == "cc":
         return classify_and_count(proba, counts)
-    if method == "mean":
-        return mean_probability(proba, counts)
-    raise NamesError(f"unknown mix method {method!r}: use {', '.join(MIX_METHODS)}")
+    return mean_probability(proba, counts)
+
+
+def check_mix_method(method: str) -> str:
+    if method not in MIX_METHODS:
+        raise NamesError(f"unknown mix method {method!r}: use {', '.join(MIX_METHODS)}")
+    return method
 
 
 @dataclass(frozen=True)
@@ -126,14 +126,8 @@ class MixEstimate:
                  "high": float(self.high[i])} for i in order]
 
 
-def check_mix_method(method: str) -> str:
-    if method not in MIX_METHODS:
-        raise NamesError(f"unknown mix method {method!r}: use {', '.join(MIX_METHODS)}")
-    return method
-
-
 def estimate_mix_from_proba(proba: np.ndarray, labels: Sequence[str], train_prior: np.ndarray,
-                            method: str = "em", bootstrap: int = BOOTSTRAP, confidence: float = CONFIDENCE,
+                            method: str = "em", bootstrap: int = MIX_BOOTSTRAP, confidence: float = MIX_CONFIDENCE,
                             seed: int = 0, rollup: LevelMap | None = None,
                             counts: np.ndarray | None = None) -> MixEstimate:
     """The mix of the population behind the rows of ``proba`` with percentile-bootstrap intervals.
@@ -179,7 +173,7 @@ def _rolled(share: np.ndarray, rollup: LevelMap | None) -> np.ndarray:
 
 
 def estimate_mix(predictor: Predictor, names: Iterable[str], *, level: str = "label", method: str = "em",
-                 bootstrap: int = BOOTSTRAP, confidence: float = CONFIDENCE, seed: int = 0,
+                 bootstrap: int = MIX_BOOTSTRAP, confidence: float = MIX_CONFIDENCE, seed: int = 0,
                  surname_only: bool = False) -> MixEstimate:
     """The language mix of the population ``names`` come from, with bootstrap intervals.
 

@@ -96,8 +96,8 @@ def _export_beside(path: Path, onnx_file: Path, backend: str, threads: int | Non
     if not path.is_file() or scorer.matches(path):
         return scorer
     if backend == "onnx":
-        raise NamesError(f"{onnx_file} was exported from another {path.name}: run `names export {path}`")
-    warnings.warn(f"{onnx_file} was exported from another {path.name} (run `names export {path}`); "
+        raise NamesError(f"{onnx_file} was exported from another {path.name}: run `names export --force {path}`")
+    warnings.warn(f"{onnx_file} was exported from another {path.name} (run `names export --force {path}`); "
                   "predicting with torch", stacklevel=3)
     return None
 

@@ -166,3 +166,25 @@ def write_training_curves(history: Sequence[Mapping[str, float]], out_dir: str |
 def _epoch_ticks(n: int, epochs: pd.Series) -> list[int]:
     step = max(1, math.ceil(n / 15))
     return [int(e) for e in epochs.iloc[::step]]
+
+
+def plot_mix(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str) -> Path:
+    """A population's estimated mix as horizontal bars with their intervals, largest share on top.
+
+    ``rows`` are :meth:`namesclf.inference.mix.MixEstimate.rows`: ``label``, ``share``, ``low``, ``high``.
+    """
+    plt = _pyplot()
+    shown = list(rows)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.32 * len(shown)))
+    try:
+        shares = [r["share"] for r in shown]
+        errors = [[r["share"] - r["low"] for r in shown], [r["high"] - r["share"] for r in shown]]
+        ax.barh(range(len(shown)), shares, xerr=errors, color="#4c72b0", ecolor="#333333", capsize=3)
+        ax.set_yticks(range(len(shown)), [r["label"] for r in shown])
+        ax.set_xlabel("estimated share of the names (bars: 95% interval)")
+        ax.set_xlim(0, min(1.0, max(r["high"] for r in shown) * 1.1 + 0.01))
+        ax.set_title(title)
+        fig.tight_layout()
+        return atomic_write_with(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
+    finally:
+        plt.close(fig)

@@ -1,0 +1,82 @@
+"""``names estimate`` and ``estimate_mix`` with the real model on the real split: EM beats counting
+on a population whose mix is far from the training mix, and the command's outputs hold together."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from click.testing import CliRunner
+
+from namesclf.cli import cli
+from namesclf.data.dataset import load_names, split_names
+from namesclf.inference.mix import estimate_mix
+from namesclf.inference.predictor import Predictor
+
+
+def skewed_population(real_data: Path, size: int = 3000, seed: int = 0) -> tuple[list[str], dict[str, float]]:
+    """Test names drawn with replacement in a mix unlike the training one (Russian is half the
+    training names; here it is a twentieth), and the true mix of what was drawn."""
+    frame = load_names(real_data).frame
+    test = frame[split_names(frame, seed=0) == "test"]
+    want = {"Russian": 0.05, "English": 0.15, "Japanese": 0.2, "Italian": 0.2, "Polish": 0.2, "Greek": 0.2}
+    rng = np.random.default_rng(seed)
+    names, truth = [], {}
+    for language, share in want.items():
+        pool = test.loc[test["language"] == language, "name"].to_numpy()
+        drawn = rng.choice(pool, int(size * share))
+        names.extend(drawn)
+        truth[language] = len(drawn) / size
+    return names, truth
+
+
+def test_em_estimates_a_skewed_population_better_than_counting(real_data: Path, trained_model: Path) -> None:
+    predictor = Predictor.load(trained_model)
+    names, truth = skewed_population(real_data)
+    errors = {}
+    for method in ("em", "cc", "mean"):
+        est = estimate_mix(predictor, names, method=method, bootstrap=0, surname_only=True)
+        share = dict(zip(est.labels, est.share, strict=True))
+        errors[method] = sum(abs(share[label] - truth.get(label, 0.0)) for label in est.labels)
+    assert errors["em"] < 0.5 * errors["cc"], errors
+    assert errors["em"] < 0.5 * errors["mean"], errors
+
+
+def test_the_command_prints_text_json_and_a_plot(trained_model: Path, tmp_path: Path) -> None:
+    table = tmp_path / "people.csv"
+    pd.DataFrame({"last": ["Ivanov", "Petrov", "Kowalski", "Nowak", "Tanaka", "", "123"],
+                  "first": ["Ivan"] * 7}).to_csv(table, index=False)
+    runner = CliRunner()
+    common = ["estimate", "--model", str(trained_model), "--input", str(table), "--column", "last"]
+    result = runner.invoke(cli, [*common, "--level", "region", "--json", "--bootstrap", "50"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["n"] == 5 and out["skipped"] == 1 and out["method"] == "em"
+    shares = {row["label"]: row for row in out["mix"]}
+    assert abs(sum(row["share"] for row in out["mix"]) - 1) < 1e-9
+    assert shares["Slavic"]["share"] > 0.5 and "East Asian" in shares
+    assert all(row["low"] <= row["share"] <= row["high"] for row in out["mix"])
+
+    plot = tmp_path / "mix.png"
+    text = runner.invoke(cli, [*common, "--plot", str(plot)])
+    assert text.exit_code == 0, text.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "share  95% interval" in text.output and "5 names, method em; 1 with no letters left out" in text.output
+    again = runner.invoke(cli, [*common, "--plot", str(plot)])
+    assert again.exit_code == 1 and "--plot" in again.output and "--force" in again.output
+
+
+def test_bad_input_is_one_line_from_a_real_process(trained_model: Path, tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "namesclf", "estimate", "--model", str(trained_model)],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr.strip() == "Error: give names as arguments or --input FILE (not both)"
+    table = tmp_path / "t.csv"
+    table.write_text("last\nIvanov\n")
+    run = subprocess.run([sys.executable, "-m", "namesclf", "estimate", "--model", str(trained_model), "--input",
+                          str(table), "--column", "surname"], capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr.startswith("Error: ") and len(run.stderr.strip().splitlines()) == 1
+    assert "no column 'surname'" in run.stderr
