@@ -192,8 +192,9 @@ def serve(model_path: str, lm_path: str | None = None, host: str = "127.0.0.1", 
           f"docs at http://{host}:{port}/docs", file=sys.stderr, flush=True)
     common: dict[str, Any] = {
         "host": host, "port": port, "access_log": access_log, "log_level": "info", "timeout_graceful_shutdown": 10,
-        # Connection bounds: past limit_concurrency connections a request is answered 503 and closed.
-        "limit_concurrency": tuning.max_connections, "backlog": tuning.backlog,
+        # uvicorn answers 503 (and closes) when the connections, this one included, reach
+        # limit_concurrency: one more lets exactly max_connections be served.
+        "limit_concurrency": tuning.max_connections + 1, "backlog": tuning.backlog,
         "timeout_keep_alive": tuning.keep_alive_s,
         "http": functools.partial(DeadlineH11Protocol, header_timeout_s=tuning.header_timeout_s)}
     if workers == 1:
