@@ -215,7 +215,8 @@ class LMConfig(RunConfig):
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """How ``names serve`` batches, caches and sheds load, per server process (docs/http.md).
+    """How ``names serve`` batches, caches, sheds load and bounds its resources, per server process
+    (docs/http.md, docs/safety.md).
 
     Why these defaults (the timings behind them: docs/benchmarks.md#server): a pass of
     ``pass_names`` is short, so a one-name request waits at most about one pass behind a big batch;
@@ -223,16 +224,43 @@ class ServeConfig:
     ``max_queue_ms``, longer than a pass, means the process is behind, so new small requests are
     refused until it catches up, which keeps an admitted request's latency bounded; and
     ``cache_size`` finished answers take little memory.
+
+    The resource bounds are what a client cannot push past, whatever it sends: the answer cache
+    holds at most ``cache_size`` answers and ``cache_bytes`` bytes; request bodies being received
+    hold at most ``body_memory`` bytes between them (a body that would pass it is refused with
+    503), each within ``body_timeout_s`` (else 408 and the connection is closed); a request's
+    headers must be complete within ``header_timeout_s`` of the connection opening or the last
+    answer, an idle keep-alive connection is closed after ``keep_alive_s``; past
+    ``max_connections`` open connections a new request is answered 503 and closed. Memory then
+    stays within about the idle size + ``body_memory`` + ``max_connections`` x uvicorn's read
+    buffer (a few hundred KB), whatever the clients do. ``max_generating`` ``/generate`` requests
+    run at once (one core each); another is refused with 503.
     """
 
     cache_size: int = 65_536
+    cache_bytes: int = 32 * 1024 * 1024
     max_pending: int = 8_192
     max_queue_ms: float = 50.0
     pass_names: int = 256
     gather_ms: float = 2.0
+    max_connections: int = 256
+    backlog: int = 2048
+    keep_alive_s: float = 5.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    body_memory: int = 32 * 1024 * 1024
+    max_generating: int = 1
 
     def check(self) -> None:
         if self.pass_names < 1 or self.max_pending < 1 or self.cache_size < 0 or self.gather_ms < 0 \
                 or self.max_queue_ms <= 0:
             raise NamesError("--pass-names, --max-pending and --max-queue-ms must be positive, --cache-size and "
                              "--gather-ms at least 0")
+        if self.cache_bytes < 0:
+            raise NamesError("--cache-mib must be at least 0")
+        if self.max_connections < 1 or self.backlog < 1 or self.max_generating < 1:
+            raise NamesError("--max-connections, --backlog and --max-generating must be at least 1")
+        if min(self.keep_alive_s, self.header_timeout_s, self.body_timeout_s) <= 0:
+            raise NamesError("--keep-alive-s, --header-timeout-s and --body-timeout-s must be positive")
+        if self.body_memory < 1:
+            raise NamesError("--body-memory-mib must be positive")

@@ -111,6 +111,10 @@ class Predictor:
     classifier in memory (training, tests).
     """
 
+    #: Most coverages whose set thresholds are kept (least recently used out first): each
+    #: distinct ``coverage`` a caller asks for would otherwise add an entry for good.
+    calibration_cache: int = 64
+
     def __init__(self, model: Any, labels: Sequence[str] | None = None, device: Any = "cpu",
                  meta: dict | None = None, config: dict | None = None) -> None:
         if hasattr(model, "score") and hasattr(model, "has_ngram"):
@@ -231,10 +235,16 @@ class Predictor:
     def conformal(self, coverage: float, per_language: bool = False) -> ConformalSets:
         """The set thresholds for ``coverage`` from the validation names' scores."""
         key = ("conformal", coverage, per_language)
-        if key not in self._cache:
+        found = self._cache.pop(key, None)  # re-inserted below: the dict's order is the LRU order
+        if found is None:
             calibration = ConformalCalibration.from_dict(self._calibration("conformal"), len(self.labels))
-            self._cache[key] = calibration.at(coverage, per_language)
-        return self._cache[key]
+            found = calibration.at(coverage, per_language)
+        if self.calibration_cache > 0:
+            self._cache[key] = found
+            kept = [k for k in self._cache if isinstance(k, tuple)]
+            for old in kept[: max(0, len(kept) - self.calibration_cache)]:
+                del self._cache[old]
+        return found
 
     @property
     def open_set(self) -> OpenSet:

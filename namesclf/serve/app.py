@@ -43,6 +43,7 @@ from namesclf.serve.batcher import Batcher, Overloaded
 from namesclf.serve.middleware import BodySizeLimit, FastPredict, _error
 from namesclf.serve.schemas import (
     MAX_BODY_BYTES,
+    MAX_GENERATE_LETTERS,
     MAX_NAME_CHARS,
     ErrorOut,
     GenerateOut,
@@ -51,6 +52,7 @@ from namesclf.serve.schemas import (
     PredictRequest,
     log,
 )
+from namesclf.text import MAX_NAME_LENGTH
 
 
 def _summarise(errors: list[dict[str, Any]]) -> str:
@@ -62,6 +64,15 @@ def _summarise(errors: list[dict[str, Any]]) -> str:
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     message = f"{first.get('msg', 'invalid')}{more}"
     return f"{where}: {message}" if where else message
+
+
+def generation_attempts(lm: Any, n: int, start: str) -> int:
+    """How many candidates one ``/generate`` request may sample: ``generate_names``' own default
+    (``50 * n + 500``), capped so that the letters read and sampled stay within
+    :data:`MAX_GENERATE_LETTERS`. Each candidate is counted as the start, the begin token and the
+    longest name the model may write (an upper bound: most candidates end sooner)."""
+    longest = max(MAX_NAME_LENGTH, int(lm.meta.get("max_len", MAX_NAME_LENGTH)) + 10)
+    return max(1, min(50 * n + 500, MAX_GENERATE_LETTERS // (len(start) + 1 + longest)))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -118,7 +129,8 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
         responses={400: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
         lifespan=lifespan,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, body_timeout_s=batcher.config.body_timeout_s,
+                       body_memory=batcher.config.body_memory)
     counts = {"fast_path": 0}
     app.add_middleware(FastPredict, batcher=batcher, n_languages=n_languages, counts=counts)  # last added: first run
     app.state.batcher = batcher
@@ -178,16 +190,21 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
         # response_model documents the shape without paying for re-validating thousands of dicts.
         return Response(b"[" + b",".join(answers) + b"]", media_type="application/json")  # type: ignore[arg-type]
 
-    @app.post("/generate", response_model=GenerateOut, responses={404: {"model": ErrorOut}})
-    def generate(request: GenerateRequest) -> JSONResponse:
-        """New names from the language model loaded with ``--lm`` (404 when none is loaded)."""
+    @app.post("/generate", response_model=GenerateOut, responses={404: {"model": ErrorOut}, **busy})
+    async def generate(request: GenerateRequest) -> JSONResponse:
+        """New names from the language model loaded with ``--lm`` (404 when none is loaded).
+
+        At most ``--max-generating`` run at once (503 beyond), on their own threads, each within
+        :data:`MAX_GENERATE_LETTERS` (fewer names come back when the budget runs out first).
+        """
         if lm is None:
             return _error(404, "no language model loaded: start the server with `names serve --lm PATH`")
         from namesclf.lm.generate import generate_names  # only needed, and only importable, with an LM
 
-        result = generate_names(lm, request.language, n=request.n, start=request.start,
-                                temperature=request.temperature, top_k=request.top_k, seed=request.seed,
-                                allow_known=request.allow_known)
+        result = await batcher.generate(
+            generate_names, lm, request.language, n=request.n, start=request.start,
+            temperature=request.temperature, top_k=request.top_k, seed=request.seed,
+            allow_known=request.allow_known, max_attempts=generation_attempts(lm, request.n, request.start))
         return JSONResponse(result.to_dict())
 
     return app

@@ -23,14 +23,19 @@ Why each part (the measurements behind it: docs/benchmarks.md#server):
   repeated surname costs a dictionary look-up and no folding, no forward pass, no JSON encoding.
   It is keyed by the name as sent, not its folded form: the answer echoes the name and its
   surname, so only the exact string has the exact same answer, and looking up a raw string
-  needs no folding first.
+  needs no folding first. It is bounded in entries and in bytes (the key, the
+  answer and the bookkeeping of each entry are counted), since a name can be 1,000 characters
+  and its answer echoes it twice. ``coverage`` and ``abstain_rate`` are rounded to
+  :data:`OPTION_STEP` first (:func:`normalise`), so clients cannot make new options keys (nor
+  new calibration entries in the predictor) by sending values that differ in the tenth decimal.
 * **Admission control.** A request is refused at once with :class:`Overloaded` (the server
   answers 503 + ``Retry-After``) instead of queueing without bound when the process is behind:
   when the oldest small request has waited more than ``max_queue_ms`` (a small request is then
   refused: latency stays bounded whatever the load), or when its names would take the names
   queued or in a pass past ``max_pending`` (the bound on big batches' work). A request is always
   admitted when nothing is queued, however big. Cache hits never queue, so they are never
-  refused.
+  refused. ``/generate`` runs on its own threads, at most ``max_generating`` at once (a request
+  beyond is refused the same way), so a long generation never holds up a prediction pass.
 
 Answers are those of a direct ``predict_with`` call on the same names (a parity test checks it):
 the model reads each name alone (one length per forward batch, no padding), so which other names
@@ -42,11 +47,14 @@ probabilities tie to that rounding).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
+import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +67,28 @@ class Overloaded(Exception):
     """The process is behind; the client should retry after :attr:`retry_after` seconds."""
 
     retry_after = 1
+
+
+#: ``coverage`` and ``abstain_rate`` are rounded to a multiple of this (and kept within
+#: ``[OPTION_STEP, 1 - OPTION_STEP]``) before they are used or cached: at most 999 values each,
+#: finer than the calibration itself resolves (its quantiles step by 1 / the number of
+#: validation names).
+OPTION_STEP = 0.001
+
+
+def _on_grid(value: float) -> float:
+    steps = round(value / OPTION_STEP)
+    steps = min(max(steps, 1), round(1 / OPTION_STEP) - 1)
+    return round(steps * OPTION_STEP, 6)
+
+
+def normalise(options: Options) -> Options:
+    """``options`` with ``coverage`` and ``abstain_rate`` on the :data:`OPTION_STEP` grid."""
+    coverage = None if options.coverage is None else _on_grid(options.coverage)
+    abstain_rate = _on_grid(options.abstain_rate)
+    if coverage == options.coverage and abstain_rate == options.abstain_rate:
+        return options
+    return dataclasses.replace(options, coverage=coverage, abstain_rate=abstain_rate)
 
 
 def options_key(options: Options) -> Hashable:
@@ -75,17 +105,39 @@ def encode(answer: dict[str, Any]) -> bytes:
     return json.dumps(answer, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
+#: Bytes an entry costs beyond its name, answer and options key: the ordered dict's slot and
+#: node and the (options, name) tuple (measured with tracemalloc: ~160).
+ENTRY_OVERHEAD = 200
+
+
+def key_bytes(key: Hashable) -> int:
+    """What an options key holds in memory (a prior's weights included), counted once per entry:
+    equal keys from different requests are different objects."""
+    if isinstance(key, tuple):
+        return sys.getsizeof(key) + sum(key_bytes(part) for part in key)
+    return sys.getsizeof(key)
+
+
 class AnswerCache:
-    """A bounded least-recently-used map from (options key, name) to an answer's JSON bytes.
+    """A least-recently-used map from (options key, name) to an answer's JSON bytes, bounded in
+    entries (``size``) and in bytes (``max_bytes``, see :meth:`cost`); either at 0: nothing is kept.
 
     Only the event loop's thread touches it, so it needs no lock.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = ServeConfig.cache_bytes) -> None:
         self.size = size
-        self._data: OrderedDict[tuple[Hashable, str], bytes] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._data: OrderedDict[tuple[Hashable, str], tuple[bytes, int]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+
+    @staticmethod
+    def cost(key: tuple[Hashable, str], value: bytes, options_bytes: int | None = None) -> int:
+        """Bytes an entry holds: its name and answer objects, its options key and :data:`ENTRY_OVERHEAD`."""
+        options_bytes = key_bytes(key[0]) if options_bytes is None else options_bytes
+        return ENTRY_OVERHEAD + options_bytes + sys.getsizeof(key[1]) + sys.getsizeof(value)
 
     def get(self, key: tuple[Hashable, str]) -> bytes | None:
         found = self._data.get(key)
@@ -94,15 +146,19 @@ class AnswerCache:
             return None
         self.hits += 1
         self._data.move_to_end(key)
-        return found
+        return found[0]
 
-    def put(self, key: tuple[Hashable, str], value: bytes) -> None:
-        if self.size <= 0:
+    def put(self, key: tuple[Hashable, str], value: bytes, options_bytes: int | None = None) -> None:
+        cost = self.cost(key, value, options_bytes)
+        if self.size <= 0 or cost > self.max_bytes:
             return
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.size:
-            self._data.popitem(last=False)
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._data[key] = (value, cost)
+        self.bytes += cost
+        while len(self._data) > self.size or self.bytes > self.max_bytes:
+            self.bytes -= self._data.popitem(last=False)[1][1]
 
     def __len__(self) -> int:
         return len(self._data)
@@ -117,6 +173,7 @@ class _Item:
     key: Hashable
     future: asyncio.Future = field(repr=False)
     queued: float = 0.0  # time.monotonic() when queued
+    key_bytes: int = 0  # what the options key costs a cache entry
 
 
 #: Requests with at most this many uncached names go to the queue that passes serve first.
@@ -135,12 +192,18 @@ class Batcher:
         config.check()
         self.predictor = predictor
         self.config = config
-        self.cache = AnswerCache(config.cache_size)
+        self.cache = AnswerCache(config.cache_size, config.cache_bytes)
+        if not config.cache_size or not config.cache_bytes:
+            # No cache means none at all: the predictor keeps no calibrated coverages either.
+            predictor.calibration_cache = 0
         self.pending = 0  # names queued or in a pass
         self.passes = 0
         self.predicted = 0
         self.refused = 0
+        self.generating = 0  # /generate requests admitted and not finished (their thread may still run)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="names-predict")
+        self._generate_executor = ThreadPoolExecutor(max_workers=config.max_generating,
+                                                     thread_name_prefix="names-generate")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._small: deque[_Item] = deque()
         self._bulk: deque[_Item] = deque()
@@ -154,7 +217,9 @@ class Batcher:
 
         Raises :class:`Overloaded` when the process is behind (see the module's docstring), and
         whatever ``predict_with`` raises for these options (a :class:`~namesclf.errors.NamesError`).
+        ``coverage`` and ``abstain_rate`` are answered on the :data:`OPTION_STEP` grid.
         """
+        options = normalise(options)
         key = options_key(options)
         out: list[bytes | None] = [None] * len(names)
         missing: dict[str, list[int]] = {}
@@ -174,11 +239,12 @@ class Batcher:
         assert loop is not None and self._wakeup is not None
         queue = self._small if len(todo) <= SMALL else self._bulk
         now = time.monotonic()
+        size_of_key = key_bytes(key)
         futures = []
         step = self.config.pass_names
         for start in range(0, len(todo), step):
             future = loop.create_future()
-            queue.append(_Item(todo[start : start + step], options, key, future, now))
+            queue.append(_Item(todo[start : start + step], options, key, future, now, size_of_key))
             futures.append(future)
         self.pending += len(todo)
         self._wakeup.set()
@@ -207,15 +273,42 @@ class Batcher:
         self._start()
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def generate(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` (a ``/generate`` request) on a generation thread, or raise
+        :class:`Overloaded` when ``max_generating`` are already admitted.
+
+        The slot is freed when the thread is done, not when the request is: a client that hangs
+        up does not stop the work it started, so it must not let another start beside it.
+        """
+        limit = self.config.max_generating
+        if self.generating >= limit:
+            self.refused += 1
+            raise Overloaded(f"server busy: {self.generating} /generate request(s) running, the limit is {limit}; "
+                             "retry after 1 s")
+        loop = asyncio.get_running_loop()
+        self.generating += 1
+        job = self._generate_executor.submit(fn, *args, **kwargs)
+
+        def done(_: Future) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+                loop.call_soon_threadsafe(self._generated)
+
+        job.add_done_callback(done)
+        return await asyncio.wrap_future(job)
+
+    def _generated(self) -> None:
+        self.generating -= 1
+
     def stats(self) -> dict[str, int]:
-        return {"cache_entries": len(self.cache), "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
-                "pending": self.pending, "passes": self.passes, "predicted": self.predicted,
-                "refused": self.refused}
+        return {"cache_entries": len(self.cache), "cache_bytes": self.cache.bytes, "cache_hits": self.cache.hits,
+                "cache_misses": self.cache.misses, "pending": self.pending, "passes": self.passes,
+                "predicted": self.predicted, "refused": self.refused, "generating": self.generating}
 
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._generate_executor.shutdown(wait=False, cancel_futures=True)
 
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -272,7 +365,7 @@ class Batcher:
                     continue
                 for name, answer in result:
                     if answer is not None:
-                        self.cache.put((item.key, name), answer)
+                        self.cache.put((item.key, name), answer, item.key_bytes)
                 if not item.future.done():
                     item.future.set_result(result)
 

@@ -1,9 +1,12 @@
 """Running the server: one process, or ``--workers`` processes under uvicorn's supervisor, each
 building its app from the same :class:`Settings` (:func:`app_from_env`), with its threads capped
-so that the processes share the cores instead of spinning on them.
+so that the processes share the cores instead of spinning on them, and its connections bounded
+(:class:`DeadlineH11Protocol`, uvicorn's ``limit_concurrency``, ``backlog`` and keep-alive timeout).
 """
 
+import asyncio
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -11,7 +14,9 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import h11
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from namesclf.config import ServeConfig
 from namesclf.errors import NamesError
@@ -38,15 +43,109 @@ class Settings:
         return cls(**{**values, "tuning": ServeConfig(**values["tuning"])})
 
     def load(self) -> FastAPI:
-        """Load the model(s) and build the app (in each worker process, once)."""
-        predictor = Predictor.load(self.model_path, threads=self.threads)
+        """Load the model(s), check that they answer, and build the app (in each worker process, once).
+
+        Whatever goes wrong here (a damaged file, a model whose labels do not match its output, a
+        runtime that cannot run it) is one :class:`NamesError`: the server does not start rather
+        than answer 500 to every request.
+        """
+        predictor = _loading(self.model_path, lambda: _checked(Predictor.load(self.model_path, threads=self.threads)))
         lm = None
         if self.lm_path is not None:
             from namesclf.lm.generate import load_lm
 
             _set_threads(self.threads)
-            lm = load_lm(self.lm_path)
+            lm = _loading(self.lm_path, lambda: _checked_lm(load_lm(self.lm_path)))
         return create_app(predictor, lm, model_path=self.model_path, lm_path=self.lm_path, tuning=self.tuning)
+
+
+def _loading(path: str, load: Any) -> Any:
+    """``load()``, with anything it raises but a :class:`NamesError` turned into one."""
+    try:
+        return load()
+    except NamesError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise NamesError(f"cannot serve {path}: {type(exc).__name__}: {first}") from exc
+
+
+def _checked(predictor: Predictor) -> Predictor:
+    """``predictor`` once it has answered one name with one probability per label, all finite."""
+    import numpy as np
+
+    proba = predictor.proba_ascii(["smith"])
+    if proba.shape != (1, len(predictor.labels)) or not np.isfinite(proba).all():
+        raise NamesError(f"the model answers {proba.shape[-1]} probabilities for {len(predictor.labels)} labels "
+                         "(or non-finite ones): the file is damaged; train or export it again")
+    return predictor
+
+
+def _checked_lm(lm: Any) -> Any:
+    """``lm`` once it has sampled one candidate (in its first language, when it has languages)."""
+    from namesclf.lm.generate import generate_names
+
+    generate_names(lm, lm.languages[0] if lm.languages else None, n=1, seed=0, allow_known=True, max_attempts=1)
+    return lm
+
+
+#: Sent to a client whose request line and headers were not complete within the deadline.
+_LATE = b"request headers not received in time"
+_REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: "
+                    b"%d\r\nconnection: close\r\n\r\n%s" % (len(_LATE), _LATE))
+
+
+READ_BYTES = 16 * 1024
+
+
+class DeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on a request's headers.
+
+    uvicorn times out a keep-alive connection that stays silent after an answer, but nothing
+    else: a connection that never sends a byte, or sends half a request line and stalls, is kept
+    for good (and counts against ``limit_concurrency``, so a few hundred of them shut everyone
+    else out). Here the request line and headers must be complete within ``header_timeout_s`` of
+    the connection opening or of the previous answer; otherwise the connection is closed (with a
+    408 when part of a request had arrived). The body's own deadline is
+    :class:`~namesclf.serve.middleware.BodySizeLimit`'s; the headers' size is h11's limit (16 KiB).
+    """
+
+    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = header_timeout_s
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if hasattr(transport, "max_size"):
+            transport.max_size = READ_BYTES
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return  # closed already, or a request arrived whole: its body has its own deadline
+        if self.conn.trailing_data[0]:
+            self.transport.write(_REQUEST_TIMEOUT)
+        self.transport.close()
 
 
 def app_from_env() -> FastAPI:
@@ -92,8 +191,13 @@ def serve(model_path: str, lm_path: str | None = None, host: str = "127.0.0.1", 
     extra = f" and language model {lm_path}" if lm_path is not None else ""
     print(f"names serve: {model_path} ({n_languages} languages){extra}, {workers} worker process(es); "
           f"docs at http://{host}:{port}/docs", file=sys.stderr, flush=True)
-    common: dict[str, Any] = {"host": host, "port": port, "access_log": access_log, "log_level": "info",
-                              "timeout_graceful_shutdown": 10}
+    common: dict[str, Any] = {
+        "host": host, "port": port, "access_log": access_log, "log_level": "info", "timeout_graceful_shutdown": 10,
+        # uvicorn answers 503 (and closes) when the connections, this one included, reach
+        # limit_concurrency: one more lets exactly max_connections be served.
+        "limit_concurrency": tuning.max_connections + 1, "backlog": tuning.backlog,
+        "timeout_keep_alive": tuning.keep_alive_s,
+        "http": functools.partial(DeadlineH11Protocol, header_timeout_s=tuning.header_timeout_s)}
     if workers == 1:
         uvicorn.run(app, **common)
         return

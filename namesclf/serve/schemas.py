@@ -17,6 +17,14 @@ MAX_BATCH = 10_000
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: Most names in one ``POST /generate``.
 MAX_GENERATE = 1_000
+#: Longest ``start`` of a ``POST /generate`` (characters): every candidate reads it first, and no
+#: name is longer than :data:`~namesclf.text.MAX_NAME_LENGTH` letters.
+MAX_GENERATE_START = 60
+#: Most letters one ``POST /generate`` may read and sample, counted per candidate as its start,
+#: the begin token and the longest name the model may write: it caps the candidates tried, so a
+#: request that asks for many names with a long start returns fewer names (``attempts`` says how
+#: many were tried) instead of running for seconds.
+MAX_GENERATE_LETTERS = 400_000
 #: A refused body is read and discarded up to this many bytes (and :data:`DRAIN_S` seconds) before
 #: the 413 is sent and the connection closed, as nginx's lingering close does: closing a socket
 #: with unread data makes the kernel send a reset, and a client still writing its body then sees
@@ -69,8 +77,9 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     language: str | None = Field(None, max_length=100, description="Required when the LM is per-language.")
-    n: int = Field(10, ge=1, le=MAX_GENERATE)
-    start: str = Field("", max_length=60, description="Every name starts with this prefix.")
+    n: int = Field(10, ge=1, le=MAX_GENERATE, description=f"At most {MAX_GENERATE:,} names; fewer come back when "
+                   f"{MAX_GENERATE_LETTERS:,} letters sampled do not find them.")
+    start: str = Field("", max_length=MAX_GENERATE_START, description="Every name starts with this prefix.")
     temperature: float = Field(0.8, gt=0, le=10)
     top_k: int | None = Field(None, ge=1)
     seed: int | None = Field(None, ge=0, lt=2**63)
