@@ -73,7 +73,7 @@ def serve(model_path: str, lm_path: str | None, host: str, port: int, threads: i
     Concurrent requests are gathered into shared forward passes, answers are cached, and a
     process that is behind (--max-queue-ms, --max-pending) answers 503 at once (docs/http.md).
     Connections, request bodies, the cache and /generate are bounded in number, time and memory
-    (docs/_safety_server.md), so no client can make the server hold more than those bounds.
+    (docs/safety.md), so no client can make the server hold more than those bounds.
 
     \b
       names serve --model models/names.pt --lm models/lm.pt
