@@ -126,12 +126,6 @@ class HandBuiltRNN(nn.Module):
     which keeps long names from blowing it up and trains faster at a higher learning rate.
     """
 
-    #: Torch intra-op threads to train with (``train_classifier`` pins them; None: torch's own
-    #: setting). Not pinned by default: on 2 quiet cores 2 threads trained 1.18x faster than 1
-    #: (13,876 against 11,787 names/s), though on a busy machine 1 thread was 20x faster, as every
-    #: op that forks to a second thread waits for it (docs/benchmarks.md; OMP_NUM_THREADS=1 there).
-    train_threads: int | None = None
-
     def __init__(self, n_letters: int, hidden_size: int, n_classes: int, tanh: bool = False) -> None:
         super().__init__()
         self.n_letters, self.hidden_size, self.tanh = n_letters, hidden_size, tanh
