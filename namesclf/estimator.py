@@ -20,7 +20,7 @@ from namesclf.errors import NamesError
 from namesclf.files import atomic_write_with
 from namesclf.inference.openset import ABSTAIN_RATE
 from namesclf.inference.predictor import Prediction, Predictor
-from namesclf.models.checkpoint import classifier_payload, save_checkpoint
+from namesclf.models.checkpoint import classifier_meta, classifier_payload, save_checkpoint
 from namesclf.models.export import export_payload
 from namesclf.models.onnx_format import onnx_path_for
 from namesclf.text import to_ascii
@@ -156,10 +156,9 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         result = train_classifier(frame[split == "train"], frame[split == "valid"], self._config(),
                                   progress=self.progress)
         device = next(result.model.parameters()).device
-        self.predictor_ = Predictor(result.model, result.labels, device,
-                                    meta={"history": result.history, "valid": result.valid,
-                                          "calibration": result.calibration},
-                                    config=result.config.to_dict())
+        meta = classifier_meta(history=result.history, best_epoch=result.best_epoch, valid=result.valid,
+                               pooling=result.pooling, calibration=result.calibration)
+        self.predictor_ = Predictor(result.model, result.labels, device, meta=meta, config=result.config.to_dict())
         self.classes_ = np.array(result.labels)
         return self
 

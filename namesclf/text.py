@@ -31,7 +31,6 @@ _INDEX = {c: i for i, c in enumerate(ALPHABET)}
 # byte -> alphabet index; bytes outside the alphabet map to N_LETTERS + 1 and are dropped
 _BYTE_INDEX = np.full(256, N_LETTERS + 1, dtype=np.int64)
 _BYTE_INDEX[[ord(c) for c in ALPHABET]] = np.arange(N_LETTERS)
-_ALLOWED = frozenset(ALPHABET)
 # Apostrophe look-alikes that anyascii would otherwise map to other characters or drop.
 _APOSTROPHES = dict.fromkeys(map(ord, "\u2019\u2018\u201b\u02bc\u02bb\u2032\u00b4\u0060\uff07"), "'")
 _SPACES = re.compile(r"\s+")

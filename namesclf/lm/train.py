@@ -25,7 +25,7 @@ from namesclf.lm.model import LanguageModel, build_lm, language_ids, masked_nll,
 from namesclf.models.checkpoint import save_checkpoint
 from namesclf.text import MAX_NAME_LENGTH
 from namesclf.training.batches import length_bucketed_batches
-from namesclf.training.loop import fit, loop_clip, make_updater, resolve_device
+from namesclf.training.loop import LoopSettings, fit, loop_clip, make_updater, resolve_device
 
 
 @dataclass
@@ -83,6 +83,62 @@ def _encode_splits(src: LMSource, cfg: LMConfig) -> tuple[Vocab, EncodedLM, Enco
     return vocab, encode(train_texts, train_langs), encode(valid_texts, valid_langs), test
 
 
+def held_out(model: nn.Module, encoded: EncodedLM, device: torch.device) -> dict[str, float]:
+    """Nats per token and perplexity of ``model`` on ``encoded`` (end tokens counted)."""
+    return nll_metrics(*total_nll(model, encoded, device), len(encoded))
+
+
+@dataclass
+class LMBatches:
+    """One epoch's batches for :func:`~namesclf.training.loop.fit`: length-bucketed, drawn by
+    ``weights`` when given (:func:`language_weights`)."""
+
+    encoded: EncodedLM
+    batch_size: int
+    rng: np.random.Generator
+    device: torch.device
+    weights: np.ndarray | None = None
+
+    def __call__(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        for rows in length_bucketed_batches(self.encoded.lengths, self.batch_size, self.rng, self.weights):
+            yield self.encoded.batch(rows, self.device)
+
+
+@dataclass
+class LMLoss:
+    """Teacher forcing's loss: :func:`~namesclf.lm.model.masked_nll` of the next tokens. A conditioned
+    model sees its language, replaced by the "any language" slot with probability ``lang_dropout``,
+    which teaches that slot what guided sampling contrasts with."""
+
+    conditioned: bool
+    lang_dropout: float
+    any_language: int
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, y, lang = batch
+        if self.conditioned and self.lang_dropout > 0:
+            dropped = torch.rand(lang.shape, device=lang.device) < self.lang_dropout
+            lang = lang.masked_fill(dropped, self.any_language)
+        logits, _ = model(x, lang if self.conditioned else None)
+        return masked_nll(logits, y)
+
+
+def _lm_meta(src: LMSource, enc_train: EncodedLM, enc_valid: EncodedLM) -> dict[str, Any]:
+    """What the model file records about the source and its split before training."""
+    return {"source": src.path, "source_kind": src.kind, "split_seed": src.seed,
+            "n_train": len(enc_train), "n_valid": len(enc_valid),
+            "n_test": len(src.splits["test"][0]) if "test" in src.splits else 0,
+            "max_len": int(enc_train.lengths.max()) - 2}
+
+
+def _lm_settings(cfg: LMConfig, updater: Any, n_train: int) -> LoopSettings:
+    """The loop's settings for a language model: the epoch with the lowest valid nats/token is kept."""
+    return LoopSettings(epochs=cfg.epochs, steps_per_epoch=math.ceil(n_train / cfg.batch_size), lr=cfg.lr,
+                        score="valid_nats", higher_is_better=False, patience=cfg.patience,
+                        clip=loop_clip(updater, cfg.clip),
+                        desc=f"lm {cfg.cell}")
+
+
 def train_lm(
     source: str | Path | LMSource,
     config: LMConfig | None = None,
@@ -111,40 +167,20 @@ def train_lm(
     lm = LanguageModel(model, vocab, languages, sorted(set(src.splits["train"][0])), cfg.to_dict())
     updater = make_updater("adamw", model.parameters(), cfg.lr, cfg.weight_decay)
     weights = language_weights(enc_train, cfg.balance) if conditioned and cfg.balance > 0 else None
-    meta: dict[str, Any] = {"source": src.path, "source_kind": src.kind, "split_seed": src.seed,
-                            "n_train": len(enc_train), "n_valid": len(enc_valid),
-                            "n_test": len(src.splits["test"][0]) if "test" in src.splits else 0,
-                            "max_len": int(enc_train.lengths.max()) - 2}
-
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        for rows in length_bucketed_batches(enc_train.lengths, cfg.batch_size, rng, weights):
-            yield enc_train.batch(rows, device)
-
-    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        x, y, lang = batch
-        if conditioned and cfg.lang_dropout > 0:  # teach the "any language" slot guidance contrasts with
-            dropped = torch.rand(lang.shape, device=lang.device) < cfg.lang_dropout
-            lang = lang.masked_fill(dropped, model.any_language)
-        logits, _ = m(x, lang if conditioned else None)
-        return masked_nll(logits, y)
-
-    def validate(m: nn.Module) -> dict[str, float]:
-        per_token = nll_metrics(*total_nll(model, enc_valid, device), len(enc_valid))["nats_per_token"]
-        return {"valid_nats": per_token, "valid_perplexity": math.exp(per_token)}
+    meta = _lm_meta(src, enc_train, enc_valid)
 
     def on_best(epoch: int, metrics: dict[str, float], hist: list[dict[str, float]]) -> None:
-        if out is not None:
-            save_checkpoint(out, lm_payload(lm, cfg, {**meta, "history": hist, "best_epoch": epoch,
-                                                      "valid": metrics}))
+        save_checkpoint(out, lm_payload(lm, cfg, {**meta, "history": hist, "best_epoch": epoch, "valid": metrics}))
 
     started = time.perf_counter()
-    result = fit(model, updater, batches, loss_fn, validate, epochs=cfg.epochs, score="valid_nats",
-                 higher_is_better=False, patience=cfg.patience, lr=cfg.lr, clip=loop_clip(updater, cfg.clip),
-                 steps_per_epoch=math.ceil(len(enc_train) / cfg.batch_size), on_best=on_best, progress=progress,
-                 desc=f"lm {cfg.cell}")
+    result = fit(model, updater, LMBatches(enc_train, cfg.batch_size, rng, device, weights),
+                 LMLoss(conditioned, cfg.lang_dropout, model.any_language),
+                 lambda m: _selection_figures(held_out(m, enc_valid, device)),
+                 _lm_settings(cfg, updater, len(enc_train)),
+                 on_best=on_best if out is not None else None, progress=progress)
     seconds = time.perf_counter() - started
-    valid = nll_metrics(*total_nll(model, enc_valid, device), len(enc_valid))
-    test = nll_metrics(*total_nll(model, enc_test, device), len(enc_test)) if enc_test is not None else {}
+    valid = held_out(model, enc_valid, device)
+    test = held_out(model, enc_test, device) if enc_test is not None else {}
     meta.update({"history": result.history, "best_epoch": result.best_epoch, "valid": valid, "test": test,
                  "train_seconds": seconds, "interrupted": result.interrupted})
     lm.meta = meta
@@ -152,3 +188,9 @@ def train_lm(
         save_checkpoint(out, lm_payload(lm, cfg, meta))
     return LMTrainResult(lm, result.history, result.best_epoch, valid, test, seconds, result.stopped_early,
                          result.interrupted)
+
+
+def _selection_figures(figures: dict[str, float]) -> dict[str, float]:
+    """The per-epoch validation figures: nats per token (what chooses the epoch) and perplexity."""
+    per_token = figures["nats_per_token"]
+    return {"valid_nats": per_token, "valid_perplexity": math.exp(per_token)}

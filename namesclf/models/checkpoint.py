@@ -58,6 +58,26 @@ def classifier_payload(model: torch.nn.Module, config: Mapping[str, Any], labels
     }
 
 
+def classifier_meta(base: Mapping[str, Any] | None = None, *, history: list[dict[str, float]], best_epoch: int,
+                    valid: Mapping[str, float], pooling: dict[str, Any], calibration: dict[str, Any] | None = None,
+                    resume: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
+    """The ``meta`` of a classifier's model file, the one place its training record is assembled.
+
+    ``base`` is what the caller knows before training (split seed, source, split sizes); then come
+    the epochs' ``history``, the chosen ``best_epoch`` and its ``valid`` figures, the ``pooling``
+    knobs, the ``calibration`` that sets, abstention and priors read (absent from a file written
+    at a best epoch, before calibration), whatever else the caller adds (``test`` figures,
+    ``train_seconds``) and last the ``resume`` state that ``names train --resume`` carries on from.
+    """
+    meta = {**(base or {}), "history": history, "best_epoch": best_epoch, "valid": valid, "pooling": pooling}
+    if calibration is not None:
+        meta["calibration"] = calibration
+    meta.update(more)
+    if resume is not None:
+        meta["resume"] = resume
+    return meta
+
+
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     """Read a model file safely; every way it can be wrong is a one-line :class:`ModelFileError`."""
     path = Path(path)

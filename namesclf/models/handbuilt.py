@@ -126,12 +126,6 @@ class HandBuiltRNN(nn.Module):
     which keeps long names from blowing it up and trains faster at a higher learning rate.
     """
 
-    #: Torch intra-op threads to train with (``train_classifier`` pins them; None: torch's own
-    #: setting). Not pinned by default: on quiet cores a second thread helps, though on a busy
-    #: machine one thread is far faster, as every op that forks to a second thread waits for it
-    #: (docs/benchmarks.md#training-speed; OMP_NUM_THREADS=1 there).
-    train_threads: int | None = None
-
     def __init__(self, n_letters: int, hidden_size: int, n_classes: int, tanh: bool = False) -> None:
         super().__init__()
         self.n_letters, self.hidden_size, self.tanh = n_letters, hidden_size, tanh

@@ -9,11 +9,10 @@ supply batches, a loss, a validation callback and what to do with a new best (wr
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -107,21 +106,41 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@contextlib.contextmanager
-def pinned_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with torch's intra-op threads set to ``threads`` (None: as they are), then
-    put the setting back, so a network that trains best on one thread leaves the rest alone."""
-    before = torch.get_num_threads()
-    if threads and threads != before:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- the loop
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How :func:`fit` trains: how long, how fast, and which figure chooses the best epoch.
+
+    ``score`` names a figure the validation callback returns; ``higher_is_better`` says which way
+    it improves. ``patience`` stops after that many epochs without a better score (0: never).
+    ``clip`` is the global gradient-norm clip the loop applies (None for an updater that clips in
+    its own step, see :func:`loop_clip`); ``warmup`` steps ramp the learning rate up linearly.
+    """
+
+    epochs: int
+    steps_per_epoch: int
+    lr: float
+    score: str
+    higher_is_better: bool
+    patience: int = 0
+    clip: float | None = None
+    warmup: int = 0
+    desc: str = "train"
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+@dataclass(frozen=True)
+class LoopStart:
+    """Where :func:`fit` starts: epoch 0, or where an earlier run stopped (its history and best score)."""
+
+    epoch: int = 0
+    history: Sequence[dict[str, float]] = field(default_factory=tuple)
+    best_score: float | None = None
 
 
 @dataclass
@@ -147,99 +166,115 @@ def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
+class _Best:
+    """The best epoch so far: its score and number, the epochs since, and a copy of the kept state."""
+
+    def __init__(self, settings: LoopSettings, start: LoopStart) -> None:
+        self.sign = 1.0 if settings.higher_is_better else -1.0
+        self.score = start.best_score if start.best_score is not None else -math.inf * self.sign
+        self.epoch = max((int(h["epoch"]) for h in start.history if h.get(settings.score) == self.score), default=0)
+        self.since = 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def improves(self, epoch: int, score: float) -> bool:
+        """Record ``epoch``'s ``score``; True when it beats the best so far (it becomes the best)."""
+        if self.sign * (score - self.score) > 1e-12:
+            self.score, self.epoch, self.since = score, epoch, 0
+            return True
+        self.since += 1
+        return False
+
+
 def fit(
     model: nn.Module,
     updater: Any,
     batches: Callable[[int], Iterable[Any]],
     loss_fn: Callable[[nn.Module, Any], torch.Tensor],
     validate: Callable[[nn.Module], dict[str, float]],
+    settings: LoopSettings,
     *,
-    epochs: int,
-    score: str,
-    higher_is_better: bool,
-    patience: int,
-    lr: float,
-    clip: float | None,
-    steps_per_epoch: int,
     keep: nn.Module | None = None,
     on_best: Callable[[int, dict[str, float], list[dict[str, float]]], None] | None = None,
-    start_epoch: int = 0,
-    history: list[dict[str, float]] | None = None,
-    best_score: float | None = None,
-    warmup: int = 0,
+    start: LoopStart | None = None,
     progress: bool | None = None,
-    desc: str = "train",
 ) -> Fit:
-    """Train ``model`` for up to ``epochs``, validating after each; return with the best epoch restored.
+    """Train ``model`` for up to ``settings.epochs``, validating after each; return with the best epoch restored.
 
     ``keep`` is the module whose state *is* the model (default ``model``; a pooled classifier
     trains its network but keeps the whole, pooling knobs included). Its state is copied at each
     new best epoch, after ``on_best`` has had the chance to write it out, and loaded back when the
     loop ends, whether by the last epoch, early stopping or Ctrl-C. Ctrl-C before any new best
-    raises :class:`.TrainingInterrupted` and leaves nothing changed.
+    raises :class:`.TrainingInterrupted` and leaves nothing changed. ``start`` carries on an
+    earlier run (:class:`LoopStart`).
 
     ``progress=None`` shows a bar only on a terminal (tqdm's ``disable=None``); ``False`` hides it.
     """
     keep = model if keep is None else keep
-    history = list(history or [])
-    sign = 1.0 if higher_is_better else -1.0
-    best = best_score if best_score is not None else -math.inf * sign
-    best_epoch = max((int(h["epoch"]) for h in history if h.get(score) == best), default=0)
-    best_state: dict[str, torch.Tensor] | None = None
-    since_best = 0
+    start = start or LoopStart()
+    history = list(start.history)
+    best = _Best(settings, start)
     disable = None if progress is None else not progress
     stopped = interrupted = False
-    step = start_epoch * steps_per_epoch
+    step = start.epoch * settings.steps_per_epoch
     try:
-        for epoch in range(start_epoch + 1, epochs + 1):
-            model.train()
-            started = time.perf_counter()
-            train_loss, step = _epoch(model, updater, batches(epoch), loss_fn, lr=lr, clip=clip, step=step,
-                                      total_steps=epochs * steps_per_epoch, warmup=warmup, disable=disable,
-                                      bar=dict(total=steps_per_epoch, desc=f"{desc} {epoch}/{epochs}"))
-            model.eval()
-            metrics = {"epoch": epoch, "train_loss": train_loss, **validate(model),
-                       "seconds": time.perf_counter() - started}
+        for epoch in range(start.epoch + 1, settings.epochs + 1):
+            metrics, step = _train_and_validate(model, updater, batches, loss_fn, validate, settings,
+                                                epoch=epoch, step=step, disable=disable)
             history.append(metrics)
-            improved = sign * (metrics[score] - best) > 1e-12
+            improved = best.improves(epoch, metrics[settings.score])
             if improved:
-                best, best_epoch, since_best = metrics[score], epoch, 0
                 if on_best is not None:
                     on_best(epoch, metrics, history)
-                best_state = _snapshot(keep)
-            else:
-                since_best += 1
+                best.state = _snapshot(keep)
             if disable is not True:
-                shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("epoch", "seconds"))
-                tqdm.write(f"epoch {epoch:>3}  {shown}  {metrics['seconds']:.1f}s{'  *' if improved else ''}")
-            if patience and since_best >= patience:
+                tqdm.write(_epoch_line(epoch, metrics, improved))
+            if settings.patience and best.since >= settings.patience:
                 stopped = True
                 break
     except KeyboardInterrupt:
-        if best_state is None:
+        if best.state is None:
             raise TrainingInterrupted("interrupted before the first epoch ended; nothing was written",
                                       saved=False) from None
         interrupted = True
-    if best_state is not None:
-        keep.load_state_dict(best_state)
+    if best.state is not None:
+        keep.load_state_dict(best.state)
     keep.eval()
-    return Fit(history, best_epoch, best, stopped, interrupted)
+    return Fit(history, best.epoch, best.score, stopped, interrupted)
+
+
+def _train_and_validate(model: nn.Module, updater: Any, batches: Callable[[int], Iterable[Any]],
+                        loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+                        validate: Callable[[nn.Module], dict[str, float]], settings: LoopSettings, *,
+                        epoch: int, step: int, disable: bool | None) -> tuple[dict[str, float], int]:
+    """One epoch: train on its batches, then validate; its figures and the global step reached."""
+    model.train()
+    started = time.perf_counter()
+    bar = dict(total=settings.steps_per_epoch, desc=f"{settings.desc} {epoch}/{settings.epochs}")
+    train_loss, step = _epoch(model, updater, batches(epoch), loss_fn, settings, step=step, disable=disable, bar=bar)
+    model.eval()
+    metrics = {"epoch": epoch, "train_loss": train_loss, **validate(model), "seconds": time.perf_counter() - started}
+    return metrics, step
+
+
+def _epoch_line(epoch: int, metrics: dict[str, float], improved: bool) -> str:
+    """The line printed after each epoch: its figures, its time, and ``*`` at a new best."""
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("epoch", "seconds"))
+    return f"epoch {epoch:>3}  {shown}  {metrics['seconds']:.1f}s{'  *' if improved else ''}"
 
 
 def _epoch(model: nn.Module, updater: Any, batches: Iterable[Any], loss_fn: Callable[[nn.Module, Any], torch.Tensor],
-           *, lr: float, clip: float | None, step: int, total_steps: int, warmup: int, disable: bool | None,
-           bar: dict[str, Any]) -> tuple[float, int]:
+           settings: LoopSettings, *, step: int, disable: bool | None, bar: dict[str, Any]) -> tuple[float, int]:
     """One pass over ``batches``: the mean training loss and the global step reached."""
     total, count = 0.0, 0
     progress = tqdm(batches, leave=False, disable=disable, unit="batch", **bar)
     for batch in progress:
         for group in updater.param_groups:
-            group["lr"] = cosine_lr(lr, step, total_steps, warmup)
+            group["lr"] = cosine_lr(settings.lr, step, settings.total_steps, settings.warmup)
         updater.zero_grad()
         loss = loss_fn(model, batch)
         loss.backward()
-        if clip:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if settings.clip:
+            nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
         updater.step()
         step += 1
         total += loss.detach().item()

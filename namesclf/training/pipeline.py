@@ -19,7 +19,7 @@ from torch import nn
 from namesclf.config import SPLITS, TrainConfig
 from namesclf.data.dataset import NamesData, split_names
 from namesclf.inference.predictor import Predictor
-from namesclf.models.checkpoint import classifier_payload, load_checkpoint, save_checkpoint
+from namesclf.models.checkpoint import classifier_meta, classifier_payload, load_checkpoint, save_checkpoint
 from namesclf.models.export import export_payload
 from namesclf.models.onnx_format import onnx_path_for
 from namesclf.report.evaluate import EvaluationReport, evaluate, training_report_dir, write_report
@@ -112,14 +112,13 @@ def train_and_evaluate(
                "split_seed": cfg.seed}
     run.report = score_test(result.model, result.labels, parts["test"],
                             {k: v for k, v in context.items() if v is not None})
-    meta.update({"history": result.history, "best_epoch": result.best_epoch, "valid": result.valid,
-                 "pooling": result.pooling, "calibration": result.calibration, "test": run.test,
-                 "train_seconds": result.seconds,
-                 "interrupted": False,
-                 "resume": {"epoch": len(result.history) and int(result.history[-1]["epoch"]),
-                            "best_score": result.valid.get("valid_macro_f1")}})
+    resume_at = {"epoch": len(result.history) and int(result.history[-1]["epoch"]),
+                 "best_score": result.valid.get("valid_macro_f1")}
+    run.meta = classifier_meta(meta, history=result.history, best_epoch=result.best_epoch, valid=result.valid,
+                               pooling=result.pooling, calibration=result.calibration, test=run.test,
+                               train_seconds=result.seconds, interrupted=False, resume=resume_at)
     if out is not None:
-        payload = classifier_payload(result.model, result.config.to_dict(), result.labels, meta)
+        payload = classifier_payload(result.model, result.config.to_dict(), result.labels, run.meta)
         save_checkpoint(out, payload)
         run.written.append(Path(out))
         if export:  # the file prediction loads without torch (docs/benchmarks.md, "Cold start")

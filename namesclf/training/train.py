@@ -22,14 +22,14 @@ from torch import nn
 
 from namesclf.config import TrainConfig
 from namesclf.errors import NamesError
-from namesclf.models.checkpoint import classifier_payload, save_checkpoint
+from namesclf.models.checkpoint import classifier_meta, classifier_payload, save_checkpoint
 from namesclf.models.networks import NgramEnsemble, build_classifier
 from namesclf.models.ngram import NgramBayes
 from namesclf.report.metrics import classification_scores
 from namesclf.training.batches import EncodedSplit, length_bucketed_batches, predict_log_proba
 from namesclf.training.calibrate import calibrate
-from namesclf.training.distributed import current, from_main, rank_device, shard, wrap
-from namesclf.training.loop import fit, loop_clip, make_updater, pinned_threads, resolve_device
+from namesclf.training.distributed import Ranks, current, from_main, rank_device, shard, wrap
+from namesclf.training.loop import LoopSettings, LoopStart, fit, loop_clip, make_updater, resolve_device
 
 #: Grids for the pooling knobs of :class:`~namesclf.models.networks.NgramEnsemble`, searched on the validation names
 #: (docs/experiments.md, "Pooling and temperature").
@@ -84,6 +84,14 @@ def refit_ngram(ngram: NgramBayes, encoded: EncodedSplit, device: torch.device) 
 
 
 @torch.no_grad()
+def set_pooling(ensemble: NgramEnsemble, weight: float, shift: float, temperature: float) -> None:
+    """Set the three pooling knobs of ``ensemble`` (buffers, so they travel in its state)."""
+    ensemble.weight.fill_(weight)
+    ensemble.shift.fill_(shift)
+    ensemble.temperature.fill_(temperature)
+
+
+@torch.no_grad()
 def choose_pooling(ensemble: NgramEnsemble, net_logp: torch.Tensor, ngram_logp: torch.Tensor,
                    y: torch.Tensor) -> dict[str, Any]:
     """Set the pooling knobs of ``ensemble`` from held-out log-probabilities of its two halves.
@@ -106,9 +114,7 @@ def choose_pooling(ensemble: NgramEnsemble, net_logp: torch.Tensor, ngram_logp: 
     losses = {t: float(nn.functional.nll_loss(ensemble.pool(net_logp, ngram_logp, weight, shift, t), y))
               for t in TEMPERATURES}
     temperature = min(losses, key=losses.__getitem__)
-    ensemble.weight.fill_(weight)
-    ensemble.shift.fill_(shift)
-    ensemble.temperature.fill_(temperature)
+    set_pooling(ensemble, weight, shift, temperature)
     pooled = ensemble.pool(net_logp, ngram_logp, weight, shift, temperature)
     return {"weight": weight, "shift": shift, "temperature": temperature, "loss": losses[temperature],
             **classification_scores(y_np, pooled.argmax(1).numpy())}
@@ -148,7 +154,42 @@ class Validator:
                 "pool_weight": pooled["weight"], "pool_shift": pooled["shift"], "temperature": pooled["temperature"]}
 
 
-# ----------------------------------------------------------------------------- training
+class ValidatorOnEveryRank:
+    """Validation under several ranks: rank 0 validates (and searches the pooling knobs), every
+    other rank takes its figures and sets the knobs rank 0 chose, so all keep the same model."""
+
+    def __init__(self, validate: Validator, net: nn.Module, ranks: Ranks) -> None:
+        self.validate, self.net, self.ranks = validate, net, ranks
+
+    def __call__(self, _: nn.Module) -> dict[str, float]:
+        metrics = from_main(lambda: self.validate(self.net), self.ranks)
+        if not self.ranks.is_main and "pool_weight" in metrics:
+            assert isinstance(self.validate.whole, NgramEnsemble)
+            set_pooling(self.validate.whole, metrics["pool_weight"], metrics["pool_shift"], metrics["temperature"])
+        return metrics
+
+
+# ----------------------------------------------------------------------------- batches, loss, checkpoints
+
+
+@dataclass
+class EpochBatches:
+    """One epoch's batches for :func:`~namesclf.training.loop.fit`, length-bucketed; under several
+    ranks every rank draws the same batch and trains on its share of it, with its loss factor."""
+
+    encoded: EncodedSplit
+    batch_size: int
+    rng: np.random.Generator
+    ranks: Ranks
+    device: torch.device
+    row_weights: np.ndarray | None = None
+
+    def __call__(self, epoch: int) -> Iterator[tuple]:
+        order = length_bucketed_batches(self.encoded.lengths, self.batch_size, self.rng)
+        if not self.ranks.active:
+            return self.encoded.epoch_batches(order, self.device)
+        shares = (shard(rows, self.ranks, self.row_weights) for rows in order)
+        return ((*self.encoded.batch(mine, self.device), factor) for mine, factor in shares)
 
 
 def shard_loss(logp: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None, factor: float) -> torch.Tensor:
@@ -156,6 +197,44 @@ def shard_loss(logp: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None,
     :func:`~namesclf.training.distributed.shard` factor, so
     that DDP's average over ranks is the whole batch's mean loss."""
     return nn.functional.nll_loss(logp, y, weight=weight, reduction="sum") * factor
+
+
+class ClassifierLoss:
+    """The (class-weighted) mean NLL of a batch ``(idx, lengths, y)``, or :func:`shard_loss` of a
+    rank's share ``(idx, lengths, y, factor)``."""
+
+    def __init__(self, weight: torch.Tensor | None) -> None:
+        self.weight = weight
+        self.criterion = nn.NLLLoss(weight=weight)
+
+    def __call__(self, model: nn.Module, batch: tuple) -> torch.Tensor:
+        if len(batch) == 4:
+            return shard_loss(model(batch[0], batch[1]), batch[2], self.weight, batch[3])
+        idx, lengths, y = batch
+        return self.criterion(model(idx, lengths), y)
+
+
+@dataclass
+class BestEpochWriter:
+    """Writes the whole model to ``out`` at each new best epoch, with the optimizer state that
+    ``--resume`` carries on from, so Ctrl-C leaves a complete, loadable model."""
+
+    out: str | Path
+    whole: nn.Module
+    config: dict[str, Any]
+    labels: list[str]
+    meta: dict[str, Any] | None
+    pooling: dict[str, Any]
+    updater: Any
+
+    def __call__(self, epoch: int, metrics: dict[str, float], history: list[dict[str, float]]) -> None:
+        resume = {"epoch": epoch, "optimizer": self.updater.state_dict(), "best_score": metrics["valid_macro_f1"]}
+        meta = classifier_meta(self.meta, history=history, best_epoch=epoch, valid=metrics, pooling=self.pooling,
+                               resume=resume)
+        save_checkpoint(self.out, classifier_payload(self.whole, self.config, self.labels, meta))
+
+
+# ----------------------------------------------------------------------------- training
 
 
 @dataclass
@@ -180,7 +259,7 @@ def _network(whole: nn.Module) -> nn.Module:
     return whole.net if isinstance(whole, NgramEnsemble) else whole
 
 
-def _resume_state(resume: dict[str, Any], labels: list[str], net: nn.Module, updater: Any) -> dict[str, Any]:
+def resume_start(resume: dict[str, Any], labels: list[str], net: nn.Module, updater: Any) -> LoopStart:
     """Load an earlier run's network and optimizer; return where it stopped (epoch, history, best)."""
     if resume.get("labels") != labels:
         raise NamesError("cannot resume: the checkpoint was trained on other languages")
@@ -191,8 +270,34 @@ def _resume_state(resume: dict[str, Any], labels: list[str], net: nn.Module, upd
     state = resume.get("meta", {}).get("resume", {})
     if "optimizer" in state:
         updater.load_state_dict(state["optimizer"])
-    return {"start_epoch": int(state.get("epoch", 0)), "history": list(resume.get("meta", {}).get("history", [])),
-            "best_score": state.get("best_score")}
+    return LoopStart(int(state.get("epoch", 0)), list(resume.get("meta", {}).get("history", [])),
+                     state.get("best_score"))
+
+
+def encode_splits(train: pd.DataFrame, valid: pd.DataFrame) -> tuple[list[str], EncodedSplit, EncodedSplit | None]:
+    """The languages (sorted: the model's output order) and the encoded train and valid names."""
+    labels = sorted(set(train["language"]) | set(valid["language"]))
+    if len(labels) < 2:
+        raise NamesError(f"cannot train a classifier on one language ({labels[0] if labels else 'none'}): "
+                         "give names of at least two languages")
+    label_index = {lang: i for i, lang in enumerate(labels)}
+    enc_valid = EncodedSplit.from_frame(valid, label_index) if len(valid) else None
+    return labels, EncodedSplit.from_frame(train, label_index), enc_valid
+
+
+def loss_weight(cfg: TrainConfig, enc_train: EncodedSplit, n_classes: int, device: torch.device
+                ) -> torch.Tensor | None:
+    """The per-class loss weights of ``cfg.class_weight`` (None: every class weighs the same)."""
+    if cfg.class_weight == "none":
+        return None
+    return torch.tensor(class_weights(enc_train.labels.numpy(), n_classes, cfg.class_weight), device=device)
+
+
+def loop_settings(cfg: TrainConfig, updater: Any, n_train: int) -> LoopSettings:
+    """The loop's settings for a classifier: the epoch with the best validation macro-F1 is kept."""
+    return LoopSettings(epochs=cfg.epochs, steps_per_epoch=math.ceil(n_train / cfg.batch_size), lr=cfg.lr,
+                        score="valid_macro_f1", higher_is_better=True, patience=cfg.patience,
+                        clip=loop_clip(updater, cfg.clip), desc=cfg.model)
 
 
 def train_classifier(
@@ -213,16 +318,9 @@ def train_classifier(
     """
     cfg = config.resolved(n_train=len(train))
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     ranks = current()  # one process unless torchrun started this one as a rank of several
     device = rank_device(resolve_device(cfg.device), ranks)
-    labels = sorted(set(train["language"]) | set(valid["language"]))
-    if len(labels) < 2:
-        raise NamesError(f"cannot train a classifier on one language ({labels[0] if labels else 'none'}): "
-                         "give names of at least two languages")
-    label_index = {lang: i for i, lang in enumerate(labels)}
-    enc_train = EncodedSplit.from_frame(train, label_index)
-    enc_valid = EncodedSplit.from_frame(valid, label_index) if len(valid) else None
+    labels, enc_train, enc_valid = encode_splits(train, valid)
     # The n-gram half is counted before training, so every saved epoch is the complete model.
     whole = build_classifier(cfg.to_dict(), len(labels))
     pooling = fit_ngram(whole.ngram, enc_train, enc_valid) if isinstance(whole, NgramEnsemble) else {}
@@ -235,66 +333,37 @@ def train_classifier(
     if validate.ngram_logp is not None:
         pooling["valid_ngram"] = validate.ngram_scores()
     updater = make_updater(cfg.optimizer, net.parameters(), cfg.lr, cfg.weight_decay, max_norm=cfg.clip)
-    weight = None
-    if cfg.class_weight != "none":
-        weight = torch.tensor(class_weights(enc_train.labels.numpy(), len(labels), cfg.class_weight), device=device)
-    criterion = nn.NLLLoss(weight=weight)
-    state: dict[str, Any] = {"start_epoch": 0, "history": [], "best_score": None}
-    if resume is not None:
-        state = _resume_state(resume, labels, net, updater)
-        rng = np.random.default_rng(cfg.seed + state["start_epoch"])
-
+    weight = loss_weight(cfg, enc_train, len(labels), device)
+    start = LoopStart() if resume is None else resume_start(resume, labels, net, updater)
     row_weights = None if weight is None else weight.cpu().numpy()[enc_train.labels.numpy()]
-
-    def batches(epoch: int) -> Iterator[tuple]:
-        order = length_bucketed_batches(enc_train.lengths, cfg.batch_size, rng)
-        if not ranks.active:
-            return enc_train.epoch_batches(order, device)
-        # every rank draws the same batch and trains on its share of it
-        shares = (shard(rows, ranks, row_weights) for rows in order)
-        return ((*enc_train.batch(mine, device), factor) for mine, factor in shares)
-
-    def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
-        if len(batch) == 4:
-            return shard_loss(m(batch[0], batch[1]), batch[2], weight, batch[3])
-        idx, lengths, y = batch
-        return criterion(m(idx, lengths), y)
-
-    def validate_everywhere(_: nn.Module) -> dict[str, float]:
-        metrics = from_main(lambda: validate(net), ranks)
-        if not ranks.is_main and "pool_weight" in metrics:  # the knobs rank 0's pooling search chose
-            assert isinstance(whole, NgramEnsemble)
-            whole.weight.fill_(metrics["pool_weight"])
-            whole.shift.fill_(metrics["pool_shift"])
-            whole.temperature.fill_(metrics["temperature"])
-        return metrics
-
-    def on_best(epoch: int, metrics: dict[str, float], hist: list[dict[str, float]]) -> None:
-        if out is not None and ranks.is_main:
-            full_meta = {**(meta or {}), "history": hist, "best_epoch": epoch, "valid": metrics,
-                         "pooling": pooling, "resume": {"epoch": epoch, "optimizer": updater.state_dict(),
-                                                        "best_score": metrics["valid_macro_f1"]}}
-            save_checkpoint(out, classifier_payload(whole, cfg.to_dict(), labels, full_meta))
-
+    batches = EpochBatches(enc_train, cfg.batch_size, np.random.default_rng(cfg.seed + start.epoch), ranks, device,
+                           row_weights)
+    on_best = None
+    if out is not None and ranks.is_main:
+        on_best = BestEpochWriter(out, whole, cfg.to_dict(), labels, meta, pooling, updater)
     started = time.perf_counter()
-    # A network that trains fastest on a set number of torch threads says so (none does by default)
-    with pinned_threads(getattr(net, "train_threads", None)):
-        result = fit(model, updater, batches, loss_fn, validate_everywhere if ranks.active else validate, keep=whole,
-                     epochs=cfg.epochs, score="valid_macro_f1", higher_is_better=True, patience=cfg.patience,
-                     lr=cfg.lr, clip=loop_clip(updater, cfg.clip),
-                     steps_per_epoch=math.ceil(len(enc_train) / cfg.batch_size), on_best=on_best, progress=progress,
-                     desc=cfg.model, **state)
+    result = fit(model, updater, batches, ClassifierLoss(weight),
+                 ValidatorOnEveryRank(validate, net, ranks) if ranks.active else validate,
+                 loop_settings(cfg, updater, len(enc_train)), keep=whole, on_best=on_best, start=start,
+                 progress=progress)
     if not ranks.is_main:  # rank 0 alone calibrates, tests and writes
         return TrainResult(whole, cfg, labels, result.history, result.best_epoch, dict(result.best),
                            time.perf_counter() - started, result.stopped_early, result.interrupted, pooling=pooling)
     calibration = {} if result.interrupted else calibrate(whole, labels, train, valid, enc_valid, device, cfg.seed)
     if isinstance(whole, NgramEnsemble):
-        pooling.update({"weight": float(whole.weight), "shift": float(whole.shift),
-                        "temperature": float(whole.temperature), "counted_on": "train"})
-        if cfg.refit_ngram and enc_valid is not None and not result.interrupted:  # None: no valid names
-            refit_ngram(whole.ngram, EncodedSplit.concat(enc_train, enc_valid), device)
-            pooling["counted_on"] = "train+valid"
+        _record_pooling(whole, pooling, enc_train, enc_valid, device, refit=cfg.refit_ngram and not result.interrupted)
     valid_metrics = dict(result.best or (result.history[-1] if result.history else {}))
     return TrainResult(whole, cfg, labels, result.history, result.best_epoch, valid_metrics,
                        time.perf_counter() - started, result.stopped_early, result.interrupted, pooling=pooling,
                        calibration=calibration)
+
+
+def _record_pooling(whole: NgramEnsemble, pooling: dict[str, Any], enc_train: EncodedSplit,
+                    enc_valid: EncodedSplit | None, device: torch.device, refit: bool) -> None:
+    """Note the chosen pooling knobs in ``pooling``; with ``refit``, count the n-gram half again
+    on train + valid (:func:`refit_ngram`) and say so."""
+    pooling.update({"weight": float(whole.weight), "shift": float(whole.shift),
+                    "temperature": float(whole.temperature), "counted_on": "train"})
+    if refit and enc_valid is not None:  # None: no valid names
+        refit_ngram(whole.ngram, EncodedSplit.concat(enc_train, enc_valid), device)
+        pooling["counted_on"] = "train+valid"
