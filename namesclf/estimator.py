@@ -7,7 +7,8 @@ it is given for best-epoch selection, and saves the same self-describing model f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,15 @@ from namesclf.config import TrainConfig
 from namesclf.data.dataset import split_names
 from namesclf.errors import NamesError
 from namesclf.files import atomic_write_with
-from namesclf.inference.openset import ABSTAIN_RATE
+from namesclf.inference.options import DEFAULTS, Options, option_fields
 from namesclf.inference.predictor import Prediction, Predictor
 from namesclf.models.checkpoint import classifier_meta, classifier_payload, save_checkpoint
 from namesclf.models.export import export_payload
 from namesclf.models.onnx_format import onnx_path_for
 from namesclf.text import to_ascii
 
-_D = TrainConfig()  # the defaults below are TrainConfig's own, never retyped
+_D = TrainConfig()  # the defaults below are TrainConfig's and Options' own, never retyped
+_O = DEFAULTS
 
 
 class NameClassifier(ClassifierMixin, BaseEstimator):
@@ -81,10 +83,25 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         Share of the distinct names held out (grouped by folded name) to choose the epoch.
     progress : bool, default=False
         Show progress bars and per-epoch lines.
+
+    The prediction options are those of :class:`~namesclf.inference.options.Options`, with its
+    defaults but for ``surname_only``:
+
+    k : int, default=3
+        Languages per name in :meth:`top_k`.
     abstain : bool, default=False
         :meth:`predict` answers ``"unknown"`` for names that fit none of the known languages.
     abstain_rate : float, default=0.05
         The share of names from known languages that may be wrongly abstained on.
+    coverage : float, default=None
+        The coverage of :meth:`predict_set` when its call gives none.
+    per_language : bool, default=False
+        Calibrate :meth:`predict_set`'s sets per language (rare languages covered too).
+    prior : {"train", "uniform"}, path or mapping, default=None
+        The population's language mix: :meth:`predict_proba` and :meth:`predict` re-weigh for it.
+    surname_only : bool, default=True
+        Classify each name as given, as :meth:`fit` learnt from them (False: cut a full name to
+        its surname first, as ``names predict`` does).
 
     Attributes
     ----------
@@ -110,8 +127,10 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
                  optimizer: str | None = _D.optimizer, weight_decay: float = _D.weight_decay,
                  clip: float | None = _D.clip, class_weight: str = _D.class_weight,
                  patience: int | None = _D.patience, seed: int = _D.seed, device: str = "cpu",
-                 valid_fraction: float = 0.1, progress: bool = False, abstain: bool = False,
-                 abstain_rate: float = ABSTAIN_RATE) -> None:
+                 valid_fraction: float = 0.1, progress: bool = False, k: int = _O.k, abstain: bool = _O.abstain,
+                 abstain_rate: float = _O.abstain_rate, coverage: float | None = _O.coverage,
+                 per_language: bool = _O.per_language, prior: str | Mapping[str, float] | None = _O.prior,
+                 surname_only: bool = True) -> None:
         self.model = model
         self.hidden = hidden
         self.embed = embed
@@ -135,8 +154,13 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.valid_fraction = valid_fraction
         self.progress = progress
+        self.k = k
         self.abstain = abstain
         self.abstain_rate = abstain_rate
+        self.coverage = coverage
+        self.per_language = per_language
+        self.prior = prior
+        self.surname_only = surname_only
 
     def _config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.get_params())
@@ -167,28 +191,42 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
             raise NamesError("this NameClassifier is not fitted yet: call fit() or NameClassifier.load()")
         return self.predictor_
 
+    def _options(self, **changes: object) -> Options:
+        """The estimator's prediction options (its parameters named as :class:`Options` fields),
+        with ``changes`` made."""
+        return Options(**{**{f.name: getattr(self, f.name) for f in option_fields()}, **changes})
+
     def predict_proba(self, X: Sequence[str]) -> np.ndarray:
-        """Probabilities ``(n_names, n_classes)``, columns in ``classes_`` order."""
-        return self._check().predict_proba(list(X))
+        """Probabilities ``(n_names, n_classes)``, columns in ``classes_`` order (under ``prior``)."""
+        predictor = self._check()
+        return predictor.proba_with(list(X), self._options())
 
     def predict(self, X: Sequence[str]) -> np.ndarray:
         """The most probable language of each name (``"unknown"`` where ``abstain`` says none fits)."""
-        if not self.abstain:
-            proba = self.predict_proba(X)  # checks fitted first
-            return self.classes_[proba.argmax(axis=1)]
-        answers = self._check().predict(list(X), 1, abstain=True, abstain_rate=self.abstain_rate, surname_only=True)
+        options = self._options()
+        if not options.abstain:
+            return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        answers = self._check().predict_with(list(X), dataclasses.replace(options, k=1, coverage=None))
         return np.array([p.answer for p in answers], dtype=object)
 
-    def predict_set(self, X: Sequence[str], coverage: float = 0.9, per_language: bool = False) -> list[list[str]]:
+    def predict_set(self, X: Sequence[str], coverage: float | None = None, per_language: bool | None = None
+                    ) -> list[list[str]]:
         """For each name, the smallest set of languages that holds the true one with probability
         ``coverage`` (split-conformal, calibrated on the validation names; ``per_language``
-        calibrates each language on its own, so rare languages are covered too)."""
-        answers = self._check().predict(list(X), 1, coverage=coverage, per_language=per_language, surname_only=True)
-        return [p.prediction_set or [] for p in answers]
+        calibrates each language on its own, so rare languages are covered too). Either defaults
+        to the estimator's own parameter."""
+        coverage = self.coverage if coverage is None else coverage
+        if coverage is None:
+            raise NamesError("predict_set needs a coverage: predict_set(X, coverage=0.9) or "
+                             "NameClassifier(coverage=0.9)")
+        per_language = self.per_language if per_language is None else per_language
+        options = self._options(k=1, abstain=False, coverage=coverage, per_language=per_language)
+        return [p.prediction_set or [] for p in self._check().predict_with(list(X), options)]
 
-    def top_k(self, X: Sequence[str], k: int = 3) -> list[Prediction]:
-        """The ``k`` most probable languages of each name, with probabilities."""
-        return self._check().top_k(list(X), k)
+    def top_k(self, X: Sequence[str], k: int | None = None) -> list[Prediction]:
+        """The ``k`` most probable languages of each name, with probabilities (``k``: the estimator's
+        own by default), and what its other options add."""
+        return self._check().predict_with(list(X), self._options(**({} if k is None else {"k": k})))
 
     def save(self, path: str | Path, export: bool = True) -> Path:
         """Write the same self-describing model file as ``names train`` (atomically), and with

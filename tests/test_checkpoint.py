@@ -11,6 +11,7 @@ from namesclf.cli.main import cli
 from namesclf.config import TrainConfig
 from namesclf.errors import ModelFileError, NamesError
 from namesclf.inference.predictor import Predictor
+from namesclf.inference.torch_scorer import TorchScorer
 from namesclf.models.checkpoint import FORMAT_VERSION, classifier_payload, load_checkpoint, save_checkpoint
 from namesclf.models.networks import build_classifier
 
@@ -129,4 +130,4 @@ def test_a_config_missing_a_network_key_is_a_damaged_file(tmp_path: Path) -> Non
     del config["embed"]
     path = save_checkpoint(tmp_path / "m.pt", classifier_payload(model, config, LABELS, {}))
     with pytest.raises(NamesError, match="model file is damaged: 'embed'"):
-        Predictor.from_payload(load_checkpoint(path, kind="classifier"))
+        TorchScorer.from_payload(load_checkpoint(path, kind="classifier"))

@@ -171,6 +171,20 @@ def test_predict_errors(tmp_path: Path) -> None:
     assert run("predict", "--model", str(tmp_path / "none.pt")).exit_code == 2  # usage error
 
 
+def test_abstain_rate_0_is_a_one_line_error_before_the_model_is_read(tmp_path: Path) -> None:
+    """An abstention rate is strictly between 0 and 1: ``--abstain-rate 0`` (or 1) is refused in one
+    line naming the option, with or without ``--abstain``, before any model file is read, and is
+    never quietly replaced by the default."""
+    model = str(tmp_path / "none.pt")
+    for args in (["--abstain-rate", "0"], ["--abstain", "--abstain-rate", "0"], ["--abstain-rate", "1"],
+                 ["--abstain-rate", "-0.5"]):
+        result = run("predict", "Smith", "--model", model, *args)
+        assert_clean_error(result, f"Error: --abstain-rate: the abstention rate must be between 0 and 1 (e.g. 0.05), "
+                                   f"not {float(args[-1])}")
+    assert_clean_error(run("predict", "Smith", "--model", model, "--coverage", "0"),
+                       "Error: --coverage: coverage must be between 0 and 1 (e.g. 0.9), not 0.0")
+
+
 def test_help_teaches() -> None:
     result = run("--help")
     assert result.exit_code == 0

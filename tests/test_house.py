@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import graphlib
 import inspect
 import re
 import subprocess
@@ -101,6 +102,15 @@ def test_the_layout_page_lists_every_module() -> None:
     assert all(f"{r}/" in layout for r in rooms), rooms
 
 
+@pytest.mark.parametrize("name", ["inference", "serve"])
+def test_no_import_cycle_inside_the_room(name: str) -> None:
+    """Lazy imports included: a cycle makes the first of its modules loaded decide what the other
+    sees half-built (``tables`` dispatches Dask frames to ``dask_tables``, so the pandas work both
+    run lives in ``frames``)."""
+    inside = {m: {d for d in deps if room(d) == name} for m, deps in package_imports().items() if room(m) == name}
+    graphlib.TopologicalSorter(inside).prepare()  # raises CycleError, naming the cycle
+
+
 def test_nothing_imports_the_cli() -> None:
     graph = package_imports()
     offenders = [m for m, deps in graph.items() if any(room(d) == "cli" for d in deps)
@@ -172,6 +182,82 @@ def test_both_configs_share_one_validation(config: TrainConfig | LMConfig) -> No
         with pytest.raises(NamesError, match=message):
             dataclasses.replace(config, **change).resolved()
     assert type(config).from_dict({**config.to_dict(), "unknown_key": 1}) == config
+
+
+# ----------------------------------------------------------------------------- prediction options
+
+
+def _changed(option: dataclasses.Field) -> object:
+    """A value other than ``option``'s default, within its bounds (a new kind of option needs one here)."""
+    from namesclf.inference.options import DEFAULTS, bounds
+
+    default = getattr(DEFAULTS, option.name)
+    limits = bounds(option)
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, int):
+        return default + 1
+    if "gt" in limits and "lt" in limits:
+        return (limits["gt"] + limits["lt"]) / 2
+    if option.name == "prior":
+        return "uniform"
+    pytest.fail(f"Options.{option.name}: say here what a value other than its default is")
+
+
+def _cli_args(option: dataclasses.Field, value: object) -> list[str]:
+    from namesclf.cli.predict import flag
+
+    return [flag(option.name)] if value is True else [flag(option.name), str(value)]
+
+
+def test_every_prediction_option_reaches_the_cli_http_and_python_with_one_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each field of :class:`Options` is an option of ``names predict``, a field of both HTTP
+    request models, a parameter of ``predict_frame``, ``Predictor.predict`` and ``NameClassifier``,
+    with the same default; and a value other than the default, given to each, arrives in the
+    ``Options`` it builds. A new field left out of any of them fails here."""
+    import pandas as pd
+
+    from namesclf.cli.predict import options_from_cli
+    from namesclf.inference import tables
+    from namesclf.inference.options import DEFAULTS, Options, option_fields
+    from namesclf.inference.predictor import Predictor
+    from namesclf.serve.app import _options
+    from namesclf.serve.schemas import PredictQuery, PredictRequest
+
+    command = cli.commands["predict"]
+    names = [f.name for f in option_fields()]
+
+    def from_cli(args: list[str]) -> Options:
+        params = command.make_context("predict", ["Ivanov", *args]).params
+        return options_from_cli({name: params[name] for name in names})
+
+    seen: list[Options] = []
+    monkeypatch.setattr(tables, "predict_pandas", lambda frame, column, predictor, options, *a: seen.append(options))
+    monkeypatch.setattr(Predictor, "predict_with", lambda self, batch, options, strict=True: seen.append(options))
+    bare = Predictor.__new__(Predictor)
+    assert from_cli([]) == DEFAULTS
+    assert _options(PredictRequest(names=[]), "names") == _options(PredictQuery(name="x"), "name") == DEFAULTS
+    python = {"predict_frame": tables.predict_frame, "Predictor.predict": Predictor.predict,
+              "NameClassifier": NameClassifier}
+    for option in option_fields():
+        assert option.name in {p.name for p in command.params}, f"names predict has no {option.name}"
+        assert option.name in PredictRequest.model_fields and option.name in PredictQuery.model_fields, option.name
+        for where, function in python.items():
+            param = inspect.signature(function).parameters.get(option.name)
+            assert param is not None, f"{where} has no {option.name}"
+            if (where, option.name) != ("NameClassifier", "surname_only"):  # it classifies names as fit on them
+                assert param.default == getattr(DEFAULTS, option.name), (where, option.name)
+    for option in option_fields():
+        value = _changed(option)
+        want = Options(**{option.name: value})
+        assert from_cli(_cli_args(option, value)) == want, option.name
+        assert _options(PredictRequest(names=[], **{option.name: value}), "names") == want, option.name
+        assert _options(PredictQuery(name="x", **{option.name: value}), "name") == want, option.name
+        tables.predict_frame(pd.DataFrame({"x": []}), "x", bare, **{option.name: value})
+        bare.predict([], **{option.name: value})
+        assert seen[-2:] == [want, want], option.name
+        assert NameClassifier(**{option.name: value})._options(surname_only=want.surname_only) == want, option.name
 
 
 # ----------------------------------------------------------------------------- the docs hold together

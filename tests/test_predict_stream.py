@@ -260,3 +260,36 @@ def test_predict_with_answers_each_distinct_name_once(predictor: Predictor, monk
     got = predictor.predict(names, 2)
     assert sum(seen) == 2
     assert [p.to_dict() for p in got] == [p.to_dict() for n in names for p in predictor.predict([n], 2)]
+
+
+def test_a_table_that_has_a_prediction_column_gets_advice_for_its_caller(tiny_model: Path, tmp_path: Path,
+                                                                         predictor: Predictor) -> None:
+    """``predict_frame`` says to pass ``prefix=``; ``names predict``, which has no prefix option,
+    says to rename the column in the input (and never names an option it does not have)."""
+    import pandas as pd
+
+    from namesclf import predict_frame
+
+    table = pd.DataFrame({"last": ["Ivanov", "Tanaka"], "language": ["ru", "ja"]})
+    with pytest.raises(NamesError, match=r"column\(s\) language: pass prefix= \(e\.g\. predict_frame"):
+        predict_frame(table, "last", predictor)
+    out = predict_frame(table, "last", predictor, prefix="pred_")
+    assert list(out.columns[:2]) == ["last", "language"] and out["pred_language"].tolist() == ["Russian", "Japanese"]
+    src = tmp_path / "people.csv"
+    table.to_csv(src, index=False)
+    result = CliRunner().invoke(cli, ["predict", "--model", str(tiny_model), "--input", str(src), "--column", "last"])
+    assert result.exit_code == 1 and "--prefix" not in result.output
+    assert result.output.strip().splitlines() == [
+        "Error: the table already has column(s) language, which names predict adds: rename or drop them in the "
+        "input file"]
+
+
+def test_predict_frame_gives_the_default_k_of_every_other_entry_point(predictor: Predictor) -> None:
+    import pandas as pd
+
+    from namesclf import predict_frame
+    from namesclf.inference.options import DEFAULTS
+
+    out = predict_frame(pd.DataFrame({"last": ["Ivanov"]}), "last", predictor)
+    assert [c for c in out.columns if c.startswith("language")] == ["language", "language_2", "language_3"]
+    assert len(predictor.predict(["Ivanov"])[0].languages) == DEFAULTS.k == 3

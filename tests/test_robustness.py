@@ -19,6 +19,7 @@ from namesclf.cli.main import cli
 from namesclf.data.dataset import load_names
 from namesclf.errors import NamesError
 from namesclf.inference.predictor import Predictor
+from namesclf.inference.torch_scorer import TorchScorer
 from namesclf.models.checkpoint import load_checkpoint
 from namesclf.models.networks import build_classifier
 from namesclf.text import ALPHABET, MAX_NAME_LENGTH
@@ -175,7 +176,7 @@ def test_sigint_mid_training_leaves_a_loadable_best_checkpoint(real_data: Path, 
     assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
     payload = load_checkpoint(out, kind="classifier")
     assert payload["meta"]["best_epoch"] >= 1
-    assert Predictor.from_payload(payload).top_k(["Dostoevsky"])[0].languages
+    assert Predictor(TorchScorer.from_payload(payload)).top_k(["Dostoevsky"])[0].languages
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp files left
 
 

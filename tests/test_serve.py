@@ -9,6 +9,8 @@ request has a timeout, and the load test has an overall deadline.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -22,7 +24,7 @@ import pytest
 
 from namesclf.serve.schemas import MAX_BATCH, MAX_BODY_BYTES, MAX_NAME_CHARS
 
-from .conftest import TINY, free_port, write_names_dir
+from .conftest import REPO, TINY, free_port, write_names_dir
 
 STARTUP_S = 120.0
 TIMEOUT = httpx.Timeout(60.0)
@@ -573,43 +575,93 @@ def test_urllib_sending_a_5mb_body_gets_the_413(tiny_server: Server) -> None:
 
 
 FUZZ_EXAMPLES = 25
+#: The statuses schemathesis may see, beyond its defaults: a schema-valid body over the size cap
+#: (413), and schema-valid input only the model can refuse (422: a name with no letters, prior
+#: weights that miss a language); ``tests/schemathesis_hooks.py`` fails any other reason. A
+#: schema-invalid body over the cap is refused for its size before its content is read (413).
+SCHEMATHESIS_CONFIG = """
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "404", "413", "422"]
+[checks.negative_data_rejection]
+expected-statuses = ["400", "404", "405", "413", "422"]
+"""
 
 
-def test_schemathesis_fuzz_no_5xx_and_every_answer_matches_its_schema(tiny_server: Server) -> None:
-    """schemathesis generates requests for every operation of the server's own OpenAPI schema
-    (valid ones, then invalid ones), :data:`FUZZ_EXAMPLES` each: no answer is a 5xx, every status
-    code is declared, and every answer matches its declared schema and content type."""
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from schemathesis import GenerationMode
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import (
-        content_type_conformance,
-        response_schema_conformance,
-        status_code_conformance,
-    )
-
-    schema = schemathesis.openapi.from_url(f"{tiny_server.url}/openapi.json")
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-    ran: list[str] = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        takes_input = len(operation.query) > 0 or len(operation.body) > 0
-        # An operation without parameters or body (/health) has no invalid request to generate.
-        modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if takes_input else (GenerationMode.POSITIVE,)
-        for mode in modes:
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck))
-            def fuzz(case: Any) -> None:
-                case.call_and_validate(base_url=tiny_server.url, checks=checks, timeout=30)
-
-            fuzz()
-            ran.append(f"{operation.method.upper()} {operation.path} {mode.value}")
-    assert {"GET /predict positive", "GET /predict negative", "POST /predict positive", "POST /predict negative",
-            "POST /generate positive", "GET /health positive"} <= set(ran), ran
+def test_schemathesis_all_checks_pass(tiny_server: Server, tmp_path: Path) -> None:
+    """``schemathesis run --checks all`` (every phase: examples, coverage, fuzzing) against the
+    server's own OpenAPI schema, :data:`FUZZ_EXAMPLES` cases per operation and mode: no 5xx, every
+    status and answer as declared, schema-invalid input refused and schema-valid input accepted
+    (but for the refusals no schema can state), ``Allow`` listing every method on a 405."""
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(SCHEMATHESIS_CONFIG)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONIOENCODING": "utf-8",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-c", "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
+           "--config-file", str(config), "--no-color", "run", f"{tiny_server.url}/openapi.json", "--checks", "all",
+           "--max-examples", str(FUZZ_EXAMPLES), "--seed", "0", "--workers", "1"]
+    proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", cwd=tmp_path, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    tested = proc.stdout.split("Test cases:")[1].split()[0]
+    assert int(tested) > 100, proc.stdout[-2000:]
+    for phase in ("Examples", "Coverage", "Fuzzing"):
+        assert re.search(rf"✅\s+{phase}", proc.stdout), proc.stdout[-2000:]
     assert tiny_server.proc.poll() is None
+
+
+# ----------------------------------------------------------------------------- the schema says what the server does
+
+STRICT_BODIES = [({"surname_only": 0}, "surname_only"), ({"abstain": "true"}, "abstain"), ({"k": True}, "k"),
+                 ({"k": "3"}, "k"), ({"k": 2.5}, "k"), ({"coverage": "0.9"}, "coverage"),
+                 ({"abstain_rate": False}, "abstain_rate"), ({"prior": {}}, "prior"),
+                 ({"prior": {"Russian": -1}}, "prior"), ({"per_language": None}, "per_language")]
+
+
+@pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
+def test_json_bodies_are_strict_and_the_schema_says_so(tiny_clf: Path) -> None:
+    """No coercion in a JSON body: each value of the wrong JSON type is a 422 naming its field, and
+    the OpenAPI schema declares the type, the bounds (``k`` up to the model's languages) and the
+    statuses each route can answer."""
+    from fastapi.testclient import TestClient
+
+    from namesclf.inference.predictor import Predictor
+    from namesclf.serve.app import create_app
+
+    with TestClient(create_app(Predictor.load(str(tiny_clf)))) as http:
+        for change, field in STRICT_BODIES:
+            resp = http.post("/predict", json={"names": ["Ivanov"], **change})
+            assert resp.status_code == 422 and resp.json()["error"].startswith(f"body.{field}"), (change, resp.text)
+        assert http.post("/generate", json={"n": "3"}).status_code == 422
+        assert http.post("/generate", json={"allow_known": 1}).status_code == 422
+        # JSON Schema's integer holds 2.0, so the server takes it
+        assert len(http.post("/predict", json={"names": ["Ivanov"], "k": 2.0}).json()[0]["predictions"]) == 2
+        schema = http.get("/openapi.json").json()
+    body = schema["components"]["schemas"]["PredictRequest"]["properties"]
+    assert body["k"]["type"] == "integer" and (body["k"]["minimum"], body["k"]["maximum"]) == (1, len(TINY))
+    assert body["abstain"]["type"] == "boolean" and body["prior"]["anyOf"][1]["minProperties"] == 1
+    declared = {(method, path): set(op["responses"]) for path, ops in schema["paths"].items()
+                for method, op in ops.items()}
+    assert declared[("post", "/predict")] == {"200", "400", "413", "422", "503"}
+    assert declared[("get", "/predict")] == {"200", "422", "503"}
+    assert declared[("post", "/generate")] == {"200", "400", "404", "413", "422"}
+    assert declared[("get", "/health")] == declared[("get", "/languages")] == {"200"}
+
+
+def test_too_many_names_is_the_declared_422_and_a_body_over_the_cap_the_declared_413(tiny_server: Server) -> None:
+    with httpx.Client(base_url=tiny_server.url, timeout=TIMEOUT) as http:
+        over = http.post("/predict", json={"names": ["Ivanov"] * (MAX_BATCH + 1)})
+        assert over.status_code == 422 and over.json()["error"].startswith("body.names")
+        big = http.post("/predict", json={"names": ["I" * MAX_NAME_CHARS] * MAX_BATCH})
+        assert big.status_code == 413 and "too large" in big.json()["error"]
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [("OPTIONS", "/predict", "GET, POST"),
+                                                        ("DELETE", "/predict", "GET, POST"),
+                                                        ("PUT", "/generate", "POST"), ("POST", "/health", "GET")])
+def test_a_405_allows_every_method_of_its_path(tiny_server: Server, method: str, path: str, allow: str) -> None:
+    resp = httpx.request(method, f"{tiny_server.url}{path}", timeout=TIMEOUT)
+    assert resp.status_code == 405 and resp.json()["error"]
+    assert resp.headers["allow"] == allow
 
 
 def test_workers_share_the_port_and_answer_alike(tiny_clf: Path, tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ in-process or on a Dask cluster.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -40,25 +42,88 @@ def _float_or_none(value: str | None, option: str) -> float | None:
         raise NamesError(f"{option} must be a number, not {value!r}") from None
 
 
+# ----------------------------------------------------------------------------- options from Options
+
+#: How the command line spells an option whose flag is not its field's name with dashes.
+FLAGS = {"k": ("--top-k", "-k")}
+#: What an option's help says on the command line only.
+NOTES = {"prior": " FILE: a JSON object or a CSV of language,weight."}
+METAVARS = {"prior": "train|uniform|FILE"}
+
+
+def flag(name: str) -> str:
+    """``abstain_rate`` -> ``--abstain-rate``: how this command writes an option of :class:`Options`."""
+    return FLAGS.get(name, (f"--{name.replace('_', '-')}",))[0]
+
+
+def option_decorators() -> list[Any]:
+    """One click option per field of :class:`~namesclf.inference.options.Options`, named as the
+    field, with its help, bounds and default: the command cannot miss or restate one."""
+    from namesclf.inference.options import DEFAULTS, bounds, help_text, option_fields
+
+    decorators = []
+    for field in option_fields():
+        decls = (*FLAGS.get(field.name, (flag(field.name),)), field.name)
+        text = help_text(field, flag) + NOTES.get(field.name, "")
+        default = getattr(DEFAULTS, field.name)
+        kinds = _kinds(field.name)
+        if kinds == {bool}:
+            decorators.append(click.option(*decls, is_flag=True, default=default, help=text))
+        elif kinds == {int}:
+            limits = bounds(field)
+            decorators.append(click.option(*decls, type=click.IntRange(limits.get("ge"), limits.get("le")),
+                                           default=default, show_default=True, help=text))
+        elif float in kinds or str in kinds:
+            # read as text: a number's range errors then come from Options.check, in one line
+            decorators.append(click.option(*decls, default=None if default is None else str(default),
+                                           show_default=default is not None,
+                                           metavar=METAVARS.get(field.name, "NUMBER"), help=text))
+        else:
+            raise TypeError(f"Options.{field.name} ({kinds}) has no command-line form: add one in {__name__}")
+    return decorators
+
+
+def _kinds(name: str) -> set[Any]:
+    """The types an :class:`Options` field may hold (``float | None`` -> ``{float, NoneType}``)."""
+    from typing import get_type_hints
+
+    from namesclf.inference.options import Options
+
+    kind = get_type_hints(Options)[name]
+    return set(getattr(kind, "__args__", (kind,)))
+
+
+def with_options(command: Any) -> Any:
+    """Apply :func:`option_decorators` (first field first in ``--help``)."""
+    for decorator in reversed(option_decorators()):
+        command = decorator(command)
+    return command
+
+
+def options_from_cli(values: dict[str, Any]) -> Any:
+    """The :class:`Options` the command line asked for: numbers parsed, then checked once by
+    :meth:`Options.check` (``--abstain-rate 0`` is an error, not the default)."""
+    from namesclf.inference.options import OptionError, Options
+
+    given = {}
+    for name, value in values.items():
+        if isinstance(value, str) and float in _kinds(name):
+            value = _float_or_none(value, flag(name))
+        if value is not None:
+            given[name] = value
+    try:
+        return Options(**given)
+    except OptionError as exc:
+        raise NamesError(f"{flag(exc.option)}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- the command
+
+
 @click.command()
 @click.argument("names", nargs=-1)
 @model_option()
-@click.option("--top-k", "-k", type=click.IntRange(1, 100), default=3, show_default=True)
-@click.option("--abstain", is_flag=True,
-              help="Answer `unknown` for names that fit no language the model knows (see --abstain-rate).")
-@click.option("--abstain-rate", default="0.05", show_default=True,
-              help="Share of names from known languages that may be wrongly abstained on.")
-@click.option("--coverage", default=None,
-              help="Add the smallest set of languages holding the true one with this probability (e.g. 0.9).")
-@click.option("--per-language", is_flag=True,
-              help="With --coverage: calibrate each language on its own, so rare languages are covered too "
-              "(larger sets).")
-@click.option("--prior", default=None, metavar="train|uniform|FILE",
-              help="The language mix of your population: uniform, or a JSON/CSV file of language -> weight. "
-              "[default: train, the training data's mix]")
-@click.option("--surname-only", is_flag=True,
-              help="Classify each input as it is; by default a full name (\"Fyodor Dostoevsky\", \"Berg, Jan van "
-              "der\") is cut to its surname first.")
+@with_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (for NAME arguments).")
 @click.option("--input", "input_path", metavar="FILE",
               help="Read names from FILE ('-' for stdin): one per line, or a table with --column.")
@@ -80,10 +145,9 @@ def _float_or_none(value: str | None, option: str) -> float | None:
               help="With --scheduler tcp://...: how long to wait for the scheduler to answer.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes on stderr.")
 @backend_option()
-def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, abstain_rate: str,
-            coverage: str | None, per_language: bool, prior: str | None, surname_only: bool, as_json: bool,
-            input_path: str | None, column: str | None, output_path: str | None, force: bool, fmt: str,
-            batch_size: int, scheduler: str | None, scheduler_timeout: str, quiet: bool, backend: str) -> None:
+def predict(names: tuple[str, ...], model_path: str, as_json: bool, input_path: str | None, column: str | None,
+            output_path: str | None, force: bool, fmt: str, batch_size: int, scheduler: str | None,
+            scheduler_timeout: str, quiet: bool, backend: str, **option_values: Any) -> None:
     """Top-k languages of each NAME with probabilities.
 
     \b
@@ -95,37 +159,64 @@ def predict(names: tuple[str, ...], model_path: str, top_k: int, abstain: bool, 
       names predict --input people.parquet --column last_name --output people.csv
       names predict --input big.parquet --column last_name --output out.parquet --scheduler local:4
     """
-    from namesclf.inference.options import Options
-    from namesclf.inference.output import read_lines, write_predictions
     from namesclf.inference.predictor import Predictor
 
+    _check_sources(names, input_path, column, output_path, scheduler)
+    _check_output(output_path, scheduler, force)
+    options = options_from_cli(option_values)
+    if scheduler is not None:
+        with _clash_in_cli_words():
+            _predict_table_on_dask(model_path, input_path, column, output_path, options, scheduler, quiet, force,
+                                   _float_or_none(scheduler_timeout, "--scheduler-timeout"))
+        return
+    predictor = _load(Predictor, model_path, backend)
+    if input_path is None:
+        _predict_names(predictor, names, options, as_json)
+    elif column is not None:
+        with _clash_in_cli_words():
+            _predict_table(predictor, input_path, column, output_path, options, quiet, force)
+    else:
+        _predict_lines(predictor, input_path, options, fmt, batch_size, quiet)
+
+
+def _check_sources(names: tuple[str, ...], input_path: str | None, column: str | None, output_path: str | None,
+                   scheduler: str | None) -> None:
+    """The usage errors: where the names come from and where they go must fit together."""
     if not names and input_path is None:
         raise click.UsageError("give one or more NAMEs, or --input FILE (use - for stdin)")
     if names and input_path is not None:
         raise click.UsageError("give NAMEs or --input, not both")
     if (column is None) and output_path is not None:
         raise click.UsageError("--output goes with --column (a table); one name per line streams to stdout")
-    _check_output(output_path, scheduler, force)
-    options = Options(top_k, _float_or_none(coverage, "--coverage"), per_language, prior, abstain,
-                      _float_or_none(abstain_rate, "--abstain-rate") or 0.05, surname_only)
-    if scheduler is not None:
-        if column is None or input_path in (None, "-"):
-            raise click.UsageError("--scheduler goes with --input FILE --column COL (a table file, not stdin)")
-        _predict_table_on_dask(model_path, input_path, column, output_path, options, scheduler, quiet, force,
-                               _float_or_none(scheduler_timeout, "--scheduler-timeout"))
-        return
-    predictor = _load(Predictor, model_path, backend)
-    if input_path is None:
-        results = predictor.predict_with(list(names), options)
-        if as_json:
-            echo_json([r.to_dict() for r in results])
-        else:
-            for r in results:
-                click.echo(_format_line(r))
-        return
-    if column is not None:
-        _predict_table(predictor, input_path, column, output_path, options, quiet, force)
-        return
+    if scheduler is not None and (column is None or input_path in (None, "-")):
+        raise click.UsageError("--scheduler goes with --input FILE --column COL (a table file, not stdin)")
+
+
+@contextlib.contextmanager
+def _clash_in_cli_words() -> Iterator[None]:
+    """A table that already has a prediction column: the library's advice (``prefix=``) is for
+    Python callers; this command has no prefix option, so say what to do here."""
+    from namesclf.inference.frames import ColumnClash
+
+    try:
+        yield
+    except ColumnClash as exc:
+        raise NamesError(f"the table already has column(s) {', '.join(exc.columns)}, which names predict adds: "
+                         "rename or drop them in the input file") from None
+
+
+def _predict_names(predictor: Any, names: tuple[str, ...], options: Any, as_json: bool) -> None:
+    results = predictor.predict_with(list(names), options)
+    if as_json:
+        echo_json([r.to_dict() for r in results])
+    else:
+        for r in results:
+            click.echo(_format_line(r))
+
+
+def _predict_lines(predictor: Any, input_path: str, options: Any, fmt: str, batch_size: int, quiet: bool) -> None:
+    from namesclf.inference.output import read_lines, write_predictions
+
     with read_lines(input_path) as lines:
         # sys.stdout, not click's stream: CliRunner swaps sys.stdout too
         skipped = write_predictions(predictor, lines, sys.stdout, options, fmt, batch_size,
@@ -165,15 +256,13 @@ def _check_output(output_path: str | None, scheduler: str | None, force: bool) -
 
 def _predict_table(predictor: Any, input_path: str, column: str, output_path: str | None, options: Any,
                    quiet: bool, force: bool = False) -> None:
-    from namesclf.inference.tables import check_text_column, predict_frame, read_table, write_table
+    from namesclf.inference.tables import check_text_column, predict_pandas, read_table, write_table
 
     check_text_column(input_path, column)
     table = read_table(input_path)
     if table.empty and column not in table.columns:
         raise NamesError(f"{input_path}: the table is empty")
-    result = predict_frame(table, column, predictor, options.k, coverage=options.coverage,
-                           per_language=options.per_language, prior=options.prior, abstain=options.abstain,
-                           abstain_rate=options.abstain_rate, surname_only=options.surname_only)
+    result = predict_pandas(table, column, predictor, options)
     written = write_table(result, output_path or "-", force=force)
     empty = int(result["language"].isna().sum())
     if not quiet:
@@ -210,7 +299,4 @@ def _predict_table_on_dask(model_path: str, input_path: str, column: str, output
             click.echo(f"{empty:,} rows had an empty or unreadable {column!r} and have no prediction", err=True)
         if written is not None:
             click.echo(f"wrote {written} ({rows:,} rows)", err=True)
-
-
-# ----------------------------------------------------------------------------- export
 

@@ -26,13 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from namesclf.errors import NamesError
-
-
-def check_coverage(coverage: float) -> float:
-    """A coverage strictly between 0 and 1, or a one-line error."""
-    if not isinstance(coverage, int | float) or not 0.0 < float(coverage) < 1.0:
-        raise NamesError(f"coverage must be between 0 and 1 (e.g. 0.9), not {coverage!r}")
-    return float(coverage)
+from namesclf.inference.options import check_coverage
 
 
 def conformal_quantile(scores: np.ndarray, coverage: float) -> float:

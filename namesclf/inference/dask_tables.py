@@ -2,7 +2,7 @@
 ``names predict --input FILE --column COL --scheduler local:N|tcp://HOST:PORT`` reads and writes.
 
 Tables of tens or hundreds of millions of rows outgrow one process; Dask already spreads pandas
-work over cores and machines, so each partition simply runs the pandas :func:`~namesclf.inference.tables.predict_pandas`
+work over cores and machines, so each partition simply runs the pandas :func:`~namesclf.inference.frames.predict_pandas`
 (which classifies each distinct name of the partition once). The model never travels in the task
 graph: each task carries the model file's path, and each worker process loads it once, on the
 first partition it sees (:func:`worker_predictor`), with one torch thread, since the cluster's
@@ -28,10 +28,10 @@ import pandas as pd
 
 from namesclf.errors import NamesError, first_line
 from namesclf.files import atomic_folder, atomic_open, check_output
+from namesclf.inference.frames import FRAME_BATCH, predict_pandas, table_format
 from namesclf.inference.options import Options
 from namesclf.inference.predictor import Predictor
-from namesclf.inference.priors import read_prior_file
-from namesclf.inference.tables import predict_pandas, table_format
+from namesclf.inference.priors import NAMED_PRIORS, read_prior_file
 
 #: The model files this process has loaded, by (path, mtime, size): a worker loads each once, and
 #: again only when the file is replaced.
@@ -99,7 +99,7 @@ def _predict_partition(part: pd.DataFrame, column: str, model: str, options: Opt
 
 
 def predict_dask_frame(ddf: Any, column: str, model: str | Path | Predictor, options: Options, *,
-                       prefix: str = "", batch_size: int = 65536) -> Any:
+                       prefix: str = "", batch_size: int = FRAME_BATCH) -> Any:
     """``ddf`` (a Dask DataFrame) with the prediction columns of
     :func:`~namesclf.inference.tables.predict_frame`, lazily.
 
@@ -113,7 +113,7 @@ def predict_dask_frame(ddf: Any, column: str, model: str | Path | Predictor, opt
                          "(a loaded model is not shipped in the task graph)")
     path = str(Path(model).resolve())
     predictor = Predictor.load(path)
-    if isinstance(options.prior, str) and options.prior not in ("train", "uniform"):
+    if isinstance(options.prior, str) and options.prior not in NAMED_PRIORS:
         options = dataclasses.replace(options, prior=read_prior_file(options.prior))
     # the empty frame gives the exact columns; the made-up one runs the options once (a missing
     # calibration, a bad prior) before any worker does

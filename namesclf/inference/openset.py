@@ -30,18 +30,11 @@ import numpy as np
 
 from namesclf.errors import NamesError, first_line
 from namesclf.inference.conformal import conformal_quantile
+from namesclf.inference.options import ABSTAIN_RATE, check_rate
 
 #: The features :func:`~namesclf.models.novelty.novelty_features` computes, in order.
 FEATURES = ("ngram_top_probability", "nats_per_letter", "nats_per_letter_over_unigram", "entropy", "log_length",
             "nats")
-#: The default share of in-set names that may be abstained on.
-ABSTAIN_RATE = 0.05
-
-
-def check_rate(rate: float) -> float:
-    if not isinstance(rate, int | float) or not 0.0 < float(rate) < 1.0:
-        raise NamesError(f"the abstention rate must be between 0 and 1 (e.g. 0.05), not {rate!r}")
-    return float(rate)
 
 
 @dataclass

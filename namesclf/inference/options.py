@@ -1,12 +1,21 @@
 """:class:`Options`, the one source of prediction options: what the CLI, the HTTP API, tables and
-the estimator let a user ask for beyond the top languages, with their defaults.
+the estimator let a user ask for beyond the top languages, their defaults, bounds and help.
+
+Every surface is made from, or held to, the fields below: ``names predict`` builds its options
+from them, the HTTP request models are made from them, and ``predict_frame``,
+:meth:`~namesclf.inference.predictor.Predictor.predict` and
+:class:`~namesclf.estimator.NameClassifier` take each one with the same default
+(``tests/test_house.py`` checks all of them, so a new field cannot be left out of one).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
+from typing import Any
 
-from namesclf.inference.openset import ABSTAIN_RATE
+from namesclf.errors import NamesError
 
 #: Names per forward pass on CPU / on an accelerator (see :meth:`Predictor.proba_ascii`).
 CPU_BATCH = 2048
@@ -15,17 +24,118 @@ GPU_BATCH = 4096
 
 #: What an abstained prediction shows in place of a language.
 UNKNOWN = "unknown"
+#: The default share of names from the known languages that may be wrongly abstained on
+#: (:mod:`namesclf.inference.openset`).
+ABSTAIN_RATE = 0.05
 
 
-@dataclass(frozen=True)
+class OptionError(NamesError):
+    """An option out of its bounds. :attr:`option` is the field's name, so that each surface can
+    say which of its own spellings it was (``--abstain-rate`` on the command line)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+# The checks live here, not beside the conformal and open-set code that also uses them, so that
+# the command line can build its options from :class:`Options` without importing numpy.
+
+
+def check_coverage(coverage: float) -> float:
+    """A coverage strictly between 0 and 1, or a one-line error."""
+    if not isinstance(coverage, int | float) or not 0.0 < float(coverage) < 1.0:
+        raise NamesError(f"coverage must be between 0 and 1 (e.g. 0.9), not {coverage!r}")
+    return float(coverage)
+
+
+def check_rate(rate: float) -> float:
+    """An abstention rate strictly between 0 and 1, or a one-line error. 0 is refused rather than
+    read as "never abstain" (leave abstention off for that), and 1 would abstain on everything."""
+    if not isinstance(rate, int | float) or not 0.0 < float(rate) < 1.0:
+        raise NamesError(f"the abstention rate must be between 0 and 1 (e.g. {ABSTAIN_RATE}), not {rate!r}")
+    return float(rate)
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise NamesError(f"k must be a whole number of at least 1, not {k!r}")
+
+
+def _check_coverage(coverage: float | None) -> None:
+    if coverage is not None:
+        check_coverage(coverage)
+
+
+def _check_prior(prior: object) -> None:
+    """The prior's form only: its weights are checked against the model's languages when used."""
+    if prior is not None and not isinstance(prior, str | Mapping):
+        raise NamesError(f"a prior is train, uniform, a file or a mapping of language -> weight, "
+                         f"not {type(prior).__name__}")
+
+
+def _option(default: Any, help: str, check: Callable[[Any], object] | None = None, **bounds: float) -> Any:
+    """A field with its help text, its check and its bounds (``gt``, ``lt``, ``ge``: pydantic's
+    names, which the CLI and the HTTP schema show; ``check`` enforces the same). ``{name}`` in the
+    help is another option, written as each surface spells it (``--abstain-rate``, ``abstain_rate``)."""
+    return field(default=default, metadata={"help": help, "check": check, "bounds": bounds})
+
+
+@dataclass(frozen=True, kw_only=True)
 class Options:
-    """What a prediction should carry besides the top ``k`` (see :meth:`Predictor.predict`)."""
+    """What a prediction should carry besides the top ``k`` (see :meth:`Predictor.predict`).
 
-    k: int = 3
-    coverage: float | None = None
-    per_language: bool = False
-    prior: str | dict[str, float] | None = None
-    abstain: bool = False
-    abstain_rate: float = ABSTAIN_RATE
-    surname_only: bool = False
+    Built by keyword only, and checked when built: an ``Options`` that exists is a valid one, so
+    every entry point (command line, HTTP, tables, estimator) refuses the same values with the
+    same one-line :class:`OptionError`.
+    """
 
+    k: int = _option(3, "How many languages per name, most probable first.", _check_k, ge=1)
+    abstain: bool = _option(False, "Answer `unknown` for names that fit no language the model knows "
+                                   "(see {abstain_rate}).")
+    abstain_rate: float = _option(ABSTAIN_RATE, "With {abstain}: the share of names from known languages that may "
+                                                "be wrongly abstained on (between 0 and 1, both excluded).",
+                                  check_rate, gt=0.0, lt=1.0)
+    coverage: float | None = _option(None, "Add the smallest set of languages that holds the true one with this "
+                                           "probability (e.g. 0.9).", _check_coverage, gt=0.0, lt=1.0)
+    per_language: bool = _option(False, "With {coverage}: calibrate each language on its own, so rare languages "
+                                        "are covered too (larger sets).")
+    prior: str | Mapping[str, float] | None = _option(
+        None, "The language mix of your population: train (the training data's mix, the default), uniform, or "
+              "a weight for every language.", _check_prior)
+    surname_only: bool = _option(False, "Classify each input as it is; by default a full name (\"Fyodor "
+                                        "Dostoevsky\", \"Berg, Jan van der\") is cut to its surname first.")
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> Options:
+        """``self`` when every option is within its bounds, else a one-line :class:`OptionError`
+        naming the first that is not."""
+        for option in fields(self):
+            check = option.metadata["check"]
+            if check is not None:
+                try:
+                    check(getattr(self, option.name))
+                except NamesError as exc:
+                    raise OptionError(option.name, str(exc)) from None
+        return self
+
+
+#: The defaults, for signatures that restate them (``k: int = DEFAULTS.k``).
+DEFAULTS = Options()
+
+
+def option_fields() -> tuple[Field, ...]:
+    """The fields of :class:`Options`, in the order the CLI and the HTTP schema list them."""
+    return fields(Options)
+
+
+def bounds(option: Field) -> dict[str, float]:
+    """``{"gt": 0.0, "lt": 1.0}``: the bounds of one option (pydantic's keywords)."""
+    return dict(option.metadata["bounds"])
+
+
+def help_text(option: Field, spell: Callable[[str], str]) -> str:
+    """The help of one option, with the other options it names spelled by ``spell``."""
+    return option.metadata["help"].format_map({f.name: spell(f.name) for f in option_fields()})

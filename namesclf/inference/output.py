@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, TextIO
 
 from namesclf.config import PREDICTION_FORMATS, STREAM_BATCH
 from namesclf.errors import NamesError
-from namesclf.inference.options import Options
+from namesclf.inference.options import DEFAULTS, Options
 from namesclf.inference.predictor import Prediction, Predictor
 
 
@@ -60,7 +60,7 @@ def csv_cells(row: Sequence[Any]) -> list[str]:
 LINE_CACHE_SIZE = 100_000
 
 
-def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k: int | Options = 3,
+def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k: int | Options = DEFAULTS.k,
                       fmt: str = "csv", batch_size: int = STREAM_BATCH, progress: bool | None = None,
                       cache_size: int = LINE_CACHE_SIZE) -> int:
     """Stream the answer for every line to ``out`` as CSV or JSON lines; return how many lines had

@@ -11,7 +11,7 @@ population's language mix (:mod:`namesclf.inference.priors`). Full names are cut
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -24,8 +24,8 @@ from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name
 from namesclf.errors import ModelFileError, NamesError, first_line
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
 from namesclf.inference.onnx_scorer import OnnxScorer
-from namesclf.inference.openset import ABSTAIN_RATE, OpenSet
-from namesclf.inference.options import CPU_BATCH, GPU_BATCH, UNKNOWN, Options
+from namesclf.inference.openset import OpenSet
+from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, UNKNOWN, Options
 from namesclf.inference.priors import resolve_prior, reweight, train_prior
 from namesclf.models.onnx_format import onnx_path_for
 from namesclf.text import encode_batch, to_ascii
@@ -177,13 +177,6 @@ class Predictor:
 
         return cls(TorchScorer.load(str(path), device, threads))
 
-    @classmethod
-    def from_payload(cls, payload: dict, device: str = "cpu") -> Predictor:
-        """A torch predictor from a loaded model file's dict."""
-        from namesclf.inference.torch_scorer import TorchScorer
-
-        return cls(TorchScorer.from_payload(payload, device))
-
     def score_ascii(self, folded: Sequence[str], features: bool = False, batch_size: int | None = None
                     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities ``(N, n_languages)`` (and the novelty features) of folded, non-empty names.
@@ -220,6 +213,15 @@ class Predictor:
     def predict_proba(self, names: Sequence[str]) -> np.ndarray:
         """Probabilities for raw names; a name with no letters after folding is a :class:`NamesError`."""
         return self.proba_ascii([fold_or_raise(n) for n in names])
+
+    def proba_with(self, names: Sequence[str], options: Options) -> np.ndarray:
+        """Probabilities ``(N, n_languages)`` in label order, of what ``options`` says to classify
+        (the surname of a full name unless ``surname_only``) and under its ``prior``: the matrix
+        behind :meth:`predict_with`'s top languages. A name with no letters is a :class:`NamesError`."""
+        parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
+        raw = self.proba_ascii([fold_or_raise(p) for p in parsed])
+        prior = resolve_prior(options.prior, self.labels)
+        return raw if prior is None else reweight(raw, self.trained_on, prior)
 
     # ------------------------------------------------------------------ calibration from the model file
 
@@ -268,23 +270,24 @@ class Predictor:
 
     # ------------------------------------------------------------------ answers
 
-    def predict(self, names: Sequence[str], k: int = 3, *, coverage: float | None = None, per_language: bool = False,
-                prior: str | dict[str, float] | None = None, abstain: bool = False,
-                abstain_rate: float = ABSTAIN_RATE, surname_only: bool = False, strict: bool = True
-                ) -> list[Prediction]:
+    def predict(self, names: Sequence[str], k: int = DEFAULTS.k, *, abstain: bool = DEFAULTS.abstain,
+                abstain_rate: float = DEFAULTS.abstain_rate, coverage: float | None = DEFAULTS.coverage,
+                per_language: bool = DEFAULTS.per_language, prior: str | Mapping[str, float] | None = DEFAULTS.prior,
+                surname_only: bool = DEFAULTS.surname_only, strict: bool = True) -> list[Prediction]:
         """The answer for each name, in input order.
 
-        ``k`` top languages with probabilities; ``coverage`` adds the smallest set of languages
-        that holds the true one with that probability (over names of the training mix; with
-        ``per_language`` for names of every language, at the price of larger sets); ``prior``
-        (``"train"``, ``"uniform"``, a file, or a mapping) re-weighs the probabilities for another
-        population; ``abstain`` flags names that fit
-        no known language (at most ``abstain_rate`` of in-set names wrongly); a full name is cut
-        to its surname unless ``surname_only``. With ``strict=False`` a name without letters gets
-        an empty answer instead of an error.
+        The options are those of :class:`~namesclf.inference.options.Options`: ``k`` top languages
+        with probabilities; ``coverage`` adds the smallest set of languages that holds the true
+        one with that probability (over names of the training mix; with ``per_language`` for
+        names of every language, at the price of larger sets); ``prior`` (``"train"``,
+        ``"uniform"``, a file, or a mapping) re-weighs the probabilities for another population;
+        ``abstain`` flags names that fit no known language (at most ``abstain_rate`` of in-set
+        names wrongly); a full name is cut to its surname unless ``surname_only``. With
+        ``strict=False`` a name without letters gets an empty answer instead of an error.
         """
-        return self.predict_with(names, Options(k, coverage, per_language, prior, abstain, abstain_rate,
-                                                surname_only), strict=strict)
+        options = Options(k=k, abstain=abstain, abstain_rate=abstain_rate, coverage=coverage,
+                          per_language=per_language, prior=prior, surname_only=surname_only)
+        return self.predict_with(names, options, strict=strict)
 
     def predict_with(self, names: Sequence[str], options: Options, strict: bool = True) -> list[Prediction]:
         """:meth:`predict` with its options in one object (what streams and tables pass around).
@@ -299,8 +302,6 @@ class Predictor:
         return [answers[name] for name in names]
 
     def _predict_distinct(self, names: Sequence[str], options: Options, strict: bool) -> list[Prediction]:
-        if options.k < 1:
-            raise NamesError("k must be at least 1")
         k = min(options.k, len(self.labels))
         prior = resolve_prior(options.prior, self.labels)
         sets = None if options.coverage is None else self.conformal(options.coverage, options.per_language)
@@ -332,11 +333,11 @@ class Predictor:
                 result.abstained = bool(novelty[row] > threshold)
         return results
 
-    def top_k(self, names: Sequence[str], k: int = 3, strict: bool = True) -> list[Prediction]:
+    def top_k(self, names: Sequence[str], k: int = DEFAULTS.k, strict: bool = True) -> list[Prediction]:
         """Top-``k`` per name, in input order. With ``strict=False`` an unreadable name gets no languages."""
         return self.predict(names, k, strict=strict)
 
-    def stream(self, names: Iterable[str], k: int | Options = 3, batch_size: int = STREAM_BATCH
+    def stream(self, names: Iterable[str], k: int | Options = DEFAULTS.k, batch_size: int = STREAM_BATCH
                ) -> Iterator[Prediction]:
         """Predictions for an endless iterable in bounded memory: ``batch_size`` names at a time."""
         options = k if isinstance(k, Options) else Options(k=k)

@@ -1,39 +1,36 @@
-"""Whole tables: ``predict_frame`` adds prediction columns to a pandas DataFrame, and the table
-files ``names predict --input FILE --column COL`` reads and writes (CSV, TSV, Parquet).
+"""Whole tables: :func:`predict_frame` adds prediction columns to a pandas or Dask DataFrame, and
+the table files ``names predict --input FILE --column COL`` reads and writes (CSV, TSV, Parquet).
 
-One output row per input row, same index and order; each distinct name is classified once and
-joined back, because real tables repeat surnames heavily. Empty and unreadable cells get empty
-predictions.
+The work on one pandas DataFrame is :func:`~namesclf.inference.frames.predict_pandas`; a Dask
+DataFrame goes to :mod:`namesclf.inference.dask_tables`, imported only then (dask is optional).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from namesclf.errors import NamesError, first_line
 from namesclf.files import atomic_write_with
-from namesclf.inference.options import Options
-from namesclf.inference.output import output_columns, output_row
+from namesclf.inference.frames import (
+    FRAME_BATCH,
+    STRING,
+    TABLE_SUFFIXES,
+    ColumnClash,
+    output_dtypes,
+    predict_pandas,
+    table_format,
+)
+from namesclf.inference.options import DEFAULTS, Options
 from namesclf.inference.predictor import Predictor
 
-#: Table formats by file suffix.
-TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet"}
-
-
-def table_format(path: str | Path) -> str:
-    """``csv``, ``tsv`` or ``parquet`` from the suffix (``-`` is CSV on stdin/stdout)."""
-    if str(path) == "-":
-        return "csv"
-    fmt = TABLE_SUFFIXES.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise NamesError(f"{path}: unknown table format (use {', '.join(sorted(TABLE_SUFFIXES))})")
-    return fmt
+# Re-exported: where these lived before :mod:`namesclf.inference.frames` was split out.
+__all__ = ["STRING", "TABLE_SUFFIXES", "ColumnClash", "output_dtypes", "predict_frame", "predict_pandas",
+           "read_table", "table_format", "write_table"]
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -85,42 +82,27 @@ def write_table(frame: pd.DataFrame, path: str | Path, force: bool = True) -> Pa
                              binary=False, overwrite=force)
 
 
-#: The dtype pandas gives a column of text by default (``str`` in pandas 3, ``object`` before): the
-#: prediction columns take it, so a table looks the same whether it came from one process or a cluster.
-STRING = pd.Series(["a"]).dtype
-
-
-def output_dtypes(options: Options, n_labels: int, prefix: str = "") -> dict[str, Any]:
-    """The dtype of each prediction column, fixed whatever the cells hold (an all-empty batch would
-    otherwise give ``object`` columns): what a Dask ``meta`` and a Parquet schema need to be exact."""
-    dtypes: dict[str, Any] = {}
-    for column in output_columns(options, n_labels):
-        if column.startswith("probability") or column == "novelty":
-            dtypes[prefix + column] = np.dtype("float64")
-        elif column == "abstained":
-            dtypes[prefix + column] = pd.BooleanDtype()
-        else:
-            dtypes[prefix + column] = STRING
-    return dtypes
-
-
-def predict_frame(frame: Any, column: str, predictor: Predictor | str | Path, k: int = 1, *,
-                  coverage: float | None = None, per_language: bool = False,
-                  prior: str | dict[str, float] | None = None, abstain: bool = False, abstain_rate: float = 0.05,
-                  surname_only: bool = False, prefix: str = "", batch_size: int = 65536) -> Any:
+def predict_frame(frame: Any, column: str, predictor: Predictor | str | Path, k: int = DEFAULTS.k, *,
+                  abstain: bool = DEFAULTS.abstain, abstain_rate: float = DEFAULTS.abstain_rate,
+                  coverage: float | None = DEFAULTS.coverage, per_language: bool = DEFAULTS.per_language,
+                  prior: str | Mapping[str, float] | None = DEFAULTS.prior, surname_only: bool = DEFAULTS.surname_only,
+                  prefix: str = "", batch_size: int = FRAME_BATCH) -> Any:
     """``frame`` with prediction columns added after its own: ``language``, ``probability`` (and
     ``language_2``... up to ``k``), ``surname`` (the part of a full name classified), and with
     ``abstain`` / ``coverage`` the ``answer``, ``abstained``, ``novelty`` / ``prediction_set``
     columns. ``prefix`` is put before each new column's name (to keep clear of existing ones).
 
     ``frame`` is a pandas DataFrame, or a Dask DataFrame: then the answer is a Dask DataFrame too,
-    lazy, computed partition by partition on whatever scheduler runs it (:mod:`namesclf.inference.dask_tables`; there
-    ``predictor`` must be the model file's path, which every worker loads once).
+    lazy, computed partition by partition on whatever scheduler runs it
+    (:mod:`namesclf.inference.dask_tables`; there ``predictor`` must be the model file's path,
+    which every worker loads once).
 
-    ``predictor`` is a :class:`~namesclf.inference.predictor.Predictor` or a model file. The options are those of
-    :meth:`~namesclf.inference.predictor.Predictor.predict`. Empty or non-text cells get empty predictions.
+    ``predictor`` is a :class:`~namesclf.inference.predictor.Predictor` or a model file. The
+    options are those of :class:`~namesclf.inference.options.Options`, with its defaults. Empty or
+    non-text cells get empty predictions.
     """
-    options = Options(k, coverage, per_language, prior, abstain, abstain_rate, surname_only)
+    options = Options(k=k, abstain=abstain, abstain_rate=abstain_rate, coverage=coverage, per_language=per_language,
+                      prior=prior, surname_only=surname_only)
     if not isinstance(frame, pd.DataFrame):
         if _is_dask_frame(frame):
             from namesclf.inference.dask_tables import predict_dask_frame
@@ -137,39 +119,3 @@ def _is_dask_frame(frame: Any) -> bool:
     nobody can have made one."""
     dd = sys.modules.get("dask.dataframe")
     return dd is not None and isinstance(frame, dd.DataFrame)
-
-
-def predict_pandas(frame: pd.DataFrame, column: str, predictor: Predictor, options: Options, prefix: str = "",
-                   batch_size: int = 65536) -> pd.DataFrame:
-    """:func:`predict_frame` for a pandas DataFrame and options in one object (what each Dask
-    partition runs).
-
-    Distinct cells are found by hashing (``pd.factorize``), in time linear in the rows: sorting
-    them, or testing each cell's type in Python, cost more than the model itself on tables whose
-    surnames repeat. Each distinct text is classified once and the answers are taken back to the
-    rows, typed by :func:`output_dtypes`.
-    """
-    if column not in frame.columns:
-        raise NamesError(f"no column {column!r} in the table (its columns: {', '.join(map(str, frame.columns))})")
-    n_labels = len(predictor.labels)
-    dtypes = output_dtypes(options, n_labels, prefix)
-    clash = sorted(set(dtypes) & set(map(str, frame.columns)))
-    if clash:
-        raise NamesError(f"the table already has column(s) {', '.join(clash)}: pass a prefix (--prefix)")
-    try:
-        codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
-    except TypeError:  # unhashable cells: lists or records (a nested Parquet column)
-        raise NamesError(f"column {column!r} holds lists or records, not text: give a column of names") from None
-    # Missing cells (code -1, taken from the end) and cells that are not text all read as "", once.
-    text_codes, distinct = pd.factorize(np.array([u if isinstance(u, str) else "" for u in uniques] + [""],
-                                                 dtype=object))
-    codes = text_codes[codes]
-    texts = distinct.tolist()
-    rows = []
-    for start in range(0, len(texts), batch_size):
-        batch: Sequence[str] = texts[start : start + batch_size]
-        rows += [output_row(p, options, n_labels) for p in predictor.predict_with(batch, options, strict=False)]
-    table = pd.DataFrame(rows, columns=list(dtypes)).astype(dtypes)
-    added = table.take(codes)
-    added.index = frame.index
-    return pd.concat([frame, added], axis=1)

@@ -24,19 +24,21 @@ Nothing a client sends should produce a 500 or stop the server.
 """
 
 import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from namesclf import __version__
 from namesclf.config import ServeConfig
 from namesclf.errors import NamesError
-from namesclf.inference.openset import ABSTAIN_RATE
 from namesclf.inference.options import Options
 from namesclf.inference.predictor import Predictor
 from namesclf.serve.batcher import Batcher, Overloaded
@@ -44,15 +46,26 @@ from namesclf.serve.middleware import BodySizeLimit, FastPredict, _error
 from namesclf.serve.schemas import (
     MAX_BODY_BYTES,
     MAX_GENERATE_LETTERS,
-    MAX_NAME_CHARS,
     ErrorOut,
     GenerateOut,
     GenerateRequest,
     PredictionOut,
-    PredictRequest,
     log,
+    predict_query,
+    predict_request,
 )
 from namesclf.text import MAX_NAME_LENGTH
+
+#: The error answers each route declares, so the OpenAPI schema lists exactly those it can give.
+MALFORMED = {400: {"model": ErrorOut, "description": "The body is not UTF-8, or JSON nested too deeply."}}
+TOO_LARGE = {413: {"model": ErrorOut, "description": f"The body is over {MAX_BODY_BYTES:,} bytes (checked before "
+                                                        "it is read, so it comes before any 422)."}}
+UNPROCESSABLE = {422: {"model": ErrorOut, "description": "Invalid input: a field missing, of the wrong type or out "
+                                                          "of its bounds, or a value only the model can refuse (a "
+                                                          "name with no letters after folding to ASCII, prior "
+                                                          "weights that miss or add a language or sum to 0, an "
+                                                          "option the model has no calibration for)."}}
+BUSY = {503: {"model": ErrorOut, "description": "Too much work queued: retry after `Retry-After` seconds."}}
 
 
 def _summarise(errors: list[dict[str, Any]]) -> str:
@@ -94,13 +107,28 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(422, _summarise(errors), detail=jsonable_encoder(errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = exc.headers
+        if exc.status_code == 405:  # the route that refused knows only its own method
+            headers = {**(headers or {}), "Allow": allowed_methods(app, request.scope)}
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug: keep the answer JSON
         log.exception("unhandled error", exc_info=exc)
         return _error(500, "internal error (a bug in namesclf; the server log has the traceback)")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """Every method some route answers at the path of ``scope`` (``GET, HEAD, POST`` for
+    ``/predict``): what a 405's ``Allow`` header must list, where Starlette lists the methods of
+    the first route with that path only."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None = None,
@@ -111,76 +139,71 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
     and lets :func:`serve` load the model once, before the port opens, so a bad model file is a
     one-line error at startup rather than a 500 on every request.
     """
-    labels = list(predictor.labels)
-    n_languages = len(labels)
     if lm is not None:
         _ = lm.known_keys  # built once here, not by the first concurrent /generate requests
     batcher = Batcher(predictor, tuning)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> Any:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         batcher.close()
 
-    app = FastAPI(
-        title="namesclf",
-        version=__version__,
-        description="Which language does a surname come from? Top-k languages with probabilities.",
-        responses={400: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
-        lifespan=lifespan,
-    )
+    app = FastAPI(title="namesclf", version=__version__, lifespan=lifespan,
+                  description="Which language does a surname come from? Top-k languages with probabilities.")
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, body_timeout_s=batcher.config.body_timeout_s,
                        body_memory=batcher.config.body_memory)
     counts = {"fast_path": 0}
-    app.add_middleware(FastPredict, batcher=batcher, n_languages=n_languages, counts=counts)  # last added: first run
+    app.add_middleware(FastPredict, batcher=batcher, n_languages=len(predictor.labels),  # last added: first run
+                       counts=counts)
     app.state.batcher = batcher
-
     _install_error_handlers(app)
-    busy = {503: {"model": ErrorOut, "description": "Too much work queued: retry after `Retry-After` seconds."}}
-
-    def check_k(k: int) -> None:
-        if not 1 <= k <= n_languages:
-            raise NamesError(f"k must be between 1 and {n_languages} (the number of languages)")
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness, what is loaded, and this process's cache and queue counters."""
-        return {"status": "ok", "version": __version__, "model": model_path, "languages": n_languages,
+        return {"status": "ok", "version": __version__, "model": model_path, "languages": len(predictor.labels),
                 "lm": lm_path if lm is not None else None, "pid": os.getpid(),
                 "serving": {**batcher.stats(), **counts}}
 
     @app.get("/languages")
     async def languages() -> dict[str, Any]:
         """The classifier's languages (and the language model's, when one is loaded)."""
-        return {"languages": labels, "lm_languages": list(lm.languages) if lm is not None else None}
+        return {"languages": list(predictor.labels), "lm_languages": list(lm.languages) if lm is not None else None}
 
-    @app.get("/predict", response_model=PredictionOut, responses=busy)
-    async def predict_one(
-        name: Annotated[str, Query(min_length=1, max_length=MAX_NAME_CHARS, examples=["Dostoevsky"])],
-        k: Annotated[int, Query(ge=1, description="1..number of languages")] = 3,
-        abstain: bool = False,
-        abstain_rate: Annotated[float, Query(gt=0, lt=1)] = ABSTAIN_RATE,
-        coverage: Annotated[float | None, Query(gt=0, lt=1)] = None,
-        per_language: bool = False,
-        prior: Literal["train", "uniform"] | None = None,
-        surname_only: bool = False,
-    ) -> Response:
+    _add_predict_routes(app, predictor, batcher)
+    _add_generate_route(app, lm, batcher)
+    return app
+
+
+def _options(request: Any, *exclude: str) -> Options:
+    """The :class:`Options` of a validated request: its fields but ``exclude``, by name."""
+    return Options(**{name: value for name, value in request if name not in exclude})
+
+
+def _add_predict_routes(app: FastAPI, predictor: Predictor, batcher: Batcher) -> None:
+    """``GET /predict`` (one name) and ``POST /predict`` (a batch), their models made from
+    :class:`Options` with ``k`` bound by the model's number of languages."""
+    n_languages = len(predictor.labels)
+    query_model = predict_query(n_languages)
+    body_model = predict_request(n_languages)
+
+    @app.get("/predict", response_model=PredictionOut, responses={**UNPROCESSABLE, **BUSY})
+    async def predict_one(query: Annotated[query_model, Query()]) -> Response:  # type: ignore[valid-type]
         """Top-``k`` languages of one name, and what the options add."""
-        check_k(k)
-        options = Options(k, coverage, per_language, prior, abstain, abstain_rate, surname_only)
+        options = _options(query, "name")
+        name = query.name  # type: ignore[attr-defined]
         answer = (await batcher.answers([name], options))[0]
         if answer is None:  # no letters: the strict call raises the one-line reason (no forward pass)
             await batcher.call(predictor.predict_with, [name], options)
             raise NamesError(f"{name[:40]!r} has no letters after folding to ASCII; nothing to classify")
         return Response(answer, media_type="application/json")
 
-    @app.post("/predict", response_model=list[PredictionOut], responses=busy)
-    async def predict_many(request: PredictRequest) -> Response:
+    @app.post("/predict", response_model=list[PredictionOut],
+              responses={**MALFORMED, **TOO_LARGE, **UNPROCESSABLE, **BUSY})
+    async def predict_many(request: body_model) -> Response:  # type: ignore[valid-type]
         """Top-``k`` languages of each name, in input order; repeated names are predicted once."""
-        check_k(request.k)
-        options = Options(request.k, request.coverage, request.per_language, request.prior, request.abstain,
-                          request.abstain_rate, request.surname_only)
-        answers = await batcher.answers(request.names, options)
+        names = request.names  # type: ignore[attr-defined]
+        answers = await batcher.answers(names, _options(request, "names"))
         bad = [i for i, a in enumerate(answers) if a is None]
         if bad:
             shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
@@ -190,7 +213,12 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
         # response_model documents the shape without paying for re-validating thousands of dicts.
         return Response(b"[" + b",".join(answers) + b"]", media_type="application/json")  # type: ignore[arg-type]
 
-    @app.post("/generate", response_model=GenerateOut, responses={404: {"model": ErrorOut}, **busy})
+
+def _add_generate_route(app: FastAPI, lm: Any, batcher: Batcher) -> None:
+    """``POST /generate``: new names from the language model, or 404 when none is loaded."""
+
+    @app.post("/generate", response_model=GenerateOut,
+              responses={**MALFORMED, 404: {"model": ErrorOut}, **TOO_LARGE, **UNPROCESSABLE, **BUSY})
     async def generate(request: GenerateRequest) -> JSONResponse:
         """New names from the language model loaded with ``--lm`` (404 when none is loaded).
 
@@ -206,5 +234,3 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
             temperature=request.temperature, top_k=request.top_k, seed=request.seed,
             allow_known=request.allow_known, max_attempts=generation_attempts(lm, request.n, request.start))
         return JSONResponse(result.to_dict())
-
-    return app

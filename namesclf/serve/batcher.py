@@ -53,7 +53,7 @@ import json
 import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,12 +92,10 @@ def normalise(options: Options) -> Options:
 
 
 def options_key(options: Options) -> Hashable:
-    """A hashable key for ``options`` (a prior given as weights becomes a sorted tuple)."""
-    prior = options.prior
-    if isinstance(prior, dict):
-        prior = tuple(sorted(prior.items()))
-    return (options.k, options.coverage, options.per_language, prior, options.abstain, options.abstain_rate,
-            options.surname_only)
+    """A hashable key for ``options``: every field's value, in field order (a prior given as weights
+    becomes a sorted tuple)."""
+    values = (getattr(options, f.name) for f in dataclasses.fields(options))
+    return tuple(tuple(sorted(v.items())) if isinstance(v, Mapping) else v for v in values)
 
 
 def encode(answer: dict[str, Any]) -> bytes:

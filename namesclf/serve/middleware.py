@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from namesclf.config import ServeConfig
-from namesclf.inference.options import Options
+from namesclf.inference.options import DEFAULTS, Options
 from namesclf.serve.batcher import Batcher, Overloaded
 from namesclf.serve.schemas import DRAIN_BYTES, DRAIN_S, MAX_BODY_BYTES, MAX_NAME_CHARS
 
@@ -275,7 +275,7 @@ class FastPredict:
         name = values.pop("name", None)
         if name is None or not 1 <= len(name) <= MAX_NAME_CHARS:
             return None
-        k = 3
+        k = DEFAULTS.k
         if values:
             text = values.pop("k", "")
             if values or not (text.isascii() and text.isdigit() and len(text) <= 3 and text[0] != "0"):

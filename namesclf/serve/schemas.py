@@ -1,12 +1,17 @@
 """What the HTTP API accepts and answers: the pydantic request and response models, and the limits
 they enforce (name length, names per request, body size). The OpenAPI schema at ``/docs`` is made
-from these declarations, so it says what the server does.
+from these declarations, so it says what the server does: the prediction options are made from
+:class:`~namesclf.inference.options.Options` (names, defaults, bounds, help), and JSON bodies are
+validated strictly (``"k": "3"``, ``"k": true`` and ``"surname_only": 0`` are 422s, not coerced).
 """
 
 import logging
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
+
+from namesclf.inference.options import DEFAULTS, Options, bounds, help_text, option_fields
+from namesclf.inference.priors import NAMED_PRIORS
 
 #: Longest name accepted (characters before folding). Surnames are short; the model reads at
 #: most :data:`~namesclf.text.MAX_NAME_LENGTH` letters anyway, the cap only bounds the folding work.
@@ -39,20 +44,71 @@ log = logging.getLogger("namesclf.serve")
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
 
 
-class PredictRequest(BaseModel):
-    """Body of ``POST /predict``. Unknown fields are refused, so a typo (``name``) is a 422."""
+def _whole_float(value: Any) -> Any:
+    """``2.0`` -> ``2``: JSON Schema's ``integer`` holds every number with no fraction, so the
+    schema promises to take it; anything else goes on to strict validation (``"3"``, ``true``: 422)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
-    model_config = ConfigDict(extra="forbid")
 
-    names: list[Name] = Field(max_length=MAX_BATCH, description=f"At most {MAX_BATCH:,} names.")
-    k: int = Field(3, ge=1, description="How many languages per name (1..number of languages).")
-    abstain: bool = Field(False, description="Flag names that fit no known language (`answer`: unknown).")
-    abstain_rate: float = Field(0.05, gt=0, lt=1, description="Share of in-set names that may be abstained on.")
-    coverage: float | None = Field(None, gt=0, lt=1, description="Add a prediction set with this coverage.")
-    per_language: bool = Field(False, description="Calibrate the sets per language (covers rare languages too).")
-    prior: Literal["train", "uniform"] | dict[str, float] | None = Field(
-        None, description="The population's language mix: train, uniform, or {language: weight} for every language.")
-    surname_only: bool = Field(False, description="Do not cut full names to their surname.")
+WHOLE = BeforeValidator(_whole_float)
+#: An integer in a strictly validated body: a JSON integer, or a number with no fraction.
+Whole = Annotated[int, WHOLE]
+#: A prior by name (over HTTP a prior is never read from a file on the server).
+NamedPrior = Literal[NAMED_PRIORS]  # type: ignore[valid-type]
+#: A prior as weights: at least one language, each weight a finite number, 0 or more.
+Weights = Annotated[dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=1)]
+
+
+def _http_type(name: str, body: bool) -> Any:
+    """How an :class:`Options` field is typed over HTTP: as in Python, but for the prior (named or,
+    in a JSON body, weights). A field of a type not handled here fails at import, so a new option
+    cannot be left out of the API unnoticed."""
+    kind = get_type_hints(Options)[name]
+    if name == "prior":
+        return NamedPrior | Weights | None if body else NamedPrior | None
+    if kind is int:
+        return Whole if body else int
+    if kind in (bool, float, float | None):
+        return kind
+    raise TypeError(f"Options.{name} ({kind}) has no HTTP form: add one in {__name__}")
+
+
+def _option_fields(body: bool, max_k: int | None) -> dict[str, Any]:
+    """Each :class:`Options` field as a pydantic field: its default, bounds and help (``k`` at most
+    ``max_k``, the number of languages of the model served)."""
+    out = {}
+    for option in option_fields():
+        limits = bounds(option)
+        if option.name == "k" and max_k is not None:
+            limits["le"] = max_k
+        description = help_text(option, lambda name: f"`{name}`")
+        out[option.name] = (_http_type(option.name, body),
+                            Field(getattr(DEFAULTS, option.name), description=description, **limits))
+    return out
+
+
+def predict_request(max_k: int | None = None) -> type[BaseModel]:
+    """The body of ``POST /predict`` for a model of ``max_k`` languages. Unknown fields are refused
+    (a typo such as ``name`` is a 422), and types are strict: JSON says what it means."""
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "PredictRequest", __config__=ConfigDict(extra="forbid", strict=True),
+        __doc__="Body of `POST /predict`: the names, and the options of every one of them.",
+        names=(list[Name], Field(max_length=MAX_BATCH, description=f"At most {MAX_BATCH:,} names.")),
+        **_option_fields(True, max_k))
+
+
+def predict_query(max_k: int | None = None) -> type[BaseModel]:
+    """The query of ``GET /predict`` (one name; a prior only by name). A query string holds only
+    text, so ``k=3`` is read as the number 3 here."""
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "PredictQuery", __doc__="Query of `GET /predict`: one name and its options.",
+        name=(str, Field(min_length=1, max_length=MAX_NAME_CHARS, examples=["Dostoevsky"])),
+        **_option_fields(False, max_k))
+
+
+#: The request models of no particular model (the served ones bound ``k`` by its languages).
+PredictRequest = predict_request()
+PredictQuery = predict_query()
 
 
 class LanguageProbability(BaseModel):
@@ -74,15 +130,17 @@ class PredictionOut(BaseModel):
 class GenerateRequest(BaseModel):
     """Body of ``POST /generate``: the arguments of :func:`~namesclf.lm.generate.generate_names`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     language: str | None = Field(None, max_length=100, description="Required when the LM is per-language.")
-    n: int = Field(10, ge=1, le=MAX_GENERATE, description=f"At most {MAX_GENERATE:,} names; fewer come back when "
-                   f"{MAX_GENERATE_LETTERS:,} letters sampled do not find them.")
+    n: Whole = Field(10, ge=1, le=MAX_GENERATE, description=f"At most {MAX_GENERATE:,} names; fewer come back when "
+                     f"{MAX_GENERATE_LETTERS:,} letters sampled do not find them.")
     start: str = Field("", max_length=MAX_GENERATE_START, description="Every name starts with this prefix.")
     temperature: float = Field(0.8, gt=0, le=10)
-    top_k: int | None = Field(None, ge=1)
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    # bounds before the validator: after it, pydantic writes them into the schema under its own names
+    top_k: Annotated[int, Field(ge=1), WHOLE] | None = None
+    # below 2**53: JSON numbers past it are not exact in most clients (nor in schema validators)
+    seed: Annotated[int, Field(ge=0, lt=2**53), WHOLE] | None = None
     allow_known: bool = False
 
 
