@@ -232,8 +232,8 @@ class ServeConfig:
     headers must be complete within ``header_timeout_s`` of the connection opening or the last
     answer, an idle keep-alive connection is closed after ``keep_alive_s``; past
     ``max_connections`` open connections a new request is answered 503 and closed. Memory then
-    stays within about the idle size + ``body_memory`` + ``max_connections`` x uvicorn's read
-    buffer (a few hundred KB), whatever the clients do. ``max_generating`` ``/generate`` requests
+    stays within about the idle size + ``body_memory`` + ``max_connections`` x ~150 KB of
+    uvicorn's buffers + ``cache_bytes``, whatever the clients do. ``max_generating`` ``/generate`` requests
     run at once (one core each); another is refused with 503.
     """
 

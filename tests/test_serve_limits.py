@@ -232,7 +232,8 @@ def test_coverage_and_abstain_rate_are_keyed_on_a_grid_and_cache_size_0_keeps_no
 def test_bodies_beyond_the_memory_budget_get_503_and_the_budget_comes_back() -> None:
     """Two requests' bodies arrive together under a 1 MB budget: the first (600 KB so far) holds
     its bytes, the second's would pass the budget and is refused with 503 + Retry-After; once the
-    first completes and is answered, the budget is whole again."""
+    first completes and is answered, the budget is whole again, and a body alone is admitted even
+    over the budget."""
     from namesclf.serve.middleware import BodySizeLimit
 
     seen: list[bytes] = []
@@ -281,6 +282,10 @@ def test_bodies_beyond_the_memory_budget_get_503_and_the_budget_comes_back() -> 
         await asyncio.wait_for(first, 60)
         assert first_out[0]["status"] == 200 and seen == [b"a" * 700_000]
         assert limit.held == 0
+        alone: list[dict] = []  # a body alone is admitted even when it is bigger than the budget
+        chunks = iter([b"c" * 800_000, b"c" * 800_000])
+        await limit(scope, second_receive, await collect(alone))
+        assert alone[0]["status"] == 200 and seen[-1] == b"c" * 1_600_000 and limit.held == 0
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 

@@ -25,7 +25,7 @@ from namesclf.serve.schemas import DRAIN_BYTES, DRAIN_S, MAX_BODY_BYTES, MAX_NAM
 TRIM_AFTER_BYTES = 8 * 1024 * 1024
 
 
-def _malloc_trim() -> Callable[[], Any] | None:
+def _malloc_trim() -> Callable[[int], Any] | None:
     """glibc's ``malloc_trim(0)``, or None where there is none (musl, macOS, Windows)."""
     try:
         return ctypes.CDLL("libc.so.6").malloc_trim
@@ -86,9 +86,10 @@ class BodySizeLimit:
       bytes (nor its connection) for good.
     * **Memory.** All bodies being received or handled by this process hold at most
       ``body_memory`` bytes between them; a body whose next bytes would pass it is refused with
-      503 + ``Retry-After`` and its bytes are dropped. The first body is always admitted, however
-      big, so a budget under ``max_bytes`` still lets one request at a time through. Memory for
-      bodies is then bounded by ``max(body_memory, max_bytes)`` whatever the number of clients.
+      503 + ``Retry-After`` and its bytes are dropped. A body is refused only while other
+      requests hold part of the budget, so a budget under ``max_bytes`` still lets one request at a
+      time through. Memory for bodies is then bounded by ``max(body_memory, max_bytes)`` plus one
+      piece, whatever the number of clients.
 
     A body within the bounds is replayed to the app in one message, and its bytes count against
     the budget until the app has answered. When no body is held any more and at least
@@ -179,7 +180,7 @@ class BodySizeLimit:
             seen = body.size + len(chunk)
             if seen > self.max_bytes:
                 return 413, self._too_large(None), (), seen if more else None
-            if self.held and self.held + len(chunk) > self.body_memory:
+            if self.held > body.held and self.held + len(chunk) > self.body_memory:  # others hold some
                 busy = (f"server busy: request bodies being received hold {self.held:,} bytes, the limit is "
                         f"{self.body_memory:,}; retry after 1 s")
                 return 503, {"error": busy}, ((b"retry-after", b"1"),), seen if more else None

@@ -95,11 +95,15 @@ _REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; 
                     b"%d\r\nconnection: close\r\n\r\n%s" % (len(_LATE), _LATE))
 
 
+#: Most bytes read from one socket at a time (asyncio's default is 256 KiB). uvicorn stops reading
+#: a connection once 64 KiB of its body wait for the app, but only after the read that passed
+#: that mark, so this is what bounds the body bytes each open connection can hold in buffers: with
+#: hundreds of uploads at once, 256 KiB reads held more memory than the bodies' own budget.
 READ_BYTES = 16 * 1024
 
 
 class DeadlineH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on a request's headers.
+    """uvicorn's h11 protocol with a deadline on a request's headers and small socket reads.
 
     uvicorn times out a keep-alive connection that stays silent after an answer, but nothing
     else: a connection that never sends a byte, or sends half a request line and stalls, is kept
@@ -108,6 +112,11 @@ class DeadlineH11Protocol(H11Protocol):
     the connection opening or of the previous answer; otherwise the connection is closed (with a
     408 when part of a request had arrived). The body's own deadline is
     :class:`~namesclf.serve.middleware.BodySizeLimit`'s; the headers' size is h11's limit (16 KiB).
+    Each socket is read :data:`READ_BYTES` at a time (asyncio's transport attribute ``max_size``,
+    left alone where a transport has none).
+
+    Naming the protocol class means h11 even where httptools is installed (uvicorn's ``auto``
+    would pick httptools); the server's figures were measured on h11, the only one installed.
     """
 
     def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:

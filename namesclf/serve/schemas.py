@@ -29,7 +29,7 @@ MAX_GENERATE_START = 60
 #: the begin token and the longest name the model may write: it caps the candidates tried, so a
 #: request that asks for many names with a long start returns fewer names (``attempts`` says how
 #: many were tried) instead of running for seconds.
-MAX_GENERATE_LETTERS = 400_000
+MAX_GENERATE_LETTERS = 200_000
 #: A refused body is read and discarded up to this many bytes (and :data:`DRAIN_S` seconds) before
 #: the 413 is sent and the connection closed, as nginx's lingering close does: closing a socket
 #: with unread data makes the kernel send a reset, and a client still writing its body then sees
