@@ -29,35 +29,45 @@ def _lm_default(field_name: str) -> Any:
     return getattr(LMConfig, field_name)
 
 
+def _lm_config_options(func: Any) -> Any:
+    """The :class:`~namesclf.config.LMConfig` fields ``names lm train`` takes, each defaulting to
+    the config's own value (a test holds them together)."""
+    options = [
+        click.option("--unit", type=click.Choice(UNITS), default=_lm_default("unit"), show_default=True,
+                     help="Tokens: characters (names, text) or whitespace-separated words (text files)."),
+        click.option("--cell", type=click.Choice(LM_CELLS), default=_lm_default("cell"), show_default=True,
+                     help="Recurrent cell: nn.RNN (tanh), nn.GRU or nn.LSTM."),
+        click.option("--hidden", type=int, default=_lm_default("hidden"), show_default=True, help="Hidden units."),
+        click.option("--dropout", type=float, default=_lm_default("dropout"), show_default=True),
+        click.option("--balance", type=click.FloatRange(0.0, 1.0), default=_lm_default("balance"),
+                     show_default=True,
+                     help="Names folder: sample languages by 1/count**BALANCE (1: all equal). Helps rare "
+                          "languages, costs held-out nats."),
+        click.option("--epochs", type=int, default=_lm_default("epochs"), show_default=True,
+                     help="At most this many epochs."),
+        click.option("--lr", type=float, default=_lm_default("lr"), show_default=True,
+                     help="AdamW learning rate (cosine decay)."),
+        click.option("--batch-size", "batch_size", type=int, default=_lm_default("batch_size"), show_default=True,
+                     help="Examples per step (language model)."),
+        click.option("--patience", type=int, default=_lm_default("patience"), show_default=True,
+                     help="Stop after this many epochs without a lower validation loss (0: never)."),
+        click.option("--seed", type=int, default=_lm_default("seed"), show_default=True,
+                     help="Seeds the split and the training."),
+        click.option("--device", type=click.Choice(DEVICES), default=_lm_default("device"), show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @lm.command("train")
 @click.argument("source", type=click.Path())
-@click.option("--unit", type=click.Choice(UNITS), default=_lm_default("unit"), show_default=True,
-              help="Tokens: characters (names, text) or whitespace-separated words (text files).")
-@click.option("--cell", type=click.Choice(LM_CELLS), default=_lm_default("cell"), show_default=True,
-              help="Recurrent cell: nn.RNN (tanh), nn.GRU or nn.LSTM.")
-@click.option("--hidden", type=int, default=_lm_default("hidden"), show_default=True, help="Hidden units.")
-@click.option("--dropout", type=float, default=_lm_default("dropout"), show_default=True)
-@click.option("--balance", type=click.FloatRange(0.0, 1.0), default=_lm_default("balance"), show_default=True,
-              help="Names folder: sample languages by 1/count**BALANCE (1: all equal). Helps rare "
-                   "languages, costs held-out nats.")
-@click.option("--epochs", type=int, default=_lm_default("epochs"), show_default=True,
-              help="At most this many epochs.")
-@click.option("--lr", type=float, default=_lm_default("lr"), show_default=True,
-              help="AdamW learning rate (cosine decay).")
-@click.option("--batch-size", "batch_size", type=int, default=_lm_default("batch_size"), show_default=True,
-              help="Examples per step (language model).")
-@click.option("--patience", type=int, default=_lm_default("patience"), show_default=True,
-              help="Stop after this many epochs without a lower validation loss (0: never).")
-@click.option("--seed", type=int, default=_lm_default("seed"), show_default=True,
-              help="Seeds the split and the training.")
-@click.option("--device", type=click.Choice(DEVICES), default=_lm_default("device"), show_default=True)
+@_lm_config_options
 @click.option("--out", type=click.Path(dir_okay=False), default=DEFAULT_LM, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON.")
-def lm_train(source: str, unit: str, cell: str, hidden: int, dropout: float, balance: float, epochs: int,
-             lr: float, batch_size: int, patience: int, seed: int, device: str, out: str, force: bool,
-             quiet: bool, as_json: bool) -> None:
+def lm_train(source: str, out: str, force: bool, quiet: bool, as_json: bool, **knobs: Any) -> None:
     """Train a language model on SOURCE: next token given the tokens so far.
 
     SOURCE is a names folder (or CSV/TSV): the model is conditioned on the language and uses the
@@ -77,25 +87,29 @@ def lm_train(source: str, unit: str, cell: str, hidden: int, dropout: float, bal
     from namesclf.lm.train import train_lm
 
     refuse_overwrite(out, force, resume_hint=False)
-    config = LMConfig(unit=unit, cell=cell, hidden=hidden, dropout=dropout, balance=balance, epochs=epochs,
-                      lr=lr, batch_size=batch_size, patience=patience, seed=seed, device=device)
+    config = LMConfig(**knobs)
     result = train_lm(source, config, out=out, progress=False if quiet else None)
     if result.interrupted:
         raise NamesError(f"interrupted after epoch {len(result.history)}; {out} holds the best epoch so far "
                          f"({result.best_epoch}, valid {result.valid['nats_per_token']:.4f} nats/token)")
-    summary = {"model": out, "unit": unit, "cell": cell, "valid": result.valid, "test": result.test,
+    summary = {"model": out, "unit": config.unit, "cell": config.cell, "valid": result.valid, "test": result.test,
                "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                "train_seconds": round(result.seconds, 2), "interrupted": result.interrupted}
     if as_json:
         echo_json(summary)
         return
+    _echo_lm_figures(result, config.unit)
+    click.echo(f"wrote {out}")
+
+
+def _echo_lm_figures(result: Any, unit: str) -> None:
+    """The test and valid figures of a trained language model, and its best epoch, for people."""
     per = "char" if unit == "char" else "word"
     for name, m in (("test", result.test), ("valid", result.valid)):
         if m:
             click.echo(f"{name} {m['nats_per_token']:.4f} nats/{per}  perplexity {m['perplexity']:.3f}  "
                        f"on {m['examples']:,} examples ({m['tokens']:,} tokens, end tokens included)")
     click.echo(f"best epoch {result.best_epoch} of {len(result.history)}, {result.seconds:.1f}s")
-    click.echo(f"wrote {out}")
 
 
 @lm.command("evaluate")

@@ -9,7 +9,7 @@ only recites its training data would look perfect if they were kept).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +167,33 @@ def generate_names(
     check :attr:`GenerationResult.exhausted`. ``guidance`` (default :data:`DEFAULT_GUIDANCE`)
     sharpens the language, see :func:`_guide`; 0 samples the model as trained.
     """
+    guidance = _checked(n, temperature, top_k, guidance)
+    lang_id = lm.language_index(language)
+    prefix_text = lm.vocab.fold(start, prompt=True)
+    prefix = lm.vocab.encode(start, prompt=True)
+    limit = max_attempts if max_attempts is not None else 50 * n + 500
+    max_new = _max_new_tokens(lm, len(prefix))
+    generator = _generator(seed, lm.device)
+    shown_language = lm.languages[lang_id] if lang_id is not None else None
+    result = GenerationResult([], 0, requested=n, language=shown_language)
+    seen: set[str] = set()
+    known = lm.known_keys
+    while len(result.names) < n and result.attempts < limit:
+        count = min(MAX_BATCH, limit - result.attempts, max(64, 2 * (n - len(result.names))))
+        batch = sample_tokens(lm, prefix, count, max_new, language=lang_id, temperature=temperature,
+                              top_k=top_k, generator=generator, guidance=guidance)
+        for tokens, finished in batch:
+            result.attempts += 1
+            if not finished:  # an unfinished name is not a name
+                continue
+            _take(result, lm.vocab.join(prefix_text, lm.vocab.decode(tokens)).strip(), seen, known, allow_known)
+            if len(result.names) == n:
+                break
+    return result
+
+
+def _checked(n: int, temperature: float, top_k: int | None, guidance: float | None) -> float:
+    """Refuse settings that cannot give ``n`` names; the guidance strength to use."""
     if n < 1:
         raise NamesError("n must be at least 1")
     if temperature <= 0:
@@ -176,40 +203,30 @@ def generate_names(
     guidance = DEFAULT_GUIDANCE if guidance is None else guidance
     if guidance < 0:
         raise NamesError("guidance must be 0 or more")
-    lang_id = lm.language_index(language)
-    prefix_text = lm.vocab.fold(start, prompt=True)
-    prefix = lm.vocab.encode(start, prompt=True)
-    limit = max_attempts if max_attempts is not None else 50 * n + 500
+    return guidance
+
+
+def _max_new_tokens(lm: LanguageModel, prefix_length: int) -> int:
+    """How many tokens a name may grow by: a little longer than the longest training name (capped
+    at the classifier's name length for characters), so a sequence that never ends stops."""
     longest = int(lm.meta.get("max_len", MAX_NAME_LENGTH))
-    max_new = max(1, min(MAX_NAME_LENGTH, longest + 10) - len(prefix))
     if lm.vocab.unit == "word":
-        max_new = max(1, longest + 5)
-    generator = _generator(seed, lm.device)
-    known = lm.known_keys
-    shown_language = lm.languages[lang_id] if lang_id is not None else None
-    result = GenerationResult([], 0, requested=n, language=shown_language)
-    seen: set[str] = set()
-    while len(result.names) < n and result.attempts < limit:
-        count = min(MAX_BATCH, limit - result.attempts, max(64, 2 * (n - len(result.names))))
-        batch = sample_tokens(lm, prefix, count, max_new, language=lang_id, temperature=temperature,
-                              top_k=top_k, generator=generator, guidance=guidance)
-        for tokens, finished in batch:
-            result.attempts += 1
-            if not finished:
-                continue
-            name = lm.vocab.join(prefix_text, lm.vocab.decode(tokens)).strip()
-            key = name.lower()
-            if not name or key in seen:
-                result.skipped_duplicates += bool(name)
-                continue
-            seen.add(key)
-            if not allow_known and key in known:
-                result.skipped_known += 1
-                continue
-            result.names.append(name)
-            if len(result.names) == n:
-                break
-    return result
+        return max(1, longest + 5)
+    return max(1, min(MAX_NAME_LENGTH, longest + 10) - prefix_length)
+
+
+def _take(result: GenerationResult, name: str, seen: set[str], known: Collection[str], allow_known: bool) -> None:
+    """Add ``name`` to ``result`` unless it is empty, drawn before (any case) or, without
+    ``allow_known``, in the training data; count each name turned away."""
+    key = name.lower()
+    if not name or key in seen:
+        result.skipped_duplicates += bool(name)
+        return
+    seen.add(key)
+    if not allow_known and key in known:
+        result.skipped_known += 1
+        return
+    result.names.append(name)
 
 
 def _prompt(lm: LanguageModel, text: str, language: str | None) -> tuple[str, list[int], int | None]:

@@ -37,7 +37,6 @@ from sklearn.metrics import (
     classification_report,
     confusion_matrix,
     f1_score,
-    top_k_accuracy_score,
 )
 
 from namesclf.config import SPLIT_CHOICES
@@ -45,8 +44,14 @@ from namesclf.data.dataset import NamesData, single_language, split_names
 from namesclf.errors import NamesError
 from namesclf.files import atomic_write_text, jsonable
 from namesclf.inference.priors import resolve_prior, reweight
-from namesclf.report.metrics import CALIBRATION_BINS, calibration_scores, single_language_scores
-from namesclf.report.plots import plot_confusion, plot_reliability
+from namesclf.report.metrics import (
+    CALIBRATION_BINS,
+    calibration_scores,
+    classification_scores,
+    single_language_scores,
+    top_k_accuracy,
+)
+from namesclf.report.plots import figure_title, plot_confusion, plot_reliability
 
 #: How many of the most confused (true, predicted) pairs ``report.txt`` and the CLI list.
 N_CONFUSED = 10
@@ -205,6 +210,35 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
         raise NamesError("nothing to evaluate: the data has no names")
     check_languages(labels, frame)
     frame = frame.reset_index(drop=True)
+    proba = row_probabilities(predictor, frame, labels, batch_size, prior)
+    languages_of = frame.groupby("ascii", sort=False)["language"].agg(lambda s: sorted(set(s)))
+    predictions = prediction_table(frame, proba, labels, languages_of)
+    y_true = predictions["language"].to_numpy(dtype=object)
+    y_pred = predictions["predicted"].to_numpy(dtype=object)
+    # Languages that occur as truth or prediction: the set scikit-learn averages over by default,
+    # and the one `names train` used for the test figures stored in the model file.
+    present = [lang for lang in labels if lang in set(y_true) | set(y_pred)]
+    report_dict = classification_report(y_true, y_pred, labels=present, output_dict=True, zero_division=0)
+    text_report = classification_report(y_true, y_pred, labels=present, digits=3, zero_division=0)
+    confusion, confusion_normalized = confusion_frames(y_true, y_pred, labels)
+    confused = most_confused(confusion)
+    metrics: dict[str, Any] = {
+        **scalar_figures(frame, predictions, proba, labels, languages_of),
+        "labels": labels,
+        "per_language": {lang: report_dict[lang] for lang in present},
+        "classification_report": {k: v for k, v in report_dict.items() if k not in present},
+        "most_confused": confused,
+    }
+    ctx = dict(context or {})
+    metrics.update({k: v for k, v in ctx.items() if k not in metrics})
+    return EvaluationReport(jsonable(metrics), confusion, confusion_normalized, predictions,
+                            error_rows(predictions), confused, text_report, ctx)
+
+
+def row_probabilities(predictor: ProbaModel, frame: pd.DataFrame, labels: list[str], batch_size: int | None,
+                      prior: str | Mapping[str, float] | None) -> np.ndarray:
+    """The probabilities of each row of ``frame`` (columns in ``labels`` order), each distinct
+    folded name predicted once, re-weighed by ``prior`` when given."""
     folded = pd.unique(frame["ascii"])
     kwargs = {} if batch_size is None else {"batch_size": batch_size}
     proba = np.asarray(predictor.proba_ascii(list(folded), **kwargs), dtype=np.float64)
@@ -213,28 +247,16 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
     weights = resolve_prior(prior, labels)
     if weights is not None:
         proba = reweight(proba, predictor.trained_on, weights)  # type: ignore[attr-defined]
-    row = pd.Index(folded).get_indexer(frame["ascii"])
-    proba = proba[row]
-    index = {lang: i for i, lang in enumerate(labels)}
-    y_true_idx = frame["language"].map(index).to_numpy()
-    y_pred_idx = proba.argmax(axis=1)
-    y_true = frame["language"].to_numpy(dtype=object)
-    y_pred = np.asarray(labels, dtype=object)[y_pred_idx]
+    return proba[pd.Index(folded).get_indexer(frame["ascii"])]
 
-    # Languages that occur as truth or prediction: the set scikit-learn averages over by default,
-    # and the one `names train` used for the test figures stored in the model file.
-    present = [lang for lang in labels if lang in set(y_true) | set(y_pred)]
-    report_dict = classification_report(y_true, y_pred, labels=present, output_dict=True, zero_division=0)
-    text_report = classification_report(y_true, y_pred, labels=present, digits=3, zero_division=0)
-    k = min(3, len(labels))
-    # With three languages or fewer the true one is always among the top three: sklearn would warn.
-    top3 = 1.0 if k >= len(labels) else float(
-        top_k_accuracy_score(y_true_idx, proba, k=k, labels=np.arange(len(labels))))
 
-    confusion, confusion_normalized = confusion_frames(y_true, y_pred, labels)
-    languages_of = frame.groupby("ascii", sort=False)["language"].agg(lambda s: sorted(set(s)))
-    predictions = prediction_table(frame, proba, labels, languages_of)
-
+def scalar_figures(frame: pd.DataFrame, predictions: pd.DataFrame, proba: np.ndarray, labels: list[str],
+                   languages_of: pd.Series) -> dict[str, Any]:
+    """The report's figures (``metrics.json`` before the per-language tables), from the
+    :func:`prediction_table` of ``frame`` and its row probabilities."""
+    y_true = predictions["language"].to_numpy(dtype=object)
+    y_pred = predictions["predicted"].to_numpy(dtype=object)
+    y_true_idx = frame["language"].map({lang: i for i, lang in enumerate(labels)}).to_numpy()
     # accuracy_any: one row per distinct folded name (the model's answer is the same for all its
     # pairs); its "true" label is the predicted one when that is among its languages.
     per_name = predictions.drop_duplicates("ascii")
@@ -242,38 +264,35 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
         lambda a: languages_of[a][0]))
     n_langs = languages_of.map(len)
     shared = n_langs[n_langs > 1]
-    # The same figures over the pairs of names listed under one language only: no ceiling below 1,
-    # and the yardstick on which published peer figures reproduce (docs/evaluation.md).
-    single = single_language(frame)
-
-    metrics: dict[str, Any] = {
+    scores = classification_scores(y_true, y_pred)
+    return {
         "n": len(frame),
         "n_names": len(languages_of),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy": scores["accuracy"],
         "accuracy_any": float(accuracy_score(any_true, per_name["predicted"])),
         "accuracy_ceiling": len(languages_of) / len(frame),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "macro_f1": scores["macro_f1"],
         "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "top3_accuracy": top3,
-        **single_language_scores(y_true, y_pred, single),
+        "top3_accuracy": top_k_accuracy(y_true_idx, proba, k=3),
+        # The same figures over the pairs of names listed under one language only: no ceiling
+        # below 1, and the yardstick on which published peer figures reproduce (docs/evaluation.md).
+        **single_language_scores(y_true, y_pred, single_language(frame)),
         **calibration_scores(proba, y_true_idx),
         "names_in_several_languages": len(shared),
         "pairs_of_shared_names": int(shared.sum()),
-        "labels": labels,
-        "per_language": {lang: report_dict[lang] for lang in present},
-        "classification_report": {k: v for k, v in report_dict.items() if k not in present},
     }
-    confused = most_confused(confusion)
-    metrics["most_confused"] = confused
-    error_columns = ["name", "ascii", "language", "predicted", "probability", "true_probability",
-                     "other_languages"]
-    errors = predictions.loc[~predictions["correct"], error_columns]
+
+
+#: The columns of ``errors.csv``.
+ERROR_COLUMNS = ["name", "ascii", "language", "predicted", "probability", "true_probability", "other_languages"]
+
+
+def error_rows(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The misclassified pairs, by true language and then most confident first."""
+    errors = predictions.loc[~predictions["correct"], ERROR_COLUMNS]
     errors = errors.sort_values(["language", "probability"], ascending=[True, False], kind="stable")
-    ctx = dict(context or {})
-    metrics.update({k: v for k, v in ctx.items() if k not in metrics})
-    return EvaluationReport(jsonable(metrics), confusion, confusion_normalized, predictions,
-                            errors.reset_index(drop=True), confused, text_report, ctx)
+    return errors.reset_index(drop=True)
 
 
 def confusion_frames(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -377,8 +396,9 @@ def write_report(report: EvaluationReport, out_dir: str | Path, title: str | Non
         atomic_write_text(out / "confusion_matrix.csv", _csv(report.confusion, index=True)),
         atomic_write_text(out / "confusion_matrix_normalized.csv",
                           _csv(report.confusion_normalized, index=True)),
-        plot_confusion(report, out / "confusion_matrix.png", title=title),
-        plot_reliability(report, out / "reliability.png", title=title),
+        plot_confusion(report.confusion, report.confusion_normalized, report.metrics, out / "confusion_matrix.png",
+                       title or figure_title(report.context)),
+        plot_reliability(report.metrics, out / "reliability.png", title or figure_title(report.context, "Reliability")),
         atomic_write_text(out / "errors.csv", _csv(report.errors)),
     ]
     return written

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, log_loss
+from sklearn.metrics import accuracy_score, f1_score, log_loss, top_k_accuracy_score
 
 #: Confidence bins for the expected calibration error and the reliability diagram (Guo et al., 2017).
 CALIBRATION_BINS = 15
@@ -23,6 +23,14 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
     }
+
+
+def top_k_accuracy(y_true: np.ndarray, proba: np.ndarray, k: int = 3) -> float:
+    """The share of rows whose true class (an index) is among the ``k`` most probable, by scikit-learn."""
+    n_classes = proba.shape[1]
+    if k >= n_classes:  # the true class is always among them (scikit-learn would warn)
+        return 1.0
+    return float(top_k_accuracy_score(y_true, proba, k=k, labels=np.arange(n_classes)))
 
 
 def single_language_scores(y_true: np.ndarray, y_pred: np.ndarray, single: np.ndarray) -> dict[str, Any]:

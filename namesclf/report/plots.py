@@ -11,15 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from namesclf.files import atomic_write_text, atomic_write_with
 from namesclf.report.metrics import CALIBRATION_BINS
-
-if TYPE_CHECKING:
-    from namesclf.report.evaluate import EvaluationReport
 
 
 def _pyplot() -> Any:
@@ -32,25 +29,26 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_confusion(report: EvaluationReport, path: str | Path, title: str | None = None) -> Path:
+def plot_confusion(confusion: pd.DataFrame, normalized: pd.DataFrame, metrics: Mapping[str, Any], path: str | Path,
+                   title: str) -> Path:
     """Heatmap of the row-normalised confusion matrix, one readable cell per (true, predicted) pair.
 
-    Rows are normalised so a rare language reads as clearly as a common one; its support is in its
-    row label. Cells under 0.01 stay blank, which keeps an 18 x 18 matrix legible.
+    Rows are normalised so a rare language reads as clearly as a common one; its support (from the
+    counts, ``confusion``) is in its row label. Cells under 0.01 stay blank, which keeps an
+    18 x 18 matrix legible. ``metrics`` gives the figures under the ``title``.
     """
     plt = _pyplot()
-    norm = report.confusion_normalized
-    labels = list(norm.columns)
+    labels = list(normalized.columns)
     n = len(labels)
-    support = report.confusion.sum(axis=1)
-    m = report.metrics
+    support = confusion.sum(axis=1)
+    m = metrics
     width, height = max(8.0, 2.0 + 0.6 * n), max(7.0, 1.5 + 0.5 * n)
     fig, ax = plt.subplots(figsize=(width, height), dpi=120)
     try:
-        image = ax.imshow(norm.to_numpy(), cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+        image = ax.imshow(normalized.to_numpy(), cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="share of the true language's names")
         font = 10 if n <= 12 else 8 if n <= 20 else 6
-        values = norm.to_numpy()
+        values = normalized.to_numpy()
         for i in range(n):
             for j in range(n):
                 v = values[i, j]
@@ -61,8 +59,7 @@ def plot_confusion(report: EvaluationReport, path: str | Path, title: str | None
         ax.set_yticks(range(n), [f"{lang} ({int(support[lang]):,})" for lang in labels], fontsize=font + 1)
         ax.set_xlabel("predicted language")
         ax.set_ylabel("true language (number of pairs)")
-        heading = title or _title(report.context)
-        ax.set_title(f"{heading}\naccuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
+        ax.set_title(f"{title}\naccuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
                      f"accuracy_any {m['accuracy_any']:.3f}  n = {m['n']:,}  (rows normalised)", fontsize=11)
         fig.tight_layout()
         return atomic_write_with(path, lambda handle: fig.savefig(handle, format="png"))
@@ -70,15 +67,16 @@ def plot_confusion(report: EvaluationReport, path: str | Path, title: str | None
         plt.close(fig)
 
 
-def plot_reliability(report: EvaluationReport, path: str | Path, title: str | None = None) -> Path:
+def plot_reliability(metrics: Mapping[str, Any], path: str | Path, title: str) -> Path:
     """Reliability diagram: in each confidence bin, how often the top answer was right.
 
     A calibrated model's points sit on the diagonal (answers given with 0.8 are right 80% of
     the time); below it the model is over-confident. The bars underneath say how many pairs each
-    bin holds, so a wild point on three pairs is not mistaken for a trend.
+    bin holds, so a wild point on three pairs is not mistaken for a trend. ``metrics`` holds the
+    bins (``calibration``) and the figures under the ``title``.
     """
     plt = _pyplot()
-    m = report.metrics
+    m = metrics
     bins = m["calibration"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 7.5), dpi=120, sharex=True,
                                       gridspec_kw={"height_ratios": [3, 1]})
@@ -95,8 +93,7 @@ def plot_reliability(report: EvaluationReport, path: str | Path, title: str | No
         top.set_ylabel("accuracy of the top answer")
         top.grid(alpha=0.3)
         top.legend(loc="upper left")
-        heading = title or _title(report.context, "Reliability")
-        top.set_title(f"{heading}\nECE {m['ece']:.3f}  log-loss {m['log_loss']:.3f}  n = {m['n']:,}", fontsize=11)
+        top.set_title(f"{title}\nECE {m['ece']:.3f}  log-loss {m['log_loss']:.3f}  n = {m['n']:,}", fontsize=11)
         bottom.bar(centres, [b["n"] for b in bins], width=width * 0.9, color="tab:grey")
         bottom.set_xlabel("confidence of the top answer (its probability)")
         bottom.set_ylabel("pairs")
@@ -107,7 +104,8 @@ def plot_reliability(report: EvaluationReport, path: str | Path, title: str | No
         plt.close(fig)
 
 
-def _title(context: Mapping[str, Any], what: str = "Confusion matrix") -> str:
+def figure_title(context: Mapping[str, Any], what: str = "Confusion matrix") -> str:
+    """``Confusion matrix: names.pt on data/names (test split)``, from an evaluation's context."""
     model = Path(str(context["model"])).name if context.get("model") else "model"
     split = context.get("split")
     data = context.get("data")
