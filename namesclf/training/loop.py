@@ -191,6 +191,10 @@ def fit(
     stopped = interrupted = False
     step = start_epoch * steps_per_epoch
     try:
+        if disable is not True and start_epoch < epochs:
+            # Off a terminal there is no bar, so this line is what tells a watcher (a log, a test)
+            # that training has begun: a Ctrl-C from here on is the loop's to handle (see below).
+            tqdm.write(f"{desc}: training epochs {start_epoch + 1}-{epochs}, {steps_per_epoch} batches each")
         for epoch in range(start_epoch + 1, epochs + 1):
             model.train()
             started = time.perf_counter()
