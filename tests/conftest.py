@@ -99,6 +99,23 @@ def trained_model(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small calibrated classifier, trained once per test run (seconds) for every test that needs a
+    real model file but not a good one: the default pooled model (network + n-gram), 2 epochs of 16
+    units, seed 1, on :data:`MORE`; prediction sets and abstention work, and its ONNX export lies
+    beside it. Tests read it and never write beside it."""
+    from namesclf.config import TrainConfig
+    from namesclf.data.dataset import load_names
+    from namesclf.training.pipeline import train_and_evaluate
+
+    root = tmp_path_factory.mktemp("small-model")
+    out = root / "small.pt"
+    train_and_evaluate(load_names(write_names_dir(root / "names", MORE)),
+                       TrainConfig(epochs=2, hidden=16, seed=1, patience=0), out=out, progress=False)
+    return out
+
+
 class Watched:
     """A child process whose stdout and stderr are read line by line as they come (one thread each),
     so a test acts the moment a line appears instead of after a fixed sleep.

@@ -102,16 +102,9 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_clf(tiny_data: Path) -> Path:
-    """A small classifier on three hand-made languages (seconds)."""
-    from namesclf.config import TrainConfig
-    from namesclf.data.dataset import load_names
-    from namesclf.training.pipeline import train_and_evaluate
-
-    out = tiny_data.parent / "clf.pt"
-    config = TrainConfig(epochs=1, hidden=16, patience=0)
-    train_and_evaluate(load_names(tiny_data), config, out=out, progress=False)
-    return out
+def tiny_clf(small_model: Path) -> Path:
+    """The small classifier on the three hand-made languages (conftest's, trained once per run)."""
+    return small_model
 
 
 @pytest.fixture(scope="module")
