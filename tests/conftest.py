@@ -9,8 +9,11 @@ Tests that signal or stop a child wait for the line or file that says it is time
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -120,14 +123,15 @@ class Watched:
     """A child process whose stdout and stderr are read line by line as they come (one thread each),
     so a test acts the moment a line appears instead of after a fixed sleep.
 
-    Use as a context manager: the child is killed on the way out if it still runs. Start it with
-    ``PYTHONUNBUFFERED=1`` in its environment, or its stdout reaches the pipe only when it exits.
+    Use as a context manager: the child is killed on the way out if it still runs, with whatever
+    it started (it leads a process group of its own: the ranks of ``--nproc`` go with it). Start it
+    with ``PYTHONUNBUFFERED=1`` in its environment, or its stdout reaches the pipe only when it exits.
     """
 
     def __init__(self, command: Sequence[str], **popen: Any) -> None:
         self.command = list(command)
         self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     **popen)
+                                     start_new_session=True, **popen)
         self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._changed = threading.Condition()
         self._readers = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in self.lines]
@@ -174,8 +178,7 @@ class Watched:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self._kill()
             pytest.fail(f"the child did not end within {timeout:g} s{why}:\n{self._tails()}")
         for reader in self._readers:
             reader.join(timeout)
@@ -188,9 +191,14 @@ class Watched:
     def __enter__(self) -> Watched:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def _kill(self) -> None:
+        """The child and its process group, if it still runs."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        self._kill()
         for reader in self._readers:
             reader.join(10)
