@@ -29,12 +29,11 @@ from namesclf.errors import NamesError
 from namesclf.inference import dask_tables as dask_frame
 from namesclf.inference.predictor import Predictor
 
-from .conftest import REPO, TINY, write_names_dir
+from .conftest import REPO, TINY
 
 dd = pytest.importorskip("dask.dataframe", reason="dask is the optional extra namesclf[scale]")
 distributed = pytest.importorskip("distributed", reason="dask is the optional extra namesclf[scale]")
 
-MORE = {lang: names + [n + suffix for n in names for suffix in ("a", "o")] for lang, names in TINY.items()}
 OPTIONS = {"k": 2, "coverage": 0.9, "abstain": True}
 #: Cells that must survive the trip: a full name, non-ASCII, apostrophes, names that fold to
 #: nothing, empty and missing cells; repeated many times in shuffled order.
@@ -43,17 +42,9 @@ CELLS = [*[n for names in TINY.values() for n in names], "Fyodor Ivanov", "Ślus
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small pooled classifier with its calibration (prediction sets and abstention work)."""
-    from namesclf.config import TrainConfig
-    from namesclf.data.dataset import load_names
-    from namesclf.training.pipeline import train_and_evaluate
-
-    root = tmp_path_factory.mktemp("daskmodel")
-    out = root / "m.pt"
-    train_and_evaluate(load_names(write_names_dir(root / "names", MORE)),
-                       TrainConfig(epochs=2, hidden=16, seed=1, patience=0), out=out, progress=False)
-    return out
+def model(small_model: Path) -> Path:
+    """The small pooled classifier with its calibration (prediction sets and abstention work)."""
+    return small_model
 
 
 @pytest.fixture(scope="module")

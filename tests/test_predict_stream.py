@@ -25,24 +25,16 @@ from namesclf.errors import NamesError
 from namesclf.inference.output import write_predictions
 from namesclf.inference.predictor import Predictor
 
-from .conftest import TINY, write_names_dir
+from .conftest import TINY
 
 NAMES = ["Ivanov", "Tanaka", "Rossi", "Ślusàrski", "O’Brien", "Достоевский", "Yamamoto", "Bianchi", "Kozlov",
          "Sato", "Ferrari", "Morozov", "Nakamura", "Greco"]
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small GRU on three hand-made languages: trains in a few seconds, predicts fast."""
-    from namesclf.config import TrainConfig
-    from namesclf.data.dataset import load_names
-    from namesclf.training.pipeline import train_and_evaluate
-
-    root = tmp_path_factory.mktemp("stream")
-    data = write_names_dir(root / "names", TINY)
-    out = root / "clf.pt"
-    train_and_evaluate(load_names(data), TrainConfig(epochs=2, hidden=16, patience=0), out=out, progress=False)
-    return out
+def tiny_model(small_model: Path) -> Path:
+    """The small classifier on the three hand-made languages (conftest's, trained once per run)."""
+    return small_model
 
 
 @pytest.fixture(scope="module")

@@ -22,21 +22,13 @@ from namesclf.inference.predictor import Predictor
 from namesclf.models.checkpoint import load_checkpoint
 from namesclf.serve.app import create_app
 
-from .conftest import REPO, TINY, write_names_dir
-
-MORE = {lang: names + [n + suffix for n in names for suffix in ("a", "o")] for lang, names in TINY.items()}
+from .conftest import MORE, REPO, TINY, write_names_dir
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small pooled classifier on three languages, 36 names each, with its calibration."""
-    folder = tmp_path_factory.mktemp("rn")
-    data = write_names_dir(folder / "names", MORE)
-    out = folder / "m.pt"
-    result = CliRunner().invoke(cli, ["train", str(data), "--out", str(out), "--epochs", "2", "--hidden", "16",
-                                      "--seed", "1", "-q"])
-    assert result.exit_code == 0, result.output
-    return out
+def model(small_model: Path) -> Path:
+    """The small pooled classifier on three languages, 36 names each, with its calibration."""
+    return small_model
 
 
 @pytest.fixture(scope="module")

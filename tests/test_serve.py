@@ -104,16 +104,9 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_clf(tiny_data: Path) -> Path:
-    """A small classifier on three hand-made languages (seconds)."""
-    from namesclf.config import TrainConfig
-    from namesclf.data.dataset import load_names
-    from namesclf.training.pipeline import train_and_evaluate
-
-    out = tiny_data.parent / "clf.pt"
-    config = TrainConfig(epochs=1, hidden=16, patience=0)
-    train_and_evaluate(load_names(tiny_data), config, out=out, progress=False)
-    return out
+def tiny_clf(small_model: Path) -> Path:
+    """The small classifier on the three hand-made languages (conftest's, trained once per run)."""
+    return small_model
 
 
 @pytest.fixture(scope="module")
@@ -459,48 +452,73 @@ def test_batched_and_cached_answers_match_a_direct_predict_with(tiny_clf: Path) 
                     assert got is not None and same_answer(json.loads(got), want.to_dict()), (name, options)
 
 
-def test_a_process_that_is_behind_refuses_at_once_and_cache_hits_still_pass(tiny_clf: Path) -> None:
+def test_a_process_that_is_behind_refuses_at_once_and_cache_hits_still_pass(
+        tiny_clf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the prediction thread held busy: names beyond ``max_pending`` are refused (the first
     request is admitted even when it alone is over the bound); a small request is refused once
     the oldest small one has waited ``max_queue_ms``, while a big batch within the bound is still
-    admitted; cached names are answered; and once the queue drains everything goes through."""
+    admitted; cached names are answered; and once the queue drains everything goes through.
+
+    Ordered by events, not sleeps: the test waits until the pass is inside the predictor, until
+    each request is queued, and moves the batcher's clock on by hand."""
     import asyncio
     import threading
+    from types import SimpleNamespace
 
     from namesclf.config import ServeConfig
     from namesclf.inference.options import Options
     from namesclf.inference.predictor import Predictor
+    from namesclf.serve import batcher as batcher_module
     from namesclf.serve.batcher import SMALL, Batcher, Overloaded
 
     predictor = Predictor.load(str(tiny_clf))
     options = Options(k=2)
     big = [f"Tanaka{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(SMALL + 1)]
+    clock = SimpleNamespace(ahead=0.0)  # the batcher's clock: real time plus what the test adds
+    monkeypatch.setattr(batcher_module, "time", SimpleNamespace(monotonic=lambda: time.monotonic() + clock.ahead))
 
     class Gated:
-        """The predictor, held at a gate: a pass stays in flight until the test opens it."""
+        """The predictor, held at a gate: a pass stays in flight until the test opens it, and says
+        when it has arrived there."""
 
         def __init__(self) -> None:
             self.gate = threading.Event()
             self.gate.set()
+            self.arrived = threading.Event()
 
         def predict_with(self, *args: Any, **kwargs: Any) -> Any:
+            self.arrived.set()
             assert self.gate.wait(30)
             return predictor.predict_with(*args, **kwargs)
+
+    async def until(condition: Any, what: str, *tasks: asyncio.Future) -> None:
+        """Yield to the event loop until ``condition()`` holds (a task only gets as far as its first
+        wait per turn); a task that ended first (refused) fails the test with its error."""
+        for _ in range(1000):
+            if condition():
+                return
+            for task in tasks:
+                if task.done():
+                    task.result()
+            await asyncio.sleep(0)
+        pytest.fail(f"never {what}")
 
     async def scenario(batcher: Batcher, gated: Gated, reason: str) -> None:
         assert (await batcher.answers(["Ivanov"], options))[0] is not None  # cached from here on
         gated.gate.clear()
+        gated.arrived.clear()
         in_pass = asyncio.ensure_future(batcher.answers(["Kuznetsov"], options))
-        await asyncio.sleep(0.01)
+        arrived = await asyncio.get_running_loop().run_in_executor(None, gated.arrived.wait, 30)
+        assert arrived, "the pass never reached the predictor"
         queued = asyncio.ensure_future(batcher.answers(["Tanaka", "Rossi"], options))
-        await asyncio.sleep(0.05)
-        assert batcher.pending == 3
+        await until(lambda: batcher.pending == 3, "queued Tanaka and Rossi", in_pass, queued)
+        clock.ahead += 1.0  # the queued request has now waited a second
         with pytest.raises(Overloaded) as refused:
             await batcher.answers(["Yamada"], options)
         assert refused.value.retry_after == 1 and reason in str(refused.value)
         bulk = [] if batcher.config.max_pending < 100 else [asyncio.ensure_future(batcher.answers(big, options))]
-        await asyncio.sleep(0)
-        assert batcher.pending == 3 + len(big) * len(bulk)  # a big batch is not refused for small ones' wait
+        # a big batch is not refused for small ones' wait
+        await until(lambda: batcher.pending == 3 + len(big) * len(bulk), "queued the big batch", *bulk)
         assert (await batcher.answers(["Ivanov"], options))[0] is not None  # a hit never queues
         gated.gate.set()
         for task in (in_pass, queued, *bulk):
@@ -508,6 +526,7 @@ def test_a_process_that_is_behind_refuses_at_once_and_cache_hits_still_pass(tiny
         assert batcher.pending == 0
         assert (await batcher.answers(["Yamada"], options))[0] is not None
 
+    # a second's wait is within the first bound (so the names bound refuses) and over the second
     for config, reason in ((ServeConfig(max_pending=3, max_queue_ms=60_000), "names queued"),
                            (ServeConfig(max_pending=1000, max_queue_ms=20), "have waited")):
         gated = Gated()

@@ -217,6 +217,11 @@ def fit(
     stopped = interrupted = False
     step = start.epoch * settings.steps_per_epoch
     try:
+        if disable is not True and start.epoch < settings.epochs:
+            # Off a terminal there is no bar, so this line is what tells a watcher (a log, a test)
+            # that training has begun: a Ctrl-C from here on is the loop's to handle (see below).
+            tqdm.write(f"{settings.desc}: training epochs {start.epoch + 1}-{settings.epochs}, "
+                       f"{settings.steps_per_epoch} batches each")
         for epoch in range(start.epoch + 1, settings.epochs + 1):
             metrics, step = _train_and_validate(model, updater, batches, loss_fn, validate, settings,
                                                 epoch=epoch, step=step, disable=disable)
