@@ -26,9 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from namesclf.errors import NamesError
-from namesclf.inference.options import NAMED_PRIORS
-
-__all__ = ["NAMED_PRIORS", "read_prior_file", "resolve_prior", "reweight", "train_prior"]
 
 
 def train_prior(counts: Sequence[float]) -> np.ndarray:
