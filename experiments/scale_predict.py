@@ -97,7 +97,7 @@ def run_one(config: str, table: Path, model: str, out: Path) -> dict[str, Any]:
     if scheduler == "single":
         frame = read_table(table)
         if dedup:
-            result = predict_frame(frame, COLUMN, model)
+            result = predict_frame(frame, COLUMN, model, k=options.k)
         else:
             result = pd.concat([predict_every_row(frame.iloc[i : i + ROW_GROUP], COLUMN, str(Path(model).resolve()),
                                                   options) for i in range(0, len(frame), ROW_GROUP)])
@@ -111,9 +111,9 @@ def run_one(config: str, table: Path, model: str, out: Path) -> dict[str, Any]:
             threads = sum(client.nthreads().values())
             ddf = read_table_lazy(table, threads)
             if dedup:
-                result = predict_frame(ddf, COLUMN, model)
+                result = predict_frame(ddf, COLUMN, model, k=options.k)
             else:
-                meta = predict_frame(ddf._meta, COLUMN, model)
+                meta = predict_frame(ddf._meta, COLUMN, model, k=options.k)
                 result = ddf.map_partitions(predict_every_row, COLUMN, str(Path(model).resolve()), options, meta=meta)
             _, rows, _ = write_one_file(result, client, out, ahead=2 * threads)
             workers = sorted(client.run(peak_mb).values())

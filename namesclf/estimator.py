@@ -205,7 +205,8 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         """The most probable language of each name (``"unknown"`` where ``abstain`` says none fits)."""
         options = self._options()
         if not options.abstain:
-            return self.classes_[self.predict_proba(X).argmax(axis=1)]
+            proba = self.predict_proba(X)  # checks fitted first
+            return self.classes_[proba.argmax(axis=1)]
         answers = self._check().predict_with(list(X), dataclasses.replace(options, k=1, coverage=None))
         return np.array([p.answer for p in answers], dtype=object)
 

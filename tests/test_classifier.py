@@ -31,6 +31,28 @@ def test_estimator_fit_predict_save_load(tmp_path: Path) -> None:
     again = load_model(path)
     assert np.allclose(again.predict_proba(["Ivanov", "Tanaka"]), clf.predict_proba(["Ivanov", "Tanaka"]), atol=1e-6)
     assert again.get_params()["hidden"] == 16
+    check_prediction_options(clf)
+
+
+def check_prediction_options(clf: NameClassifier) -> None:
+    """The estimator's prediction parameters are :class:`Options` fields and act as they do
+    everywhere: ``prior`` re-weighs ``predict_proba`` and ``predict``, ``k`` sets ``top_k``'s
+    default, ``coverage`` ``predict_set``'s, and ``surname_only=False`` cuts full names first."""
+    from namesclf.inference.options import Options
+
+    names = ["Ivanov", "Tanaka", "Rossi"]
+    plain = clf.predict_proba(names)
+    uniform = clone(clf).set_params(prior="uniform")
+    uniform.predictor_, uniform.classes_ = clf.predictor_, clf.classes_
+    reweighted = uniform.predict_proba(names)
+    assert np.allclose(reweighted, clf.predictor_.proba_with(names, Options(prior="uniform")), atol=1e-7)
+    assert not np.allclose(reweighted, plain) and (uniform.predict(names) == clf.classes_[reweighted.argmax(1)]).all()
+    assert [len(p.languages) for p in clf.set_params(k=2).top_k(names)] == [2, 2, 2]
+    with pytest.raises(NamesError, match="predict_set needs a coverage"):
+        clf.predict_set(names)
+    assert clf.set_params(coverage=0.5).predict_set(names) == clf.predict_set(names, coverage=0.5)
+    assert np.allclose(clf.set_params(surname_only=False).predict_proba(["Fyodor Ivanov"]), plain[:1], atol=1e-6)
+    clf.set_params(k=3, coverage=None, surname_only=True)
 
 
 def test_estimator_works_with_sklearn_tools() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_type_hints
 
 import click
 
@@ -17,6 +17,15 @@ from namesclf.config import (
     STREAM_BATCH,
 )
 from namesclf.errors import NamesError, first_line
+from namesclf.inference.options import (
+    DEFAULTS,
+    NAMED_PRIORS,
+    OptionError,
+    Options,
+    bounds,
+    help_text,
+    option_fields,
+)
 
 
 def _format_line(pred: Any) -> str:
@@ -48,7 +57,7 @@ def _float_or_none(value: str | None, option: str) -> float | None:
 FLAGS = {"k": ("--top-k", "-k")}
 #: What an option's help says on the command line only.
 NOTES = {"prior": " FILE: a JSON object or a CSV of language,weight."}
-METAVARS = {"prior": "train|uniform|FILE"}
+METAVARS = {"prior": "|".join(NAMED_PRIORS) + "|FILE"}
 
 
 def flag(name: str) -> str:
@@ -59,8 +68,6 @@ def flag(name: str) -> str:
 def option_decorators() -> list[Any]:
     """One click option per field of :class:`~namesclf.inference.options.Options`, named as the
     field, with its help, bounds and default: the command cannot miss or restate one."""
-    from namesclf.inference.options import DEFAULTS, bounds, help_text, option_fields
-
     decorators = []
     for field in option_fields():
         decls = (*FLAGS.get(field.name, (flag(field.name),)), field.name)
@@ -68,6 +75,8 @@ def option_decorators() -> list[Any]:
         default = getattr(DEFAULTS, field.name)
         kinds = _kinds(field.name)
         if kinds == {bool}:
+            if default:  # a flag that is on unless turned off
+                decls = (f"{flag(field.name)}/--no-{flag(field.name)[2:]}", field.name)
             decorators.append(click.option(*decls, is_flag=True, default=default, help=text))
         elif kinds == {int}:
             limits = bounds(field)
@@ -85,10 +94,6 @@ def option_decorators() -> list[Any]:
 
 def _kinds(name: str) -> set[Any]:
     """The types an :class:`Options` field may hold (``float | None`` -> ``{float, NoneType}``)."""
-    from typing import get_type_hints
-
-    from namesclf.inference.options import Options
-
     kind = get_type_hints(Options)[name]
     return set(getattr(kind, "__args__", (kind,)))
 
@@ -100,11 +105,9 @@ def with_options(command: Any) -> Any:
     return command
 
 
-def options_from_cli(values: dict[str, Any]) -> Any:
+def options_from_cli(values: dict[str, Any]) -> Options:
     """The :class:`Options` the command line asked for: numbers parsed, then checked once by
     :meth:`Options.check` (``--abstain-rate 0`` is an error, not the default)."""
-    from namesclf.inference.options import OptionError, Options
-
     given = {}
     for name, value in values.items():
         if isinstance(value, str) and float in _kinds(name):
@@ -205,7 +208,7 @@ def _clash_in_cli_words() -> Iterator[None]:
                          "rename or drop them in the input file") from None
 
 
-def _predict_names(predictor: Any, names: tuple[str, ...], options: Any, as_json: bool) -> None:
+def _predict_names(predictor: Any, names: tuple[str, ...], options: Options, as_json: bool) -> None:
     results = predictor.predict_with(list(names), options)
     if as_json:
         echo_json([r.to_dict() for r in results])
@@ -214,7 +217,8 @@ def _predict_names(predictor: Any, names: tuple[str, ...], options: Any, as_json
             click.echo(_format_line(r))
 
 
-def _predict_lines(predictor: Any, input_path: str, options: Any, fmt: str, batch_size: int, quiet: bool) -> None:
+def _predict_lines(predictor: Any, input_path: str, options: Options, fmt: str, batch_size: int, quiet: bool
+                   ) -> None:
     from namesclf.inference.output import read_lines, write_predictions
 
     with read_lines(input_path) as lines:

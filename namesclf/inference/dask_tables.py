@@ -29,9 +29,9 @@ import pandas as pd
 from namesclf.errors import NamesError, first_line
 from namesclf.files import atomic_folder, atomic_open, check_output
 from namesclf.inference.frames import FRAME_BATCH, predict_pandas, table_format
-from namesclf.inference.options import Options
+from namesclf.inference.options import NAMED_PRIORS, Options
 from namesclf.inference.predictor import Predictor
-from namesclf.inference.priors import NAMED_PRIORS, read_prior_file
+from namesclf.inference.priors import read_prior_file
 
 #: The model files this process has loaded, by (path, mtime, size): a worker loads each once, and
 #: again only when the file is replaced.

@@ -24,6 +24,9 @@ GPU_BATCH = 4096
 
 #: What an abstained prediction shows in place of a language.
 UNKNOWN = "unknown"
+#: The priors known by name (:mod:`namesclf.inference.priors`); anything else is a mapping of
+#: language -> weight, or a JSON or CSV file of them.
+NAMED_PRIORS = ("train", "uniform")
 #: The default share of names from the known languages that may be wrongly abstained on
 #: (:mod:`namesclf.inference.openset`).
 ABSTAIN_RATE = 0.05

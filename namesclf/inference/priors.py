@@ -27,9 +27,6 @@ import numpy as np
 
 from namesclf.errors import NamesError
 
-#: The named priors; anything else is a JSON or CSV file of language -> weight.
-NAMED_PRIORS = ("train", "uniform")
-
 
 def train_prior(counts: Sequence[float]) -> np.ndarray:
     """The training mix from per-language name counts, add-one smoothed (no language impossible)."""

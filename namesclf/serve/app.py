@@ -120,9 +120,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> str:
-    """Every method some route answers at the path of ``scope`` (``GET, HEAD, POST`` for
-    ``/predict``): what a 405's ``Allow`` header must list, where Starlette lists the methods of
-    the first route with that path only."""
+    """Every method some route answers at the path of ``scope`` (``GET, POST`` for ``/predict``):
+    what a 405's ``Allow`` header must list, where Starlette lists the methods of the first route
+    with that path only."""
     methods: set[str] = set()
     for route in app.router.routes:
         match, _ = route.matches(scope)

@@ -10,8 +10,7 @@ from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
 
-from namesclf.inference.options import DEFAULTS, Options, bounds, help_text, option_fields
-from namesclf.inference.priors import NAMED_PRIORS
+from namesclf.inference.options import DEFAULTS, NAMED_PRIORS, Options, bounds, help_text, option_fields
 
 #: Longest name accepted (characters before folding). Surnames are short; the model reads at
 #: most :data:`~namesclf.text.MAX_NAME_LENGTH` letters anyway, the cap only bounds the folding work.
