@@ -32,14 +32,8 @@ NAMES = ["Ivanov", "Tanaka", "Rossi", "Ślusàrski", "O’Brien", "Достое�
 
 
 @pytest.fixture(scope="module")
-def tiny_model(small_model: Path) -> Path:
-    """The small classifier on the three hand-made languages (conftest's, trained once per run)."""
-    return small_model
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_model: Path) -> Predictor:
-    return Predictor.load(str(tiny_model))
+def predictor(small_model: Path) -> Predictor:
+    return Predictor.load(str(small_model))
 
 
 def run_predict(model: Path, path: Path, *args: str) -> tuple[str, str, int]:
@@ -50,11 +44,11 @@ def run_predict(model: Path, path: Path, *args: str) -> tuple[str, str, int]:
 # ----------------------------------------------------------------------------- CLI output
 
 
-def test_csv_keeps_input_order_with_header_and_top_k_columns(tiny_model: Path, tmp_path: Path) -> None:
+def test_csv_keeps_input_order_with_header_and_top_k_columns(small_model: Path, tmp_path: Path) -> None:
     lines = [*NAMES, "123", "", *NAMES[:3]]
     src = tmp_path / "in.txt"
     src.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")  # CRLF is read as well as LF
-    stdout, stderr, code = run_predict(tiny_model, src, "--format", "csv", "-k", "2", "--batch-size", "4")
+    stdout, stderr, code = run_predict(small_model, src, "--format", "csv", "-k", "2", "--batch-size", "4")
     assert code == 0, stderr
     rows = list(csv.reader(io.StringIO(stdout)))
     assert rows[0] == ["name", "language", "probability", "language_2", "probability_2", "surname"]
@@ -70,20 +64,20 @@ def test_csv_keeps_input_order_with_header_and_top_k_columns(tiny_model: Path, t
     assert "2 lines had no letters" in stderr
 
 
-def test_k_above_the_number_of_languages_is_clamped(tiny_model: Path, tmp_path: Path) -> None:
+def test_k_above_the_number_of_languages_is_clamped(small_model: Path, tmp_path: Path) -> None:
     src = tmp_path / "in.txt"
     src.write_text("Ivanov\n", encoding="utf-8")
-    stdout, _, code = run_predict(tiny_model, src, "-k", "10")
+    stdout, _, code = run_predict(small_model, src, "-k", "10")
     assert code == 0
     header, row = list(csv.reader(io.StringIO(stdout)))
     assert header[-2:] == ["probability_3", "surname"] and len(row) == 8
 
 
-def test_jsonl_keeps_input_order(tiny_model: Path, tmp_path: Path) -> None:
+def test_jsonl_keeps_input_order(small_model: Path, tmp_path: Path) -> None:
     lines = [*NAMES, "😀"]
     src = tmp_path / "in.txt"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    stdout, stderr, code = run_predict(tiny_model, src, "--format", "jsonl", "-k", "3", "--batch-size", "5")
+    stdout, stderr, code = run_predict(small_model, src, "--format", "jsonl", "-k", "3", "--batch-size", "5")
     assert code == 0, stderr
     records = [json.loads(line) for line in stdout.splitlines()]
     assert [r["name"] for r in records] == lines
@@ -93,8 +87,8 @@ def test_jsonl_keeps_input_order(tiny_model: Path, tmp_path: Path) -> None:
     assert "1 lines had no letters" in stderr
 
 
-def test_stdin_and_quiet(tiny_model: Path) -> None:
-    result = CliRunner().invoke(cli, ["predict", "--model", str(tiny_model), "--input", "-", "-q", "-k", "1"],
+def test_stdin_and_quiet(small_model: Path) -> None:
+    result = CliRunner().invoke(cli, ["predict", "--model", str(small_model), "--input", "-", "-q", "-k", "1"],
                                 input="Tanaka\n123\n")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
@@ -103,10 +97,10 @@ def test_stdin_and_quiet(tiny_model: Path) -> None:
     assert result.stderr == ""
 
 
-def test_invalid_utf8_is_a_one_line_error(tiny_model: Path, tmp_path: Path) -> None:
+def test_invalid_utf8_is_a_one_line_error(small_model: Path, tmp_path: Path) -> None:
     src = tmp_path / "bad.txt"
     src.write_bytes(b"Ivanov\n\xff\xfe\n")
-    _, stderr, code = run_predict(tiny_model, src)
+    _, stderr, code = run_predict(small_model, src)
     assert code == 1
     assert "not valid UTF-8" in stderr and "Traceback" not in stderr
 
@@ -165,13 +159,13 @@ def test_forward_batch_size_does_not_change_probabilities(predictor: Predictor) 
 # ----------------------------------------------------------------------------- real process
 
 
-def test_subprocess_predict_on_thousands_of_lines(tiny_model: Path, tmp_path: Path) -> None:
+def test_subprocess_predict_on_thousands_of_lines(small_model: Path, tmp_path: Path) -> None:
     lines = [f"{NAMES[i % len(NAMES)]}{'' if i < len(NAMES) else chr(97 + i % 26)}" for i in range(3000)]
     lines[1234] = "0000"
     src = tmp_path / "names.txt"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "namesclf", "predict", "--input", str(src), "--model",
-                           str(tiny_model)], capture_output=True, text=True, encoding="utf-8", timeout=300)
+                           str(small_model)], capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.reader(io.StringIO(proc.stdout)))
     assert rows[0][:3] == ["name", "language", "probability"] and len(rows[0]) == 8
@@ -191,14 +185,14 @@ finally:
 """
 
 
-def test_peak_memory_does_not_grow_with_the_number_of_names(tiny_model: Path, tmp_path: Path) -> None:
+def test_peak_memory_does_not_grow_with_the_number_of_names(small_model: Path, tmp_path: Path) -> None:
     """Peak RSS for 120,000 names is within a few MB of that for 20,000: nothing accumulates."""
     def peak_kb(n: int) -> int:
         src = tmp_path / f"{n}.txt"
         with src.open("w", encoding="utf-8") as fh:
             for i in range(n):
                 fh.write(f"{NAMES[i % len(NAMES)]}{chr(97 + (i // len(NAMES)) % 26)}\n")
-        proc = subprocess.run([sys.executable, "-c", MAXRSS, str(src), str(tiny_model)],
+        proc = subprocess.run([sys.executable, "-c", MAXRSS, str(src), str(small_model)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
         return int(proc.stderr.rsplit("MAXRSS_KB ", 1)[1].split()[0])
@@ -254,7 +248,7 @@ def test_predict_with_answers_each_distinct_name_once(predictor: Predictor, monk
     assert [p.to_dict() for p in got] == [p.to_dict() for n in names for p in predictor.predict([n], 2)]
 
 
-def test_a_table_that_has_a_prediction_column_gets_advice_for_its_caller(tiny_model: Path, tmp_path: Path,
+def test_a_table_that_has_a_prediction_column_gets_advice_for_its_caller(small_model: Path, tmp_path: Path,
                                                                          predictor: Predictor) -> None:
     """``predict_frame`` says to pass ``prefix=``; ``names predict``, which has no prefix option,
     says to rename the column in the input (and never names an option it does not have)."""
@@ -269,7 +263,7 @@ def test_a_table_that_has_a_prediction_column_gets_advice_for_its_caller(tiny_mo
     assert list(out.columns[:2]) == ["last", "language"] and out["pred_language"].tolist() == ["Russian", "Japanese"]
     src = tmp_path / "people.csv"
     table.to_csv(src, index=False)
-    result = CliRunner().invoke(cli, ["predict", "--model", str(tiny_model), "--input", str(src), "--column", "last"])
+    result = CliRunner().invoke(cli, ["predict", "--model", str(small_model), "--input", str(src), "--column", "last"])
     assert result.exit_code == 1 and "--prefix" not in result.output
     assert result.output.strip().splitlines() == [
         "Error: the table already has column(s) language, which names predict adds: rename or drop them in the "
