@@ -564,10 +564,9 @@ def test_overload_is_503_with_retry_after_and_nothing_is_lost(tiny_server: Serve
             while http.get("/health").json()["serving"]["pending"] == 0:
                 assert big.is_alive() and time.monotonic() < deadline, "the batch never showed as queued"
                 time.sleep(0.002)
-            t0 = time.monotonic()
             refused = http.get("/predict", params={"name": "Kuznetsov"})
             assert refused.status_code == 503, refused.text
-            assert time.monotonic() - t0 < 5  # at once, not after the batch
+            assert "resp" not in result, "refused only after the batch was answered, not at once"
             assert refused.headers["retry-after"] == "1"
             assert "busy" in refused.json()["error"]
             assert http.get("/predict", params={"name": "Tanaka"}).status_code == 200  # cached
