@@ -339,3 +339,21 @@ def test_evaluate_cli_reports_every_level(grouped_model: Path, tmp_path: Path) -
                                     str(tmp_path / "report"), "--force"])
     assert text.exit_code == 0, text.output
     assert "group   accuracy" in text.output and "region  accuracy" in text.output
+
+
+def test_the_groups_experiment_measures_sets_at_each_level(grouped_model: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m experiments.groups MODEL DATA``: the sets made of the label set's groups cover at
+    least as many test pairs as the label set, and are no larger."""
+    from experiments import groups
+
+    data = write_names_dir(tmp_path / "data", {RENAMED[k]: v for k, v in MORE.items()})
+    groups.main([str(grouped_model), str(data), "--coverage", "0.8"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = {" ".join(line.split()[:-4]): [float(x.replace(",", "")) for x in line.split()[-4:]]
+            for line in lines[2:]}
+    label = rows["label label set (stored calibration)"]
+    for level in ("group", "region"):
+        mine = rows[f"{level} groups of the label set"]
+        assert mine[0] >= label[0] and mine[1] <= label[1] and mine[2:] == label[2:]
+        assert f"{level} calibrated at the level (cross-fitted)" in rows
