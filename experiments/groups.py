@@ -12,8 +12,9 @@ That comparison set is split-conformal on the test names themselves, cross-fitte
 test names are cut in two halves at random (seeded), each half's threshold is taken on the other
 half, and the figures pool both. The validation names cannot serve: a model whose n-gram half was
 counted again on them (``--refit-ngram``, the default) is over-confident there, and a threshold
-taken on them under-covers new names. Every figure is over (name, true label) pairs of the test
-split: the set is right when it holds the pair's label, or its group or region.
+taken on them under-covers new names (the last row of each level shows by how much). Every
+figure is over (name, true label) pairs of the test split: the set is right when it holds the
+pair's label, or its group or region.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from namesclf.inference.options import Options
 from namesclf.inference.predictor import Predictor
 
 
-def level_rows(predictor: Predictor, frame: object, coverage: float, seed: int = 0) -> list[dict[str, object]]:
+def level_rows(predictor: Predictor, frame: object, valid: object, coverage: float, seed: int = 0
+               ) -> list[dict[str, object]]:
     """One row per level and kind of set: its coverage on the test pairs and its mean size per name."""
     names = list(dict.fromkeys(frame["ascii"]))  # type: ignore[index]
     half = dict(zip(names, np.random.default_rng(seed).permutation(len(names)) % 2, strict=True))
@@ -55,6 +57,13 @@ def level_rows(predictor: Predictor, frame: object, coverage: float, seed: int =
         direct = {name: {rollup.names[j] for j in np.flatnonzero(1.0 - proba[i] <= q[half[name]] + 1e-12)}
                   for i, name in enumerate(names)}
         rows.append(_row(level, "calibrated at the level (cross-fitted)", frame, truth, direct))
+        # the same on the validation names' probabilities at this level
+        valid_truth = np.array([rollup.names.index(group_of[label]) for label in valid["language"]])  # type: ignore[index]
+        valid_p = predictor.proba_with(list(valid["ascii"]), Options(level=level, surname_only=True))  # type: ignore[index]
+        q_valid = conformal_quantile(1.0 - valid_p[np.arange(len(valid_truth)), valid_truth], coverage)
+        on_valid = {name: {rollup.names[j] for j in np.flatnonzero(1.0 - proba[i] <= q_valid + 1e-12)}
+                    for i, name in enumerate(names)}
+        rows.append(_row(level, "calibrated at the level (valid names)", frame, truth, on_valid))
     return rows
 
 
@@ -75,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     predictor = Predictor.load(args.model)
     frame = load_names(args.data).frame
     split = split_names(frame, seed=int(predictor.meta.get("split_seed", 0)))
-    rows = level_rows(predictor, frame[split == "test"], args.coverage, args.seed)
+    rows = level_rows(predictor, frame[split == "test"], frame[split == "valid"], args.coverage, args.seed)
     print(f"target coverage {args.coverage}; test split of {args.data} (seed {predictor.meta.get('split_seed', 0)})")
     print(f"{'level':<7} {'set':<38} {'coverage':>8} {'mean size':>9} {'pairs':>7} {'names':>7}")
     for r in rows:

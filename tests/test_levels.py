@@ -357,3 +357,4 @@ def test_the_groups_experiment_measures_sets_at_each_level(grouped_model: Path, 
         mine = rows[f"{level} groups of the label set"]
         assert mine[0] >= label[0] and mine[1] <= label[1] and mine[2:] == label[2:]
         assert f"{level} calibrated at the level (cross-fitted)" in rows
+        assert f"{level} calibrated at the level (valid names)" in rows
