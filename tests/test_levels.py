@@ -339,6 +339,8 @@ def test_evaluate_cli_reports_every_level(grouped_model: Path, tmp_path: Path) -
                                     str(tmp_path / "report"), "--force"])
     assert text.exit_code == 0, text.output
     assert "group   accuracy" in text.output and "region  accuracy" in text.output
+    note = "note: Klingon not in the origin-group table: at the group and region level it stands for itself"
+    assert text.stderr.count(note) == 1
 
 
 def test_the_groups_experiment_measures_sets_at_each_level(grouped_model: Path, tmp_path: Path,

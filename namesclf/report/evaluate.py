@@ -280,8 +280,11 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
                          **{level: found.metrics for level, found in levels.items()}}
     ctx = dict(context or {})
     metrics.update({k: v for k, v in ctx.items() if k not in metrics})
+    unknown = level_map(labels, "label").unknown
+    notes = [f"{', '.join(unknown)} not in the origin-group table: at the group and region level "
+             f"{'each stands' if len(unknown) > 1 else 'it stands'} for itself"] if unknown else []
     return EvaluationReport(jsonable(metrics), confusion, confusion_normalized, predictions,
-                            error_rows(predictions), confused, text_report, ctx, levels=levels)
+                            error_rows(predictions), confused, text_report, ctx, notes=notes, levels=levels)
 
 
 #: The figures reported at every level (the label level's are the report's own).
