@@ -99,6 +99,11 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         Calibrate :meth:`predict_set`'s sets per language (rare languages covered too).
     prior : {"train", "uniform"}, path or mapping, default=None
         The population's language mix: :meth:`predict_proba` and :meth:`predict` re-weigh for it.
+    level : {"label", "group", "region"}, default="label"
+        Answer with origin groups or regions (docs/groups.md): ``classes_``, :meth:`predict_proba`
+        (probabilities summed within each), :meth:`predict`, :meth:`predict_set`, :meth:`top_k`
+        and :meth:`score` (which maps the true labels to the level) all work at it; :meth:`fit`
+        still learns the labels.
     surname_only : bool, default=True
         Classify each name as given, as :meth:`fit` learnt from them (False: cut a full name to
         its surname first, as ``names predict`` does).
@@ -106,7 +111,8 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of str
-        The languages, in the column order of :meth:`predict_proba`.
+        The languages (or, at a ``level``, the groups or regions), in the column order of
+        :meth:`predict_proba`.
     predictor_ : Predictor
         The trained model, ready to answer (``top_k``, ``stream``).
 
@@ -130,7 +136,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
                  valid_fraction: float = 0.1, progress: bool = False, k: int = _O.k, abstain: bool = _O.abstain,
                  abstain_rate: float = _O.abstain_rate, coverage: float | None = _O.coverage,
                  per_language: bool = _O.per_language, prior: str | Mapping[str, float] | None = _O.prior,
-                 surname_only: bool = True) -> None:
+                 level: str = _O.level, surname_only: bool = True) -> None:
         self.model = model
         self.hidden = hidden
         self.embed = embed
@@ -160,6 +166,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         self.coverage = coverage
         self.per_language = per_language
         self.prior = prior
+        self.level = level
         self.surname_only = surname_only
 
     def _config(self) -> TrainConfig:
@@ -183,8 +190,15 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         meta = classifier_meta(history=result.history, best_epoch=result.best_epoch, valid=result.valid,
                                pooling=result.pooling, calibration=result.calibration)
         self.predictor_ = Predictor(result.model, result.labels, device, meta=meta, config=result.config.to_dict())
-        self.classes_ = np.array(result.labels)
         return self
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The columns of :meth:`predict_proba`: the labels, or their groups or regions at ``level``
+        (a property, so that ``set_params(level=...)`` after fitting changes it too)."""
+        if not hasattr(self, "predictor_"):
+            raise AttributeError("classes_: this NameClassifier is not fitted yet")
+        return np.array(self.predictor_.classes(self._options().level))
 
     def _check(self) -> Predictor:
         if not hasattr(self, "predictor_"):
@@ -209,6 +223,18 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
             return self.classes_[proba.argmax(axis=1)]
         answers = self._check().predict_with(list(X), dataclasses.replace(options, k=1, coverage=None))
         return np.array([p.answer for p in answers], dtype=object)
+
+    def score(self, X: Sequence[str], y: Sequence[str], sample_weight: Sequence[float] | None = None) -> float:
+        """Accuracy of :meth:`predict` on names ``X`` with true labels ``y``; at a ``level`` the
+        labels are taken to their group or region first, so ``cross_val_score`` works at it."""
+        predictor = self._check()
+        truth = np.array([str(v) for v in y], dtype=object)
+        rollup = predictor.level_map(self._options().level)
+        if rollup.level != "label":
+            group_of = {label: rollup.names[i] for label, i in zip(predictor.labels, rollup.index.tolist(),
+                                                                  strict=True)}
+            truth = np.array([group_of.get(v, v) for v in truth], dtype=object)
+        return super().score(X, truth, sample_weight)
 
     def predict_set(self, X: Sequence[str], coverage: float | None = None, per_language: bool | None = None
                     ) -> list[list[str]]:
@@ -258,7 +284,6 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         config = TrainConfig.from_dict(predictor.config).to_dict()
         est = cls(**{k: v for k, v in config.items() if k in cls._get_param_names()})
         est.predictor_ = predictor
-        est.classes_ = np.array(predictor.labels)
         est.source_ = None if Path(path).suffix == ".onnx" else str(path)
         return est
 

@@ -189,10 +189,13 @@ def test_both_configs_share_one_validation(config: TrainConfig | LMConfig) -> No
 
 def _changed(option: dataclasses.Field) -> object:
     """A value other than ``option``'s default, within its bounds (a new kind of option needs one here)."""
-    from namesclf.inference.options import DEFAULTS, bounds
+    from namesclf.inference.options import DEFAULTS, bounds, choices
 
     default = getattr(DEFAULTS, option.name)
     limits = bounds(option)
+    words = choices(option)
+    if words is not None:
+        return next(word for word in words if word != default)
     if isinstance(default, bool):
         return not default
     if isinstance(default, int):

@@ -30,8 +30,10 @@ def evaluate(source: str, model_path: str, out_dir: str | None, split: str, prio
              as_json: bool, force: bool, backend: str) -> None:
     """Score a model on SOURCE and write a report: metrics, confusion matrix (CSV, PNG), errors.
 
-    The report's seven files go into --out (created if needed); an earlier run's files there are
-    only overwritten with --force, and nothing else in the folder is touched.
+    The report's files go into --out (created if needed); an earlier run's files there are
+    only overwritten with --force, and nothing else in the folder is touched. Every report scores
+    the model at each level too (labels, origin groups, regions: docs/groups.md), with a
+    confusion matrix per level.
 
     \b
       names evaluate data/names --split test      # the model's own held-out names
@@ -53,6 +55,8 @@ def evaluate(source: str, model_path: str, out_dir: str | None, split: str, prio
         echo_json({**report.metrics, "files": [str(p) for p in written]})
         return
     click.echo(report.headline())
+    for line in report.level_lines():
+        click.echo(line)
     if report.confused_pairs:
         click.echo("most confused: " + "; ".join(format_pair(p) for p in report.confused_pairs[:3]))
     for path in written:

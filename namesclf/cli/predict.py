@@ -23,6 +23,7 @@ from namesclf.inference.options import (
     OptionError,
     Options,
     bounds,
+    choices,
     help_text,
     option_fields,
 )
@@ -74,7 +75,11 @@ def option_decorators() -> list[Any]:
         text = help_text(field, flag) + NOTES.get(field.name, "")
         default = getattr(DEFAULTS, field.name)
         kinds = _kinds(field.name)
-        if kinds == {bool}:
+        words = choices(field)
+        if words is not None:
+            decorators.append(click.option(*decls, type=click.Choice(words), default=default, show_default=True,
+                                           help=text))
+        elif kinds == {bool}:
             if default:  # a flag that is on unless turned off
                 decls = (f"{flag(field.name)}/--no-{flag(field.name)[2:]}", field.name)
             decorators.append(click.option(*decls, is_flag=True, default=default, help=text))
@@ -158,6 +163,7 @@ def predict(names: tuple[str, ...], model_path: str, as_json: bool, input_path: 
       names predict "Fyodor Dostoevsky"   Fyodor Dostoevsky [Dostoevsky]  Russian 0.97 ...
       names predict Okonkwo --abstain     Okonkwo  unknown (novelty ...; closest: ...)
       names predict Nakamura --coverage 0.9 --prior uniform
+      names predict Novak --level group       Novak  West Slavic 0.90  West Germanic 0.03 ...
       names predict --input names.txt --format csv > predictions.csv
       names predict --input people.parquet --column last_name --output people.csv
       names predict --input big.parquet --column last_name --output out.parquet --scheduler local:4
@@ -173,6 +179,7 @@ def predict(names: tuple[str, ...], model_path: str, as_json: bool, input_path: 
                                    _float_or_none(scheduler_timeout, "--scheduler-timeout"))
         return
     predictor = _load(Predictor, model_path, backend)
+    _note_level(predictor.labels, options, quiet)
     if input_path is None:
         _predict_names(predictor, names, options, as_json)
     elif column is not None:
@@ -180,6 +187,16 @@ def predict(names: tuple[str, ...], model_path: str, as_json: bool, input_path: 
             _predict_table(predictor, input_path, column, output_path, options, quiet, force)
     else:
         _predict_lines(predictor, input_path, options, fmt, batch_size, quiet)
+
+
+def _note_level(labels: list[str], options: Options, quiet: bool) -> None:
+    """Once per command, not per name: which of the model's labels the origin-group table does not
+    know (each then stands as a group or region of its own)."""
+    from namesclf.inference.groups import level_map
+
+    note = level_map(labels, options.level).note()
+    if note is not None and not quiet:
+        click.echo(note, err=True)
 
 
 def _check_sources(names: tuple[str, ...], input_path: str | None, column: str | None, output_path: str | None,
@@ -292,6 +309,10 @@ def _predict_table_on_dask(model_path: str, input_path: str, column: str, output
     with connect(scheduler, **({} if timeout is None else {"timeout": timeout})) as client:
         threads = sum(client.nthreads().values())
         result = predict_dask_frame(read_table_lazy(input_path, threads), column, model_path, options)
+        if options.level != "label":
+            from namesclf.inference.predictor import Predictor
+
+            _note_level(Predictor.load(model_path).labels, options, quiet)
         if output_path is not None and is_dataset_path(output_path):
             folder = write_dataset(result, output_path)
             if not quiet:

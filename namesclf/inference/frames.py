@@ -82,7 +82,7 @@ def predict_pandas(frame: pd.DataFrame, column: str, predictor: Predictor, optio
     """
     if column not in frame.columns:
         raise NamesError(f"no column {column!r} in the table (its columns: {', '.join(map(str, frame.columns))})")
-    n_labels = len(predictor.labels)
+    n_labels = len(predictor.classes(options.level))
     dtypes = output_dtypes(options, n_labels, prefix)
     clash = sorted(set(dtypes) & set(map(str, frame.columns)))
     if clash:

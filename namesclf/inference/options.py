@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
+from namesclf.config import LEVELS
 from namesclf.errors import NamesError
 
 #: Names per forward pass on CPU / on an accelerator (see :meth:`Predictor.proba_ascii`).
@@ -77,11 +78,18 @@ def _check_prior(prior: object) -> None:
                          f"not {type(prior).__name__}")
 
 
-def _option(default: Any, help: str, check: Callable[[Any], object] | None = None, **bounds: float) -> Any:
-    """A field with its help text, its check and its bounds (``gt``, ``lt``, ``ge``: pydantic's
-    names, which the CLI and the HTTP schema show; ``check`` enforces the same). ``{name}`` in the
-    help is another option, written as each surface spells it (``--abstain-rate``, ``abstain_rate``)."""
-    return field(default=default, metadata={"help": help, "check": check, "bounds": bounds})
+def _check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise NamesError(f"unknown level {level!r}: use {', '.join(LEVELS)}")
+
+
+def _option(default: Any, help: str, check: Callable[[Any], object] | None = None,
+            choices: tuple[str, ...] | None = None, **bounds: float) -> Any:
+    """A field with its help text, its check, its bounds (``gt``, ``lt``, ``ge``: pydantic's
+    names, which the CLI and the HTTP schema show; ``check`` enforces the same) and, for a word
+    from a fixed list, its ``choices`` (a choice on the command line, an enum over HTTP). ``{name}``
+    in the help is another option, written as each surface spells it (``--abstain-rate``, ``abstain_rate``)."""
+    return field(default=default, metadata={"help": help, "check": check, "bounds": bounds, "choices": choices})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +114,9 @@ class Options:
     prior: str | Mapping[str, float] | None = _option(
         None, "The language mix of your population: train (the training data's mix, the default), uniform, or "
               "a weight for every language.", _check_prior)
+    level: str = _option(LEVELS[0], "Answer with origin groups or regions instead of labels: probabilities summed "
+                                    "within a group, sets made of the groups of the labels' set (docs/groups.md).",
+                         _check_level, choices=LEVELS)
     surname_only: bool = _option(False, "Classify each input as it is; by default a full name (\"Fyodor "
                                         "Dostoevsky\", \"Berg, Jan van der\") is cut to its surname first.")
 
@@ -137,6 +148,11 @@ def option_fields() -> tuple[Field, ...]:
 def bounds(option: Field) -> dict[str, float]:
     """``{"gt": 0.0, "lt": 1.0}``: the bounds of one option (pydantic's keywords)."""
     return dict(option.metadata["bounds"])
+
+
+def choices(option: Field) -> tuple[str, ...] | None:
+    """The words an option takes (``("label", "group", "region")``), or None when it is not a choice."""
+    return option.metadata["choices"]
 
 
 def help_text(option: Field, spell: Callable[[str], str]) -> str:

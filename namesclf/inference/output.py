@@ -21,7 +21,8 @@ from namesclf.inference.predictor import Prediction, Predictor
 
 def output_columns(options: Options, n_labels: int) -> list[str]:
     """The flat columns of a prediction (CSV, tables): the top languages and probabilities, then
-    what the options add."""
+    what the options add. ``n_labels`` counts the answers at the options' level (labels, groups
+    or regions); at a group or region level the ``language`` columns hold groups or regions."""
     k = min(options.k, n_labels)
     columns = ["language", "probability", *(c for i in range(2, k + 1) for c in (f"language_{i}", f"probability_{i}"))]
     if not options.surname_only:
@@ -78,7 +79,7 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
     options = k if isinstance(k, Options) else Options(k=k)
     if fmt not in PREDICTION_FORMATS:
         raise NamesError(f"unknown format {fmt!r}: use {', '.join(PREDICTION_FORMATS)}")
-    n_labels = len(predictor.labels)
+    n_labels = len(predictor.classes(options.level))
     line = _line_formatter(options, n_labels, fmt)
     if fmt == "csv":
         out.write(line(None))

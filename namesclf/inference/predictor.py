@@ -5,7 +5,8 @@ Beyond the top languages, a prediction can carry what the model file's calibrati
 (:mod:`namesclf.inference.conformal`), "none of
 these" when the name fits no known language (:mod:`namesclf.inference.openset`), and probabilities for another
 population's language mix (:mod:`namesclf.inference.priors`). Full names are cut to their surname first
-(:mod:`namesclf.data.fullnames`).
+(:mod:`namesclf.data.fullnames`). Answers can be given at the level of origin groups or regions
+(:mod:`namesclf.inference.groups`): the probabilities are summed within each, after any prior.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from namesclf.config import BACKENDS, STREAM_BATCH
 from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name
 from namesclf.errors import ModelFileError, NamesError, first_line
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
+from namesclf.inference.groups import LevelMap, level_map
 from namesclf.inference.onnx_scorer import OnnxScorer
 from namesclf.inference.openset import OpenSet
 from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, UNKNOWN, Options
@@ -37,7 +39,9 @@ class Prediction:
 
     The optional fields are set when asked for: ``surname`` (the part of a full name that was
     classified), ``abstained`` and ``novelty`` (``abstain=True``), ``prediction_set``
-    (``coverage=...``).
+    (``coverage=...``); ``level`` (``"group"`` or ``"region"``: ``languages`` and the set then
+    hold groups or regions), with ``note`` when some of the model's labels are not in the
+    origin-group table and each stands for itself.
     """
 
     name: str
@@ -47,6 +51,8 @@ class Prediction:
     abstained: bool | None = None
     novelty: float | None = None
     prediction_set: list[str] | None = None
+    level: str | None = None
+    note: str | None = None
 
     @property
     def answer(self) -> str | None:
@@ -64,6 +70,10 @@ class Prediction:
             out.update({"abstained": self.abstained, "novelty": self.novelty, "answer": self.answer})
         if self.prediction_set is not None:
             out["prediction_set"] = self.prediction_set
+        if self.level is not None:
+            out["level"] = self.level
+            if self.note is not None:
+                out["note"] = self.note
         return out
 
 
@@ -217,11 +227,26 @@ class Predictor:
     def proba_with(self, names: Sequence[str], options: Options) -> np.ndarray:
         """Probabilities ``(N, n_languages)`` in label order, of what ``options`` says to classify
         (the surname of a full name unless ``surname_only``) and under its ``prior``: the matrix
-        behind :meth:`predict_with`'s top languages. A name with no letters is a :class:`NamesError`."""
+        behind :meth:`predict_with`'s top languages. At a ``level`` other than ``"label"`` the
+        columns are that level's, in :meth:`classes` order: sums of the label columns after the
+        prior. A name with no letters is a :class:`NamesError`."""
         parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
         raw = self.proba_ascii([fold_or_raise(p) for p in parsed])
         prior = resolve_prior(options.prior, self.labels)
-        return raw if prior is None else reweight(raw, self.trained_on, prior)
+        proba = raw if prior is None else reweight(raw, self.trained_on, prior)
+        return proba if options.level == "label" else self.level_map(options.level).sum_columns(proba)
+
+    def level_map(self, level: str) -> LevelMap:
+        """How this model's labels roll up at ``level`` (:func:`~namesclf.inference.groups.level_map`)."""
+        key = f"level:{level}"
+        if key not in self._cache:
+            self._cache[key] = level_map(self.labels, level)
+        return self._cache[key]
+
+    def classes(self, level: str = "label") -> list[str]:
+        """What an answer at ``level`` can be: the labels, or their groups or regions in the
+        column order of :meth:`proba_with` at that level."""
+        return list(self.level_map(level).names)
 
     # ------------------------------------------------------------------ calibration from the model file
 
@@ -273,7 +298,8 @@ class Predictor:
     def predict(self, names: Sequence[str], k: int = DEFAULTS.k, *, abstain: bool = DEFAULTS.abstain,
                 abstain_rate: float = DEFAULTS.abstain_rate, coverage: float | None = DEFAULTS.coverage,
                 per_language: bool = DEFAULTS.per_language, prior: str | Mapping[str, float] | None = DEFAULTS.prior,
-                surname_only: bool = DEFAULTS.surname_only, strict: bool = True) -> list[Prediction]:
+                level: str = DEFAULTS.level, surname_only: bool = DEFAULTS.surname_only, strict: bool = True
+                ) -> list[Prediction]:
         """The answer for each name, in input order.
 
         The options are those of :class:`~namesclf.inference.options.Options`: ``k`` top languages
@@ -282,11 +308,14 @@ class Predictor:
         names of every language, at the price of larger sets); ``prior`` (``"train"``,
         ``"uniform"``, a file, or a mapping) re-weighs the probabilities for another population;
         ``abstain`` flags names that fit no known language (at most ``abstain_rate`` of in-set
-        names wrongly); a full name is cut to its surname unless ``surname_only``. With
+        names wrongly); ``level`` (``"group"``, ``"region"``) answers with origin groups or
+        regions, whose probabilities are sums of their labels' and whose set is the groups of
+        the labels in the label-level set (so it keeps the set's coverage); a full name is cut to
+        its surname unless ``surname_only``. With
         ``strict=False`` a name without letters gets an empty answer instead of an error.
         """
         options = Options(k=k, abstain=abstain, abstain_rate=abstain_rate, coverage=coverage,
-                          per_language=per_language, prior=prior, surname_only=surname_only)
+                          per_language=per_language, prior=prior, level=level, surname_only=surname_only)
         return self.predict_with(names, options, strict=strict)
 
     def predict_with(self, names: Sequence[str], options: Options, strict: bool = True) -> list[Prediction]:
@@ -302,27 +331,35 @@ class Predictor:
         return [answers[name] for name in names]
 
     def _predict_distinct(self, names: Sequence[str], options: Options, strict: bool) -> list[Prediction]:
-        k = min(options.k, len(self.labels))
+        rollup = None if options.level == "label" else self.level_map(options.level)
+        classes = self.labels if rollup is None else rollup.names
+        k = min(options.k, len(classes))
         prior = resolve_prior(options.prior, self.labels)
         sets = None if options.coverage is None else self.conformal(options.coverage, options.per_language)
         threshold = self.open_set.threshold(options.abstain_rate) if options.abstain else None
         parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
         folded = [fold_or_raise(p) if strict else fold(p) for p in parsed]
-        results = [Prediction(n, f, [], surname=p if p != n else None)
+        note = None if rollup is None else rollup.note()
+        note = None if note is None else note.removeprefix("note: ")
+        results = [Prediction(n, f, [], surname=p if p != n else None, level=options.level if rollup else None,
+                              note=note)
                    for n, p, f in zip(names, parsed, folded, strict=True)]
         ok = [i for i, f in enumerate(folded) if f]
         if not ok:
             return results
         raw, features = self.score_ascii([folded[i] for i in ok], features=threshold is not None)
         proba = raw if prior is None else reweight(raw, self.trained_on, prior)
+        in_set = sets.mask(raw) if sets is not None else None  # sets keep their coverage under any prior
+        if rollup is not None:
+            proba = rollup.sum_columns(proba)
+            in_set = None if in_set is None else _groups_in(in_set, rollup)
         # Vectorised: one argsort (the top k and the sets' order) and two .tolist() calls instead
         # of numpy scalar reads per cell.
         order = np.argsort(-proba, axis=1, kind="stable")
         top = order[:, :k]
         top_p = np.take_along_axis(proba, top, axis=1).tolist()
-        in_set = sets.mask(raw) if sets is not None else None  # sets keep their coverage under any prior
         novelty = self.open_set.scorer(features) if features is not None else None
-        labels = self.labels
+        labels = classes
         for row, (i, js, ps) in enumerate(zip(ok, top.tolist(), top_p, strict=True)):
             result = results[i]
             result.languages = [(labels[j], p) for j, p in zip(js, ps, strict=True)]
@@ -344,6 +381,20 @@ class Predictor:
         it = iter(names)
         while batch := list(islice(it, batch_size)):
             yield from self.predict_with(batch, options, strict=False)
+
+
+def _groups_in(in_set: np.ndarray, rollup: LevelMap) -> np.ndarray:
+    """``(B, n_groups)``: a group is in a name's set when one of its labels is in the label set.
+
+    The true label is in the label set with the set's coverage, and whenever it is, its group is
+    in this set: the coverage carries over (docs/groups.md#prediction-sets-at-a-level). The
+    validation names' stored scores are label probabilities only, so a set cannot be calibrated
+    on group probabilities themselves.
+    """
+    out = np.zeros((in_set.shape[0], len(rollup.names)), dtype=bool)
+    for column, group in enumerate(rollup.index.tolist()):
+        out[:, group] |= in_set[:, column]
+    return out
 
 
 def surname_of_name(name: str) -> str:

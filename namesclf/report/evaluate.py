@@ -19,6 +19,12 @@ model does; ``accuracy_any`` scores each distinct name once and counts it right 
 prediction is any of its languages. ``accuracy_single`` and ``macro_f1_single`` are the strict
 figures again over the pairs of names listed under one language only, where a perfect model can
 reach 1.
+
+Every report also scores the model at the coarser levels of :mod:`namesclf.inference.groups`
+(origin groups and regions): the probabilities summed within each group, its argmax the answer,
+each name's true labels taken to their groups. ``metrics.json`` holds them under ``levels``,
+beside the label-level figures (which stay where they were), and each level has its own
+confusion matrices (``confusion_matrix_group.csv``...).
 """
 
 from __future__ import annotations
@@ -39,10 +45,11 @@ from sklearn.metrics import (
     f1_score,
 )
 
-from namesclf.config import SPLIT_CHOICES
+from namesclf.config import LEVELS, SPLIT_CHOICES
 from namesclf.data.dataset import NamesData, single_language, split_names
 from namesclf.errors import NamesError
 from namesclf.files import atomic_write_text, jsonable
+from namesclf.inference.groups import level_map
 from namesclf.inference.priors import resolve_prior, reweight
 from namesclf.report.metrics import (
     CALIBRATION_BINS,
@@ -56,8 +63,19 @@ from namesclf.report.plots import figure_title, plot_confusion, plot_reliability
 #: How many of the most confused (true, predicted) pairs ``report.txt`` and the CLI list.
 N_CONFUSED = 10
 
+#: The coarser levels every report scores the model at, besides its labels.
+COARSE_LEVELS = LEVELS[1:]
+
+
+def level_files(level: str) -> tuple[str, str, str]:
+    """The confusion matrix files of one coarser level: counts, row-normalised (CSV), heatmap (PNG)."""
+    return (f"confusion_matrix_{level}.csv", f"confusion_matrix_{level}_normalized.csv",
+            f"confusion_matrix_{level}.png")
+
+
 REPORT_FILES = ("metrics.json", "report.txt", "confusion_matrix.csv", "confusion_matrix_normalized.csv",
-                "confusion_matrix.png", "reliability.png", "errors.csv")
+                "confusion_matrix.png", "reliability.png", "errors.csv",
+                *(name for level in COARSE_LEVELS for name in level_files(level)))
 
 
 class ProbaModel(Protocol):
@@ -69,6 +87,17 @@ class ProbaModel(Protocol):
     labels: list[str]
 
     def proba_ascii(self, folded: Sequence[str], batch_size: int | None = ...) -> np.ndarray: ...
+
+
+@dataclass
+class LevelReport:
+    """The model scored at one coarser level: its figures (as in ``metrics["levels"][level]``) and
+    its confusion matrices (rows: true group, columns: predicted group)."""
+
+    level: str
+    metrics: dict[str, Any]
+    confusion: pd.DataFrame
+    confusion_normalized: pd.DataFrame
 
 
 @dataclass
@@ -89,6 +118,7 @@ class EvaluationReport:
     text_report: str
     context: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    levels: dict[str, LevelReport] = field(default_factory=dict)
 
     def headline(self) -> str:
         """The one line a person reads first (the CLI prints it)."""
@@ -97,6 +127,13 @@ class EvaluationReport:
                 f"macro-F1 {m['macro_f1']:.4f}  balanced {m['balanced_accuracy']:.4f}  "
                 f"weighted-F1 {m['weighted_f1']:.4f}  top-3 {m['top3_accuracy']:.4f}  "
                 f"on {m['n']:,} (name, language) pairs")
+
+    def level_lines(self) -> list[str]:
+        """One line per level: accuracy, macro-F1 and balanced accuracy (the CLI prints them)."""
+        rows = self.metrics.get("levels", {})
+        return [f"{level:<7} accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
+                f"balanced {m['balanced_accuracy']:.4f}  ({m['n_classes']} {level}s, {m['n']:,} pairs)"
+                for level, m in rows.items()]
 
     def to_text(self) -> str:
         """``report.txt``: figures, the most confused pairs, then the per-language report."""
@@ -128,6 +165,15 @@ class EvaluationReport:
             lines += [f"  {format_pair(p)}" for p in self.confused_pairs]
         else:
             lines.append("  none: every pair was classified correctly")
+        if self.levels:
+            lines += ["", "At each level (docs/groups.md: probabilities summed within a group or region):", ""]
+            lines += [f"  {line}" for line in self.level_lines()]
+            for level, found in self.levels.items():
+                pairs = found.metrics["most_confused"][:3]
+                if pairs:
+                    lines.append(f"  most confused {level}s: " + "; ".join(format_pair(p) for p in pairs))
+                if found.metrics.get("note"):
+                    lines.append(f"  {found.metrics['note']}")
         lines += ["", "Per language (scikit-learn classification_report):", "", self.text_report.rstrip()]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
@@ -229,10 +275,60 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
         "classification_report": {k: v for k, v in report_dict.items() if k not in present},
         "most_confused": confused,
     }
+    levels = {level: level_report(frame, proba, labels, level) for level in COARSE_LEVELS}
+    metrics["levels"] = {"label": {key: metrics[key] for key in LEVEL_FIGURES} | {"n_classes": len(labels)},
+                         **{level: found.metrics for level, found in levels.items()}}
     ctx = dict(context or {})
     metrics.update({k: v for k, v in ctx.items() if k not in metrics})
+    unknown = level_map(labels, "label").unknown
+    notes = [f"{', '.join(unknown)} not in the origin-group table: at the group and region level "
+             f"{'each stands' if len(unknown) > 1 else 'it stands'} for itself"] if unknown else []
     return EvaluationReport(jsonable(metrics), confusion, confusion_normalized, predictions,
-                            error_rows(predictions), confused, text_report, ctx)
+                            error_rows(predictions), confused, text_report, ctx, notes=notes, levels=levels)
+
+
+#: The figures reported at every level (the label level's are the report's own).
+LEVEL_FIGURES = ("n", "n_names", "accuracy", "accuracy_any", "macro_f1", "weighted_f1", "balanced_accuracy")
+
+
+def level_report(frame: pd.DataFrame, proba: np.ndarray, labels: list[str], level: str) -> LevelReport:
+    """The model scored at ``level``: each row's probabilities summed within its groups, the
+    largest sum the answer, and the true label taken to its group.
+
+    The pairs are (name, group): a name listed under Russian and Ukrainian is one East Slavic
+    pair, as it is one answer. ``accuracy_any`` counts a distinct name as right when its answer
+    is the group of any of its labels.
+    """
+    rollup = level_map(labels, level)
+    names = rollup.names
+    group_of = {label: names[i] for label, i in zip(labels, rollup.index.tolist(), strict=True)}
+    summed = rollup.sum_columns(proba)
+    table = pd.DataFrame({"name": frame["name"].to_numpy(), "ascii": frame["ascii"].to_numpy(),
+                          "true": frame["language"].map(group_of).to_numpy(dtype=object),
+                          "predicted": np.asarray(names, dtype=object)[summed.argmax(axis=1)]})
+    table = table.drop_duplicates(["name", "true"]).reset_index(drop=True)
+    y_true = table["true"].to_numpy(dtype=object)
+    y_pred = table["predicted"].to_numpy(dtype=object)
+    groups_of = table.groupby("ascii", sort=False)["true"].agg(set)
+    per_name = table.drop_duplicates("ascii")
+    right_any = [p in groups_of[a] for a, p in zip(per_name["ascii"], per_name["predicted"], strict=True)]
+    confusion, confusion_normalized = confusion_frames(y_true, y_pred, names)
+    metrics: dict[str, Any] = {
+        "n": len(table),
+        "n_names": len(groups_of),
+        **classification_scores(y_true, y_pred),
+        "accuracy_any": float(np.mean(right_any)),
+        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "n_classes": len(names),
+        "classes": names,
+        "members": {name: [label for label in labels if group_of[label] == name] for name in names},
+        "most_confused": most_confused(confusion),
+    }
+    note = rollup.note()
+    if note is not None:
+        metrics["note"] = note.removeprefix("note: ")
+    return LevelReport(level, jsonable(metrics), confusion, confusion_normalized)
 
 
 def row_probabilities(predictor: ProbaModel, frame: pd.DataFrame, labels: list[str], batch_size: int | None,
@@ -381,11 +477,12 @@ def _csv(frame: pd.DataFrame, index: bool = False) -> str:
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path, title: str | None = None) -> list[Path]:
-    """Write the seven report files into ``out_dir`` (each atomically) and return their paths.
+    """Write the report files into ``out_dir`` (each atomically) and return their paths.
 
     ``metrics.json``, ``report.txt``, ``confusion_matrix.csv`` (counts),
     ``confusion_matrix_normalized.csv`` (rows sum to 1), ``confusion_matrix.png``,
-    ``reliability.png`` (confidence against accuracy), ``errors.csv``.
+    ``reliability.png`` (confidence against accuracy), ``errors.csv``, and the three confusion
+    files of each coarser level the report holds (:func:`level_files`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -401,6 +498,14 @@ def write_report(report: EvaluationReport, out_dir: str | Path, title: str | Non
         plot_reliability(report.metrics, out / "reliability.png", title or figure_title(report.context, "Reliability")),
         atomic_write_text(out / "errors.csv", _csv(report.errors)),
     ]
+    for level, found in report.levels.items():
+        counts, normalized, png = level_files(level)
+        written += [
+            atomic_write_text(out / counts, _csv(found.confusion, index=True)),
+            atomic_write_text(out / normalized, _csv(found.confusion_normalized, index=True)),
+            plot_confusion(found.confusion, found.confusion_normalized, found.metrics, out / png,
+                           f"{title or figure_title(report.context)} ({level}s)"),
+        ]
     return written
 
 
@@ -408,11 +513,13 @@ __all__ = [
     "REPORT_FILES",
     "SPLIT_CHOICES",
     "EvaluationReport",
+    "LevelReport",
     "check_languages",
     "default_report_dir",
     "evaluate",
     "evaluate_data",
     "format_pair",
+    "level_report",
     "most_confused",
     "select_split",
     "training_report_dir",

@@ -167,8 +167,11 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
 
     @app.get("/languages")
     async def languages() -> dict[str, Any]:
-        """The classifier's languages (and the language model's, when one is loaded)."""
-        return {"languages": list(predictor.labels), "lm_languages": list(lm.languages) if lm is not None else None}
+        """The classifier's languages (and the language model's, when one is loaded), and what an
+        answer at ``level=group`` or ``level=region`` can be."""
+        return {"languages": list(predictor.labels), "groups": predictor.classes("group"),
+                "regions": predictor.classes("region"),
+                "lm_languages": list(lm.languages) if lm is not None else None}
 
     _add_predict_routes(app, predictor, batcher)
     _add_generate_route(app, lm, batcher)

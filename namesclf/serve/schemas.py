@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
 
-from namesclf.inference.options import DEFAULTS, NAMED_PRIORS, Options, bounds, help_text, option_fields
+from namesclf.inference.options import DEFAULTS, NAMED_PRIORS, Options, bounds, choices, help_text, option_fields
 
 #: Longest name accepted (characters before folding). Surnames are short; the model reads at
 #: most :data:`~namesclf.text.MAX_NAME_LENGTH` letters anyway, the cap only bounds the folding work.
@@ -63,6 +63,9 @@ def _http_type(name: str, body: bool) -> Any:
     in a JSON body, weights). A field of a type not handled here fails at import, so a new option
     cannot be left out of the API unnoticed."""
     kind = get_type_hints(Options)[name]
+    words = choices(next(f for f in option_fields() if f.name == name))
+    if words is not None:
+        return Literal[words]  # an enum in the schema; anything else is a 422
     if name == "prior":
         return NamedPrior | Weights | None if body else NamedPrior | None
     if kind is int:
@@ -124,6 +127,10 @@ class PredictionOut(BaseModel):
     novelty: float | None = None
     answer: str | None = Field(None, description="The top language, or `unknown` when abstained.")
     prediction_set: list[str] | None = None
+    level: str | None = Field(None, description="`group` or `region` when asked for: the languages and the set "
+                                                "are then origin groups or regions.")
+    note: str | None = Field(None, description="At a `level`: the model's labels that the origin-group table "
+                                               "does not know, each a group of its own.")
 
 
 class GenerateRequest(BaseModel):
