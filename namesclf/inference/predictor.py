@@ -21,12 +21,14 @@ import numpy as np
 
 from namesclf.config import BACKENDS, STREAM_BATCH
 from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name
+from namesclf.data.scripts import family_name_first
 from namesclf.errors import ModelFileError, NamesError, first_line
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
 from namesclf.inference.onnx_scorer import OnnxScorer
 from namesclf.inference.openset import OpenSet
 from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, UNKNOWN, Options
 from namesclf.inference.priors import resolve_prior, reweight, train_prior
+from namesclf.inference.scripts import SCRIPT, ScriptEvidence
 from namesclf.models.onnx_format import onnx_path_for
 from namesclf.text import encode_batch, to_ascii
 
@@ -37,7 +39,9 @@ class Prediction:
 
     The optional fields are set when asked for: ``surname`` (the part of a full name that was
     classified), ``abstained`` and ``novelty`` (``abstain=True``), ``prediction_set``
-    (``coverage=...``).
+    (``coverage=...``). ``reason`` is ``"script"`` when no language of the model writes the
+    name's script (:mod:`namesclf.inference.scripts`): the answer is then :data:`UNKNOWN`
+    whatever the options, with no languages.
     """
 
     name: str
@@ -47,11 +51,12 @@ class Prediction:
     abstained: bool | None = None
     novelty: float | None = None
     prediction_set: list[str] | None = None
+    reason: str | None = None
 
     @property
     def answer(self) -> str | None:
         """The top language, :data:`UNKNOWN` when abstained, None when the name had no letters."""
-        if self.abstained:
+        if self.abstained or self.reason is not None:
             return UNKNOWN
         return self.languages[0][0] if self.languages else None
 
@@ -64,6 +69,8 @@ class Prediction:
             out.update({"abstained": self.abstained, "novelty": self.novelty, "answer": self.answer})
         if self.prediction_set is not None:
             out["prediction_set"] = self.prediction_set
+        if self.reason is not None:
+            out.update({"answer": self.answer, "reason": self.reason})
         return out
 
 
@@ -127,6 +134,7 @@ class Predictor:
             self.scorer = TorchScorer(model, labels, device, meta, config)
         self.labels = list(self.scorer.labels)
         self._cache: dict[Any, Any] = {}  # calibration read from ``meta`` on first use
+        self.scripts = ScriptEvidence(self.labels)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -220,6 +228,7 @@ class Predictor:
         behind :meth:`predict_with`'s top languages. A name with no letters is a :class:`NamesError`."""
         parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
         raw = self.proba_ascii([fold_or_raise(p) for p in parsed])
+        raw = self.scripts.apply(parsed, raw, self.proba_ascii).proba  # a row of zeros where no label writes it
         prior = resolve_prior(options.prior, self.labels)
         return raw if prior is None else reweight(raw, self.trained_on, prior)
 
@@ -314,6 +323,10 @@ class Predictor:
         if not ok:
             return results
         raw, features = self.score_ascii([folded[i] for i in ok], features=threshold is not None)
+        evidence = self.scripts.apply([parsed[i] for i in ok], raw, self.proba_ascii)
+        raw = evidence.proba
+        for row, shown in evidence.shown.items():
+            results[ok[row]].ascii = shown
         proba = raw if prior is None else reweight(raw, self.trained_on, prior)
         # Vectorised: one argsort (the top k and the sets' order) and two .tolist() calls instead
         # of numpy scalar reads per cell.
@@ -323,9 +336,14 @@ class Predictor:
         in_set = sets.mask(raw) if sets is not None else None  # sets keep their coverage under any prior
         novelty = self.open_set.scorer(features) if features is not None else None
         labels = self.labels
+        unwritten = set(evidence.unwritten)
         for row, (i, js, ps) in enumerate(zip(ok, top.tolist(), top_p, strict=True)):
             result = results[i]
-            result.languages = [(labels[j], p) for j, p in zip(js, ps, strict=True)]
+            if row in unwritten:
+                result.reason = SCRIPT
+                continue
+            result.languages = [(labels[j], p) for j, p in zip(js, ps, strict=True)
+                                if p > 0 or row not in evidence.shown]  # labels that do not write its script
             if in_set is not None:
                 result.prediction_set = [labels[j] for j in order[row] if in_set[row, j]]
             if novelty is not None and threshold is not None:
@@ -348,7 +366,11 @@ class Predictor:
 
 def surname_of_name(name: str) -> str:
     """The part of ``name`` to classify: the surname of a full name, unless that part has no letters
-    (``"A 0"``) and the whole has some: then the whole."""
+    (``"A 0"``) and the whole has some: then the whole. A full name whose first word is written in
+    a family-name-first script (``山田 Taro``, ``김 민준``) has that word as its surname."""
+    family = family_name_first(name[:MAX_RAW_LENGTH])
+    if family is not None:
+        return family
     surname = parse_name(name[:MAX_RAW_LENGTH]).surname
     return surname if surname == name or fold(surname) or not fold(name) else name
 

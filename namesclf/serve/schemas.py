@@ -122,8 +122,11 @@ class PredictionOut(BaseModel):
     surname: str | None = Field(None, description="The part of a full name that was classified.")
     abstained: bool | None = None
     novelty: float | None = None
-    answer: str | None = Field(None, description="The top language, or `unknown` when abstained.")
+    answer: str | None = Field(None, description="The top language, or `unknown` when abstained or when no "
+                               "language of the model writes the name's script.")
     prediction_set: list[str] | None = None
+    reason: str | None = Field(None, description="`script` when no language of the model writes the name's "
+                               "script (the answer is then `unknown`, with no predictions).")
 
 
 class GenerateRequest(BaseModel):
