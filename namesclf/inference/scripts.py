@@ -3,8 +3,10 @@
 A name in a script other than Latin (:func:`~namesclf.data.scripts.native_scripts`) is evidence
 by itself: a language that does not write that script (``label_scripts.csv``) did not write the
 name, so its probability is zero, and a name that no label of the model writes is ``unknown``
-with the reason ``script``. The labels that do write it read it each with their own scheme
-(:func:`~namesclf.data.scripts.romanize`): ``中村`` is Nakamura to Japanese and Zhong to Chinese.
+with the reason ``script``. Within a script, a language whose alphabet lacks one of the name's
+letters gets zero too (``ы`` is Russian or Belarusian, never Ukrainian; ``پ`` is never Arabic).
+The labels that do write it read it each with their own scheme
+(:func:`~namesclf.data.scripts.romanize`): ``中村`` is Nakamura to Japanese and Zhongcun to Chinese.
 
 **Combination rule.** The name is scored once per distinct scheme among its candidate labels; each
 label takes its probability from the reading of its own scheme, the rest get zero, and the row is
@@ -20,12 +22,12 @@ touched: their probabilities are the very array the model gave.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from namesclf.data.scripts import native_scripts, romanize, scheme_for, writes
+from namesclf.data.scripts import foreign_letters, native_scripts, romanize, scheme_for, writes
 from namesclf.text import to_ascii
 
 #: Schemes whose reading puts the family name first; the family name is what is classified.
@@ -56,10 +58,12 @@ class Evidence:
 
 
 class ScriptEvidence:
-    """The script evidence for one model's labels (the label mask per set of scripts is kept)."""
+    """The script evidence for one model's labels (the label mask per set of scripts is kept);
+    ``schemes`` replaces the table's romanization for some labels (label -> script -> scheme)."""
 
-    def __init__(self, labels: Sequence[str]) -> None:
+    def __init__(self, labels: Sequence[str], schemes: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.labels = list(labels)
+        self.schemes = schemes  # label -> script -> scheme, over the table's (experiments)
         self._by_scripts: dict[frozenset[str], tuple[np.ndarray, tuple[str, ...]]] = {}
 
     def labels_for(self, scripts: frozenset[str]) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -67,7 +71,7 @@ class ScriptEvidence:
         found = self._by_scripts.get(scripts)
         if found is None:
             found = (np.array([writes(label, scripts) for label in self.labels], dtype=bool),
-                     tuple(scheme_for(label, scripts) for label in self.labels))
+                     tuple(scheme_for(label, scripts, self.schemes) for label in self.labels))
             self._by_scripts[scripts] = found
         return found
 
@@ -77,6 +81,8 @@ class ScriptEvidence:
         if not scripts:
             return None
         candidates, schemes = self.labels_for(scripts)
+        if candidates.any():
+            candidates = candidates & np.array([not foreign_letters(label, text) for label in self.labels])
         readings = {}
         for scheme in sorted({schemes[j] for j in np.flatnonzero(candidates)}):
             folded = to_ascii(romanize(text, scheme))
