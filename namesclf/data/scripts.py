@@ -292,7 +292,7 @@ KANJI_READINGS: dict[str, tuple[str, str]] = {
         "関:seki 城:shiro/jo 根:ne 元:moto 古:furu 若:waka 武:take 徳:toku 織:o 豊:toyo 臣:tomi 宇:u 喜:ki 多:ta "
         "沢:sawa/zawa 澤:sawa/zawa 瀬:se 津:tsu 門:kado 戸:to/do 屋:ya 家:ie 里:sato/zato 園:sono/zono 土:tsuchi "
         "月:tsuki/zuki 日:hi 朝:asa 香:ka 花:hana/bana 草:kusa 竹:take 笹:sasa 芝:shiba 柴:shiba 荒:ara 片:kata "
-        "向:mukai 鳥:tori/dori 鶴:tsuru/zuru 亀:kame/game 馬:uma 牧:maki 鹿:shika 鈴:suzu 斎:sai 斉:sai 太:o "
+        "向:mukai 鳥:tori/dori 鶴:tsuru/zuru 亀:kame/game 馬:uma 牧:maki 鹿:shika 鈴:suzu 斎:sai 斉:sai 太:ta "
         "遠:en 工:ku 増:masu 服:hat 樋:hi 辻:tsuji 望:mochi 飯:ii 岡:oka 子:ko/go 郎:ro 端:bata"))}
 
 
