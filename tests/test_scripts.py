@@ -191,3 +191,25 @@ def test_http_kanji_comes_out_japanese(small_model: Path) -> None:
         assert kanji["predictions"][0]["language"] == "Japanese" and kanji["ascii"] == "Nakamura"
         assert georgian["answer"] == UNKNOWN and georgian["reason"] == "script"
         assert http.get("/predict", params={"name": GEORGIAN}).json()["reason"] == "script"
+
+
+def test_the_benchmark_names_are_in_the_script_they_claim() -> None:
+    from benchmarks.native_scripts import load
+
+    rows = load()
+    assert len(rows) >= 300 and all(row["source"] for row in rows)
+    assert [row["name"] for row in rows if native_scripts(row["name"]) != {row["script"]}] == []
+
+
+def test_native_scripts_benchmark_end_to_end(small_model: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.native_scripts", "--model", str(small_model), "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(proc.stdout)
+    # Russian, Japanese, Italian: Georgian and Hebrew have no writer, kanji have one (Japanese)
+    assert table["Georgian"]["unknown_before"] == 0.0 and table["Georgian"]["unknown_after"] == 1.0
+    assert table["Han (ja, not in table)"]["accuracy_after"] == 1.0 and table["Han"]["scored"] == 35
+    assert table["all"]["wrong_unknown"] == 0.0
