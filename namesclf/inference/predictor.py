@@ -219,8 +219,9 @@ class Predictor:
         return self.score_ascii(folded, batch_size=batch_size)[0]
 
     def predict_proba(self, names: Sequence[str]) -> np.ndarray:
-        """Probabilities for raw names; a name with no letters after folding is a :class:`NamesError`."""
-        return self.proba_ascii([fold_or_raise(n) for n in names])
+        """Probabilities for raw names, with their scripts' evidence (a row of zeros where no label
+        writes the name's script); a name with no letters after folding is a :class:`NamesError`."""
+        return self.scripts.apply(names, self.proba_ascii([fold_or_raise(n) for n in names]), self.proba_ascii).proba
 
     def proba_with(self, names: Sequence[str], options: Options) -> np.ndarray:
         """Probabilities ``(N, n_languages)`` in label order, of what ``options`` says to classify
@@ -342,8 +343,7 @@ class Predictor:
             if row in unwritten:
                 result.reason = SCRIPT
                 continue
-            result.languages = [(labels[j], p) for j, p in zip(js, ps, strict=True)
-                                if p > 0 or row not in evidence.shown]  # labels that do not write its script
+            result.languages = [(labels[j], p) for j, p in zip(js, ps, strict=True)]
             if in_set is not None:
                 result.prediction_set = [labels[j] for j in order[row] if in_set[row, j]]
             if novelty is not None and threshold is not None:
