@@ -20,12 +20,13 @@ spells them (:func:`romanize`); what is not of that script is left for :func:`~n
   else by each character's usual reading in surnames (:data:`KANJI_READINGS`), else pinyin.
 - ``zh``: Han characters as pinyin (anyascii), each run read as one word.
 - ``ru``, ``uk``, ``be``, ``bg``, ``mk``, ``sr``: Cyrillic per language (Ukrainian ``г`` -> ``h``,
-  ``и`` -> ``y``; Bulgarian ``щ`` -> ``sht``; Serbian and Macedonian onto their official Latin).
+  ``и`` -> ``y``; Bulgarian ``щ`` -> ``sht``; Serbian and Macedonian onto their official Latin);
+  not in the label table, which reads Cyrillic by anyascii (:data:`CYRILLIC_PER_LANGUAGE` says why).
 - ``el``: Greek close to ELOT 743 (``ου`` -> ``ou``, ``β`` -> ``v``).
 
-No romanization library is used: the maintained ones are GPL (pykakasi, cutlet's MeCab
-dictionaries) or carry dictionaries of tens of megabytes, and the readings a surname classifier
-needs fit in the small tables here.
+No romanization library is used: for Japanese, pykakasi is GPL and cutlet needs MeCab with a
+dictionary of tens of megabytes, and the readings a surname classifier needs (Hangul is
+algorithmic, kana a syllable table, kanji surnames a short list) fit in the small tables here.
 """
 
 from __future__ import annotations
