@@ -149,6 +149,9 @@ def test_table_and_estimator_say_unknown(small_model: Path) -> None:
     assert out["language"].tolist() == [UNKNOWN, "Japanese", "Italian"]
     assert np.isnan(out["probability"][0]) and out["probability"][1] == pytest.approx(1.0)
     assert load_model(str(small_model)).predict([GEORGIAN, "中村"]).tolist() == [UNKNOWN, "Japanese"]
+    under_prior = load_model(str(small_model)).set_params(prior="uniform")
+    assert under_prior.predict([GEORGIAN]).tolist() == [UNKNOWN]
+    assert not under_prior.predict_proba([GEORGIAN]).any()
 
 
 def test_latin_names_are_answered_exactly_as_before(small_model: Path) -> None:

@@ -229,9 +229,11 @@ class Predictor:
         behind :meth:`predict_with`'s top languages. A name with no letters is a :class:`NamesError`."""
         parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
         raw = self.proba_ascii([fold_or_raise(p) for p in parsed])
-        raw = self.scripts.apply(parsed, raw, self.proba_ascii).proba  # a row of zeros where no label writes it
+        evidence = self.scripts.apply(parsed, raw, self.proba_ascii)
         prior = resolve_prior(options.prior, self.labels)
-        return raw if prior is None else reweight(raw, self.trained_on, prior)
+        proba = evidence.proba if prior is None else reweight(evidence.proba, self.trained_on, prior)
+        proba[evidence.unwritten] = 0.0  # no label writes it: zeros, not the prior reweight falls back to
+        return proba
 
     # ------------------------------------------------------------------ calibration from the model file
 
