@@ -19,7 +19,7 @@ from namesclf.config import TrainConfig
 from namesclf.data.dataset import split_names
 from namesclf.errors import NamesError
 from namesclf.files import atomic_write_with
-from namesclf.inference.options import DEFAULTS, Options, option_fields
+from namesclf.inference.options import DEFAULTS, UNKNOWN, Options, option_fields
 from namesclf.inference.predictor import Prediction, Predictor
 from namesclf.models.checkpoint import classifier_meta, classifier_payload, save_checkpoint
 from namesclf.models.export import export_payload
@@ -220,7 +220,9 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         options = self._options()
         if not options.abstain:
             proba = self.predict_proba(X)  # checks fitted first
-            return self.classes_[proba.argmax(axis=1)]
+            answers = self.classes_[proba.argmax(axis=1)]
+            unwritten = proba.sum(axis=1) == 0  # no language of the model writes the name's script
+            return np.where(unwritten, UNKNOWN, answers) if unwritten.any() else answers
         answers = self._check().predict_with(list(X), dataclasses.replace(options, k=1, coverage=None))
         return np.array([p.answer for p in answers], dtype=object)
 

@@ -57,6 +57,11 @@ def test_prediction_never_raises_on_a_foldable_name(small_predictor: Predictor, 
             small_predictor.top_k([text])
         return
     [pred] = small_predictor.top_k([text], k=2)
+    reading = small_predictor.scripts.read(pred.surname or text)
+    assert (pred.reason == "script") == (reading is not None and not reading.candidates.any())
+    if pred.reason == "script":  # a script Greek, Italian and Russian do not write: unknown, no languages
+        assert pred.languages == [] and pred.answer == "unknown"
+        return
     assert len(pred.languages) == 2 and 0.0 <= pred.languages[0][1] <= 1.0
 
 
@@ -69,10 +74,18 @@ def test_names_with_no_letters_are_a_clear_error(small_predictor: Predictor, nam
         small_predictor.top_k([name])
 
 
-@pytest.mark.parametrize("name", ["Smith\u200dJones", "Иван Smith", "محمد", "שרון", "ﾅｶﾑﾗ", "Nguyễn Văn"])
+@pytest.mark.parametrize("name", ["Smith\u200dJones", "Иван Smith", "Иванов", "Παπαδόπουλος", "Nguyễn Văn"])
 def test_odd_scripts_get_an_answer(small_predictor: Predictor, name: str) -> None:
     [pred] = small_predictor.top_k([name])
     assert pred.ascii and set(pred.ascii) <= ALLOWED and len(pred.languages) == 3
+
+
+@pytest.mark.parametrize("name", ["محمد", "שרון", "ﾅｶﾑﾗ"])
+def test_scripts_no_language_writes_are_unknown(small_predictor: Predictor, name: str) -> None:
+    """Greek, Italian and Russian write no Arabic, Hebrew or katakana: ``unknown``, reason ``script``."""
+    [pred] = small_predictor.top_k([name])
+    assert pred.ascii and set(pred.ascii) <= ALLOWED
+    assert pred.languages == [] and pred.answer == "unknown" and pred.reason == "script"
 
 
 def test_very_long_name_is_capped_and_fast(small_predictor: Predictor) -> None:

@@ -30,8 +30,14 @@ from namesclf.inference.options import (
 
 
 def _format_line(pred: Any) -> str:
-    """``Name  Russian 0.97  Czech 0.02``; ``unknown`` first when abstained; the set in braces."""
+    """``Name  Russian 0.97  Czech 0.02``; ``unknown`` first when abstained, or alone with the
+    script no language of the model writes; the set in braces."""
     name = pred.name if pred.surname is None else f"{pred.name} [{pred.surname}]"
+    if pred.reason == "script":
+        from namesclf.data.scripts import native_scripts
+
+        scripts = ", ".join(sorted(native_scripts(pred.surname or pred.name)))
+        return f"{name}  unknown (script: no language of this model writes {scripts})"
     if not pred.languages:
         return f"{name}\t(no letters)"
     parts = ["  ".join(f"{lang} {p:.2f}" for lang, p in pred.languages)]

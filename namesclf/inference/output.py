@@ -40,6 +40,8 @@ def output_row(pred: Prediction, options: Options, n_labels: int) -> list[Any]:
     row: list[Any] = []
     for lang, p in pred.languages:
         row += [lang, p]
+    if pred.reason is not None:  # no language writes its script: the answer, with no probability
+        row += [pred.answer, None]
     row += [None] * (2 * k - len(row))
     if not options.surname_only:
         row.append(pred.surname)
@@ -92,7 +94,7 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
             while batch := list(islice(it, batch_size)):
                 missing = [name for name in dict.fromkeys(batch) if name not in cache]
                 for pred in predictor.predict_with(missing, options, strict=False):
-                    cache[pred.name] = (line(pred), not pred.languages)
+                    cache[pred.name] = (line(pred), not pred.languages and pred.reason is None)
                 written = [cache[name] for name in batch]
                 out.write("".join(text for text, _ in written))
                 skipped += sum(empty for _, empty in written)

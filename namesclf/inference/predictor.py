@@ -22,6 +22,7 @@ import numpy as np
 
 from namesclf.config import BACKENDS, STREAM_BATCH
 from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name
+from namesclf.data.scripts import family_name_first
 from namesclf.errors import ModelFileError, NamesError, first_line
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
 from namesclf.inference.groups import LevelMap, level_map
@@ -29,6 +30,7 @@ from namesclf.inference.onnx_scorer import OnnxScorer
 from namesclf.inference.openset import OpenSet
 from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, UNKNOWN, Options
 from namesclf.inference.priors import resolve_prior, reweight, train_prior
+from namesclf.inference.scripts import SCRIPT, ScriptEvidence
 from namesclf.models.onnx_format import onnx_path_for
 from namesclf.text import encode_batch, to_ascii
 
@@ -41,7 +43,9 @@ class Prediction:
     classified), ``abstained`` and ``novelty`` (``abstain=True``), ``prediction_set``
     (``coverage=...``); ``level`` (``"group"`` or ``"region"``: ``languages`` and the set then
     hold groups or regions), with ``note`` when some of the model's labels are not in the
-    origin-group table and each stands for itself.
+    origin-group table and each stands for itself. ``reason`` is ``"script"`` when no language of
+    the model writes the name's script (:mod:`namesclf.inference.scripts`): the answer is then
+    :data:`UNKNOWN` whatever the options, with no languages.
     """
 
     name: str
@@ -53,11 +57,12 @@ class Prediction:
     prediction_set: list[str] | None = None
     level: str | None = None
     note: str | None = None
+    reason: str | None = None
 
     @property
     def answer(self) -> str | None:
         """The top language, :data:`UNKNOWN` when abstained, None when the name had no letters."""
-        if self.abstained:
+        if self.abstained or self.reason is not None:
             return UNKNOWN
         return self.languages[0][0] if self.languages else None
 
@@ -74,6 +79,8 @@ class Prediction:
             out["level"] = self.level
             if self.note is not None:
                 out["note"] = self.note
+        if self.reason is not None:
+            out.update({"answer": self.answer, "reason": self.reason})
         return out
 
 
@@ -137,6 +144,7 @@ class Predictor:
             self.scorer = TorchScorer(model, labels, device, meta, config)
         self.labels = list(self.scorer.labels)
         self._cache: dict[Any, Any] = {}  # calibration read from ``meta`` on first use
+        self.scripts = ScriptEvidence(self.labels)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -221,8 +229,9 @@ class Predictor:
         return self.score_ascii(folded, batch_size=batch_size)[0]
 
     def predict_proba(self, names: Sequence[str]) -> np.ndarray:
-        """Probabilities for raw names; a name with no letters after folding is a :class:`NamesError`."""
-        return self.proba_ascii([fold_or_raise(n) for n in names])
+        """Probabilities for raw names, with their scripts' evidence (a row of zeros where no label
+        writes the name's script); a name with no letters after folding is a :class:`NamesError`."""
+        return self.scripts.apply(names, self.proba_ascii([fold_or_raise(n) for n in names]), self.proba_ascii).proba
 
     def proba_with(self, names: Sequence[str], options: Options) -> np.ndarray:
         """Probabilities ``(N, n_languages)`` in label order, of what ``options`` says to classify
@@ -232,8 +241,10 @@ class Predictor:
         prior. A name with no letters is a :class:`NamesError`."""
         parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
         raw = self.proba_ascii([fold_or_raise(p) for p in parsed])
+        evidence = self.scripts.apply(parsed, raw, self.proba_ascii)
         prior = resolve_prior(options.prior, self.labels)
-        proba = raw if prior is None else reweight(raw, self.trained_on, prior)
+        proba = evidence.proba if prior is None else reweight(evidence.proba, self.trained_on, prior)
+        proba[evidence.unwritten] = 0.0  # no label writes it: zeros, not the prior reweight falls back to
         return proba if options.level == "label" else self.level_map(options.level).sum_columns(proba)
 
     def level_map(self, level: str) -> LevelMap:
@@ -348,6 +359,10 @@ class Predictor:
         if not ok:
             return results
         raw, features = self.score_ascii([folded[i] for i in ok], features=threshold is not None)
+        evidence = self.scripts.apply([parsed[i] for i in ok], raw, self.proba_ascii)
+        raw = evidence.proba
+        for row, shown in evidence.shown.items():
+            results[ok[row]].ascii = shown
         proba = raw if prior is None else reweight(raw, self.trained_on, prior)
         in_set = sets.mask(raw) if sets is not None else None  # sets keep their coverage under any prior
         if rollup is not None:
@@ -360,8 +375,12 @@ class Predictor:
         top_p = np.take_along_axis(proba, top, axis=1).tolist()
         novelty = self.open_set.scorer(features) if features is not None else None
         labels = classes
+        unwritten = set(evidence.unwritten)
         for row, (i, js, ps) in enumerate(zip(ok, top.tolist(), top_p, strict=True)):
             result = results[i]
+            if row in unwritten:
+                result.reason = SCRIPT
+                continue
             result.languages = [(labels[j], p) for j, p in zip(js, ps, strict=True)]
             if in_set is not None:
                 result.prediction_set = [labels[j] for j in order[row] if in_set[row, j]]
@@ -399,7 +418,11 @@ def _groups_in(in_set: np.ndarray, rollup: LevelMap) -> np.ndarray:
 
 def surname_of_name(name: str) -> str:
     """The part of ``name`` to classify: the surname of a full name, unless that part has no letters
-    (``"A 0"``) and the whole has some: then the whole."""
+    (``"A 0"``) and the whole has some: then the whole. A full name whose first word is written in
+    a family-name-first script (``山田 Taro``, ``김 민준``) has that word as its surname."""
+    family = family_name_first(name[:MAX_RAW_LENGTH])
+    if family is not None:
+        return family
     surname = parse_name(name[:MAX_RAW_LENGTH]).surname
     return surname if surname == name or fold(surname) or not fold(name) else name
 

@@ -393,7 +393,7 @@ class Batcher:
             names = list(dict.fromkeys(n for i in members for n in batch[i].names))
             try:
                 predictions = self.predictor.predict_with(names, batch[members[0]].options, strict=False)
-                answers = {n: encode(p.to_dict()) if p.languages else None
+                answers = {n: encode(p.to_dict()) if p.languages or p.reason else None
                            for n, p in zip(names, predictions, strict=True)}
             except Exception as exc:  # the options' fault (e.g. no calibration): every member gets it
                 for i in members:

@@ -125,12 +125,15 @@ class PredictionOut(BaseModel):
     surname: str | None = Field(None, description="The part of a full name that was classified.")
     abstained: bool | None = None
     novelty: float | None = None
-    answer: str | None = Field(None, description="The top language, or `unknown` when abstained.")
+    answer: str | None = Field(None, description="The top language, or `unknown` when abstained or when no "
+                               "language of the model writes the name's script.")
     prediction_set: list[str] | None = None
     level: str | None = Field(None, description="`group` or `region` when asked for: the languages and the set "
                                                 "are then origin groups or regions.")
     note: str | None = Field(None, description="At a `level`: the model's labels that the origin-group table "
                                                "does not know, each a group of its own.")
+    reason: str | None = Field(None, description="`script` when no language of the model writes the name's "
+                               "script (the answer is then `unknown`, with no predictions).")
 
 
 class GenerateRequest(BaseModel):
