@@ -149,6 +149,7 @@ def test_estimate_mix_scores_each_distinct_name_once_and_counts_what_it_skips() 
         def __init__(self) -> None:
             self.labels = ["Russian", "Ukrainian", "Polish"]
             self.trained_on = TRAIN
+            self.meta: dict = {}
             self.calls: list[list[str]] = []
 
         def proba_ascii(self, folded: list[str]) -> np.ndarray:
