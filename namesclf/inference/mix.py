@@ -188,21 +188,46 @@ def estimate_mix_from_proba(proba: np.ndarray, labels: Sequence[str], train_prio
     if n == 0:
         raise NamesError("no names to estimate a mix from")
     names = rollup.names if rollup is not None else list(labels)
-    share = _rolled(point_estimate(proba, train_prior, method, w), rollup)
+    share = point_estimate(proba, train_prior, method, w)
+    draws = bootstrap_draws(proba, train_prior, method, w, bootstrap, seed)
+    low, high = intervals(share, draws, confidence, rollup, model_error)
+    return MixEstimate(names, _rolled(share, rollup), low, high, method, n, confidence,
+                       model_error=model_error is not None)
+
+
+def bootstrap_draws(proba: np.ndarray, train_prior: np.ndarray, method: str, counts: np.ndarray | None,
+                    bootstrap: int, seed: int) -> np.ndarray | None:
+    """``bootstrap`` label-level estimates, each from the names resampled with replacement
+    (multinomial counts over the rows), shape ``(bootstrap, n_labels)``; None for no resampling."""
+    if bootstrap <= 0:
+        return None
+    w = _weights(proba, counts)
+    n = round(float(w.sum()))
+    rng = np.random.default_rng(seed)
+    return np.stack([point_estimate(proba, train_prior, method, rng.multinomial(n, w / w.sum()))
+                     for _ in range(bootstrap)])
+
+
+def intervals(share: np.ndarray, draws: np.ndarray | None, confidence: float, rollup: LevelMap | None = None,
+              model_error: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``confidence`` interval of each share at the reported level, from label-level ``share``
+    and bootstrap ``draws`` (None: no sampling error), each side widened in quadrature by the normal
+    quantile times the model error's root mean square when ``model_error`` is given.
+
+    The two errors are added as independent: resampling the names at hand cannot move the model's
+    systematic error, and that error does not depend on which names of a label were drawn."""
+    share = _rolled(share, rollup)
     low, high = share.copy(), share.copy()
-    if bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        draws = np.stack([_rolled(point_estimate(proba, train_prior, method, rng.multinomial(n, w / w.sum())),
-                                  rollup) for _ in range(bootstrap)])
+    if draws is not None:
+        rolled = draws if rollup is None else rollup.sum_columns(draws)
         tail = (1 - confidence) / 2 * 100
-        low, high = np.percentile(draws, [tail, 100 - tail], axis=0)
+        low, high = np.percentile(rolled, [tail, 100 - tail], axis=0)
         low, high = np.minimum(low, share), np.maximum(high, share)
     if model_error is None:
-        return MixEstimate(names, share, low, high, method, n, confidence)
+        return low, high
     spread = NormalDist().inv_cdf(0.5 + confidence / 2) * np.sqrt(_rolled_moment(model_error, rollup))
-    low = np.clip(share - np.hypot(share - low, spread), 0.0, 1.0)
-    high = np.clip(share + np.hypot(high - share, spread), 0.0, 1.0)
-    return MixEstimate(names, share, low, high, method, n, confidence, model_error=True)
+    return (np.clip(share - np.hypot(share - low, spread), 0.0, 1.0),
+            np.clip(share + np.hypot(high - share, spread), 0.0, 1.0))
 
 
 def _rolled_moment(moment: np.ndarray, rollup: LevelMap | None) -> np.ndarray:
@@ -283,16 +308,50 @@ def mix_error_calibration(proba: np.ndarray, y: np.ndarray, train_prior: np.ndar
     return MixCalibration({m: moment / mixes for m, moment in moments.items()}, mixes)
 
 
+def count_population(names: Iterable[str], counts: Iterable[float] | None = None,
+                     surname_only: bool = False) -> tuple[dict[str, float], float]:
+    """The population's distinct folded surnames (sorted) with how many names each stands for, and how many
+    names have no letters (left out). ``counts``: how many people each entry of ``names`` stands
+    for (one each by default). Full names are cut to their surname as :meth:`Predictor.predict`
+    does, unless ``surname_only`` says every entry is a surname already."""
+    from namesclf.inference.predictor import fold, surname_of_name
+
+    tally: Counter[str] = Counter()
+    for name, count in zip(names, counts, strict=True) if counts is not None else ((n, 1) for n in names):
+        tally[fold(name if surname_only else surname_of_name(name))] += count
+    skipped = tally.pop("", 0)
+    # sorted: the order the rows are resampled in, the same for any path to the same names
+    return dict(sorted(tally.items())), skipped
+
+
+def estimate_mix_of(predictor: Any, proba: np.ndarray, counts: np.ndarray, *, level: str = "label",
+                    method: str = "em", bootstrap: int = MIX_BOOTSTRAP, confidence: float = MIX_CONFIDENCE,
+                    seed: int = 0, skipped: float = 0) -> MixEstimate:
+    """The mix from the model's probabilities of a population's distinct names and their counts:
+    what :func:`estimate_mix`, the Dask tables and the HTTP API share once the names are scored.
+    ``predictor`` gives the labels, the training mix and the model file's calibration."""
+    n_labels = len(predictor.labels)
+    proba = np.asarray(proba, dtype=np.float64).reshape(-1, n_labels)
+    estimate = estimate_mix_from_proba(proba, predictor.labels, predictor.trained_on, method=method,
+                                       bootstrap=bootstrap, confidence=confidence, seed=seed,
+                                       rollup=level_rollup(predictor.labels, level),
+                                       counts=np.asarray(counts, dtype=np.float64),
+                                       model_error=model_error_of(predictor.meta, n_labels, method))
+    return dataclasses.replace(estimate, skipped=round(skipped))
+
+
 def estimate_mix(predictor: Predictor, names: Iterable[str], *, level: str = "label", method: str = "em",
                  bootstrap: int = MIX_BOOTSTRAP, confidence: float = MIX_CONFIDENCE, seed: int = 0,
-                 surname_only: bool = False) -> MixEstimate:
-    """The language mix of the population ``names`` come from, with bootstrap intervals.
+                 surname_only: bool = False, counts: Iterable[float] | None = None) -> MixEstimate:
+    """The language mix of the population ``names`` come from, with intervals.
 
     Each distinct name is scored once (a table of a million rows costs its distinct names); full
     names are cut to their surname as :meth:`Predictor.predict` does, unless ``surname_only``
     says every entry is a surname already. Names with no letters are left out and counted in
-    ``skipped``. ``level`` rolls the labels up to origin groups or regions
-    (:mod:`namesclf.inference.groups`); see :func:`estimate_mix_from_proba` for the rest.
+    ``skipped``. ``counts`` says how many people each entry stands for (one each by default).
+    ``level`` rolls the labels up to origin groups or regions (:mod:`namesclf.inference.groups`).
+    The intervals include the model's own error when the model file carries its mix calibration
+    (``MixEstimate.model_error``); see :func:`estimate_mix_from_proba` for the rest.
 
     Examples
     --------
@@ -301,18 +360,11 @@ def estimate_mix(predictor: Predictor, names: Iterable[str], *, level: str = "la
     >>> est.rows()[0]["label"]  # doctest: +SKIP
     'East Slavic'
     """
-    from namesclf.inference.predictor import fold, surname_of_name
-
-    counts = Counter(fold(name if surname_only else surname_of_name(name)) for name in names)
-    skipped = counts.pop("", 0)
-    distinct = list(counts)
+    tally, skipped = count_population(names, counts, surname_only)
+    distinct = list(tally)
     proba = predictor.proba_ascii(distinct) if distinct else np.empty((0, len(predictor.labels)))
-    estimate = estimate_mix_from_proba(proba, predictor.labels, predictor.trained_on, method=method,
-                                       bootstrap=bootstrap, confidence=confidence, seed=seed,
-                                       rollup=level_rollup(predictor.labels, level),
-                                       counts=np.array([counts[k] for k in distinct], dtype=np.float64),
-                                       model_error=model_error_of(predictor.meta, len(predictor.labels), method))
-    return dataclasses.replace(estimate, skipped=skipped)
+    return estimate_mix_of(predictor, proba, np.array([tally[k] for k in distinct], dtype=np.float64), level=level,
+                           method=method, bootstrap=bootstrap, confidence=confidence, seed=seed, skipped=skipped)
 
 
 def level_rollup(labels: Sequence[str], level: str) -> LevelMap | None:
