@@ -147,4 +147,4 @@ def _print_mix(result: MixEstimate) -> None:
         click.echo(f"{r['label']:<{width}}  {r['share']:.3f}  {r['low']:.3f}-{r['high']:.3f}")
     skipped = f"; {result.skipped:,} with no letters left out" if result.skipped else ""
     rest = f"; {hidden} more under {SHOWN_FROM:.2%} not shown" if hidden else ""
-    click.echo(f"{result.n:,} names, method {result.method}{skipped}{rest}")
+    click.echo(f"{result.n:,} names, method {result.method}, intervals: {result.intervals}{skipped}{rest}")
