@@ -61,6 +61,7 @@ def test_counts_stand_for_repeated_names(http: TestClient) -> None:
     ({"names": ["Ivanov"], "level": "country"}, "level"),
     ({"names": ["Ivanov"], "method": "median"}, "method"),
     ({"names": ["Ivanov"], "confidence": 1.0}, "confidence"),
+    ({"names": ["Ivanov"], "confidence": 0}, "confidence"),
     ({"names": ["Ivanov"], "bootstrap": 1001}, "bootstrap"),
     ({"names": ["Ivanov"], "seed": -1}, "seed"),
     ({"names": ["Ivanov"], "name": "x"}, "name"),
@@ -68,7 +69,7 @@ def test_counts_stand_for_repeated_names(http: TestClient) -> None:
     ({"names": [""]}, "names.0"),
     ({"names": ["Ivanov", "Tanaka"], "counts": [1]}, "one per name"),
     ({"names": ["Ivanov"], "counts": [0]}, "counts.0"),
-    ({"names": ["123", "!!!"]}, "no name has letters"),
+    ({"names": ["123", "!!!"]}, "no letters after folding"),
     ({"names": ["x"] * (MAX_BATCH + 1)}, "names"),
 ])
 def test_bad_bodies_are_one_line_422s(http: TestClient, body: dict[str, Any], says: str) -> None:

@@ -61,7 +61,7 @@ def estimate(names: tuple[str, ...], model_path: str, input_path: str | None, co
     calibrated probabilities (EM; Saerens et al. 2002), which corrects the bias of counting each
     name's top answer when the population's mix is not the training data's. The intervals combine
     resampling the names (how much a table of this size can tell) with the model's own error on
-    mixes of its validation names, which the model file carries (docs/estimate.md); a model file
+    mixes of its validation names, which the model file carries (docs/groups.md); a model file
     trained before that was measured gives the resampling alone, and says so.
     """
     from namesclf.files import check_output

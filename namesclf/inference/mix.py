@@ -225,7 +225,9 @@ def intervals(share: np.ndarray, draws: np.ndarray | None, confidence: float, ro
         low, high = np.minimum(low, share), np.maximum(high, share)
     if model_error is None:
         return low, high
-    spread = NormalDist().inv_cdf(0.5 + confidence / 2) * np.sqrt(_rolled_moment(model_error, rollup))
+    upper = 0.5 + confidence / 2  # rounds to 1 for a confidence within 1e-16 of 1: no finite quantile
+    z = NormalDist().inv_cdf(upper) if upper < 1 else np.inf
+    spread = z * np.sqrt(_rolled_moment(model_error, rollup))
     return (np.clip(share - np.hypot(share - low, spread), 0.0, 1.0),
             np.clip(share + np.hypot(high - share, spread), 0.0, 1.0))
 

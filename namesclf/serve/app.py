@@ -236,7 +236,7 @@ def _add_estimate_route(app: FastAPI, predictor: Predictor, batcher: Batcher) ->
 
         tally, skipped = count_population(request.names, request.counts, request.surname_only)
         if not tally:
-            raise NamesError("no name has letters after folding to ASCII: nothing to estimate a mix from")
+            raise NamesError("no letters after folding to ASCII in any name: nothing to estimate a mix from")
         if len(tally) * request.bootstrap > MAX_ESTIMATE_WORK:
             raise NamesError(f"{len(tally):,} distinct names x {request.bootstrap:,} resamples is over the limit of "
                              f"{MAX_ESTIMATE_WORK:,}: ask for fewer resamples (bootstrap)")
