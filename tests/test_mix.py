@@ -232,10 +232,10 @@ def test_the_calibration_is_a_second_moment_per_method_and_survives_a_model_file
     assert np.trace(calibration.moments["cc"]) > np.trace(calibration.moments["em"])
     meta = {"calibration": {CALIBRATION_KEY: json.loads(json.dumps(calibration.to_dict()))}}
     back = model_error_of(meta, 3, "em")
-    assert back is not None and np.allclose(back, calibration.moments["em"], rtol=1e-5, atol=1e-12)
+    assert back is not None and np.allclose(back, calibration.moments["em"], rtol=1e-3, atol=1e-12)
     assert model_error_of({"calibration": {}}, 3, "em") is None and model_error_of(None, 3, "em") is None
     with pytest.raises(NamesError, match="mix calibration"):
-        MixCalibration.from_dict({"mixes": 3, "second_moment": {"em": [[0.1]]}}, 3)
+        MixCalibration.from_dict({"mixes": 3, "second_moment": {"em": [0.1] * 5}}, 3)
     with pytest.raises(NamesError, match="malformed"):
         MixCalibration.from_dict({"second_moment": []}, 3)
     assert mix_error_calibration(proba[y == 0], y[y == 0], TRAIN) is None  # one label: no mixes to draw

@@ -257,23 +257,31 @@ class MixCalibration:
         return self.moments.get(method)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain lists and numbers: what a model file's ``meta`` (and its ONNX metadata) can hold."""
+        """Plain lists and numbers: what a model file's ``meta`` (and its ONNX metadata, which has a
+        size limit) can hold. Each symmetric matrix is kept as its upper triangle, row by row, to four
+        significant digits: an interval's width needs no more."""
+        upper = {m: moment[np.triu_indices(len(moment))] for m, moment in self.moments.items()}
         return {"mixes": self.mixes,
-                "second_moment": {m: [[float(f"{v:.6g}") for v in row] for row in moment]
-                                  for m, moment in self.moments.items()}}
+                "second_moment": {m: [float(f"{v:.4g}") for v in values] for m, values in upper.items()}}
 
     @classmethod
     def from_dict(cls, values: Any, n_labels: int) -> MixCalibration:
         """Read back :meth:`to_dict`; anything of the wrong shape is a one-line :class:`NamesError`."""
         try:
-            moments = {str(m): np.asarray(v, dtype=np.float64) for m, v in values["second_moment"].items()}
+            packed = {str(m): np.asarray(v, dtype=np.float64) for m, v in values["second_moment"].items()}
             mixes = int(values["mixes"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise NamesError(f"the model file's mix calibration is malformed ({exc})") from None
-        for m, moment in moments.items():
-            if m not in MIX_METHODS or moment.shape != (n_labels, n_labels) or not np.isfinite(moment).all():
-                raise NamesError(f"the model file's mix calibration for {m!r} is not a finite "
-                                 f"{n_labels} x {n_labels} matrix of a known method")
+        rows, cols = np.triu_indices(n_labels)
+        moments = {}
+        for m, upper in packed.items():
+            if m not in MIX_METHODS or upper.shape != rows.shape or not np.isfinite(upper).all():
+                raise NamesError(f"the model file's mix calibration for {m!r} is not the finite upper triangle of "
+                                 f"a {n_labels} x {n_labels} matrix of a known method")
+            moment = np.zeros((n_labels, n_labels))
+            moment[rows, cols] = upper
+            moment[cols, rows] = upper
+            moments[m] = moment
         return cls(moments, mixes)
 
 
