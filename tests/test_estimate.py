@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -112,3 +113,18 @@ def test_a_model_file_without_the_mix_calibration_still_works_and_says_so_in_one
         assert new_rows[label]["low"] <= row["low"] and new_rows[label]["high"] >= row["high"]
     quiet = CliRunner().invoke(cli, [*args, "--model", str(path), "--backend", "torch", "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_the_experiment_reports_both_levels_and_both_kinds_of_interval(small_model: Path, capsys: Any) -> None:
+    """``python -m experiments.mix`` end to end on the small model's own data, a few small mixes:
+    the table docs/experiments.md quotes, with the model error's column since the file has it."""
+    from experiments.mix import measure
+
+    measure(str(small_model), str(small_model.parent / "names"), mixes=3, size=200, bootstrap=10, seed=0)
+    out = capsys.readouterr().out
+    assert "held bootstrap+model" in out and "label level" in out and "group level" in out
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["em"], ["cc"], ["mean"])]
+    assert len(rows) == 6 and all(len(row) == 7 for row in rows)
+    for row in rows:
+        held_alone, width_alone, held_both, width_both = map(float, row[3:])
+        assert 0 <= held_alone <= held_both <= 1 and 0 <= width_alone <= width_both
