@@ -2,7 +2,8 @@
 ``SCHEMATHESIS_HOOKS``): the schema-valid requests the server may still refuse, and why.
 
 A JSON schema cannot say that a name must have letters after folding to ASCII, that prior weights
-must name exactly the model's languages and not all be 0, or that a body must fit in
+must name exactly the model's languages and not all be 0, that ``/estimate``'s counts come one per
+name and its distinct names times resamples stay within its bound, or that a body must fit in
 :data:`~namesclf.serve.schemas.MAX_BODY_BYTES`. The server refuses those with the 422 and 413 its
 schema declares, so the run lets ``positive_data_acceptance`` take both; this check then fails any
 schema-valid request refused for another reason (which would be a schema that says less than the
@@ -19,8 +20,9 @@ import schemathesis
 from namesclf.serve.schemas import MAX_BODY_BYTES
 
 #: The 422 messages of refusals the schema cannot state (see :mod:`namesclf.inference.priors`,
-#: :mod:`namesclf.inference.predictor` and the ``/predict`` routes).
-MODEL_REFUSALS = ("no letters after folding", "the prior: ")
+#: :mod:`namesclf.inference.predictor`, the ``/predict`` routes and ``/estimate``: one count per
+#: name, and distinct names x resamples within its work bound).
+MODEL_REFUSALS = ("no letters after folding", "the prior: ", "give one per name", "resamples is over the limit")
 
 
 @schemathesis.check

@@ -278,3 +278,49 @@ def test_what_is_not_a_dask_scheduler_is_one_line_within_the_timeout(tmp_path: P
     code, _, err = run("--model", str(tmp_path / "m.pt"), "--input", str(src), "--column", "last",
                        "--scheduler", "tcp://127.0.0.1:1", "--scheduler-timeout", "soon")
     assert code == 1 and err == "Error: --scheduler-timeout must be a number, not 'soon'\n"
+
+
+# ----------------------------------------------------------------------------- the mix of a column
+
+
+def test_the_mix_of_a_column_on_the_cluster_is_the_in_memory_estimate(model: Path, client: distributed.Client) -> None:
+    """Counted per partition, summed by name across partitions, scored on the workers: the same
+    estimate and the same resampled intervals as ``estimate_mix`` on the same names in memory."""
+    from namesclf.inference.mix import estimate_mix
+
+    frame = table(4000, seed=5)
+    ddf = dd.from_pandas(frame, npartitions=5, sort=False)
+    names = [n for n in frame["last"] if isinstance(n, str) and n.strip()]
+    predictor = Predictor.load(str(model))
+    for level, method in (("label", "em"), ("group", "cc")):
+        cluster = dask_frame.estimate_dask_frame(ddf, "last", str(model), level=level, method=method, bootstrap=40,
+                                                 seed=3)
+        single = estimate_mix(predictor, names, level=level, method=method, bootstrap=40, seed=3)
+        assert cluster.labels == single.labels and cluster.n == single.n and cluster.skipped == single.skipped > 0
+        assert cluster.model_error and single.model_error
+        for got, want in zip((cluster.share, cluster.low, cluster.high), (single.share, single.low, single.high),
+                             strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-6)
+    with pytest.raises(NamesError, match="no column 'first'"):
+        dask_frame.estimate_dask_frame(ddf, "first", str(model))
+    with pytest.raises(NamesError, match="pass the model file's path"):
+        dask_frame.estimate_dask_frame(ddf, "last", predictor)
+
+
+def test_names_estimate_on_a_local_cluster_prints_the_in_memory_answer(model: Path, tmp_path: Path) -> None:
+    import json
+
+    src = tmp_path / "big.parquet"
+    table(1500, seed=6).reset_index(drop=True).to_parquet(src, index=False, row_group_size=400)
+    common = ["estimate", "--model", str(model), "--input", str(src), "--column", "last", "--json",
+              "--bootstrap", "30", "--level", "region"]
+    single = CliRunner().invoke(cli, common)
+    assert single.exit_code == 0, single.output
+    cluster = CliRunner().invoke(cli, [*common, "--scheduler", "local:1"])
+    assert cluster.exit_code == 0, cluster.output
+    a, b = json.loads(single.stdout), json.loads(cluster.stdout)
+    assert a["n"] == b["n"] and a["skipped"] == b["skipped"] and a["intervals"] == b["intervals"]
+    for x, y in zip(a["mix"], b["mix"], strict=True):
+        assert x == pytest.approx(y, abs=1e-6)
+    wrong = CliRunner().invoke(cli, ["estimate", "--model", str(model), "--input", str(src), "--scheduler", "local:1"])
+    assert wrong.exit_code != 0 and "--scheduler goes with --input FILE --column COL" in wrong.output

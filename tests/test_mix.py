@@ -3,16 +3,22 @@ so the exact posterior under the training mix is computable, and a population wi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from namesclf.errors import NamesError
 from namesclf.inference.mix import (
+    CALIBRATION_KEY,
     MIX_METHODS,
+    MixCalibration,
     classify_and_count,
     em_prior,
     estimate_mix_from_proba,
     mean_probability,
+    mix_error_calibration,
+    model_error_of,
 )
 
 MEANS = np.array([0.0, 1.5, 3.0])
@@ -149,6 +155,7 @@ def test_estimate_mix_scores_each_distinct_name_once_and_counts_what_it_skips() 
         def __init__(self) -> None:
             self.labels = ["Russian", "Ukrainian", "Polish"]
             self.trained_on = TRAIN
+            self.meta: dict = {}
             self.calls: list[list[str]] = []
 
         def proba_ascii(self, folded: list[str]) -> np.ndarray:
@@ -163,3 +170,99 @@ def test_estimate_mix_scores_each_distinct_name_once_and_counts_what_it_skips() 
     assert dict(zip(est.labels, est.share, strict=True)) == {"Russian": 0.8, "Ukrainian": 0.0, "Polish": 0.2}
     grouped = estimate_mix(fake, names, method="cc", bootstrap=0, level="region")
     assert grouped.labels == ["Slavic"] and grouped.share.tolist() == [1.0]
+
+
+# ----------------------------------------------------------------------------- the model's own error
+
+#: What a miscalibrated model believes: label 1 sits nearer label 0 than it does, so it sends too
+#: many of label 1's names to label 0 whatever the mix, an error no resampling of the names sees.
+BELIEVED = np.array([0.0, 1.1, 3.0])
+
+
+def believed_posteriors(x: np.ndarray) -> np.ndarray:
+    like = np.exp(-0.5 * (x[:, None] - BELIEVED[None, :]) ** 2)
+    joint = like * TRAIN
+    return joint / joint.sum(axis=1, keepdims=True)
+
+
+def labelled(per_label: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), per_label)
+    return believed_posteriors(rng.normal(MEANS[y], 1.0)), y
+
+
+def coverage(model_error: bool, mixes: int = 30, size: int = 1000) -> tuple[float, float]:
+    """How often the 90% intervals held the true share over flat-Dirichlet populations, and their
+    mean width, with the calibration measured on other (validation) draws."""
+    proba, y = labelled(400, seed=1)
+    calibration = mix_error_calibration(proba, y, TRAIN, mixes=100, seed=0)
+    assert calibration is not None
+    rng = np.random.default_rng(2)
+    held, widths = [], []
+    for i in range(mixes):
+        counts = rng.multinomial(size, rng.dirichlet(np.ones(3)))
+        labels = np.repeat(np.arange(3), counts)
+        x = rng.normal(MEANS[labels], 1.0)
+        est = estimate_mix_from_proba(believed_posteriors(x), ["a", "b", "c"], TRAIN, bootstrap=50, seed=i,
+                                      confidence=0.9,
+                                      model_error=calibration.second_moment("em") if model_error else None)
+        truth = counts / size
+        held.append((est.low <= truth) & (truth <= est.high))
+        widths.append(est.high - est.low)
+    return float(np.mean(held)), float(np.mean(widths))
+
+
+def test_the_model_error_term_brings_a_miscalibrated_models_intervals_up_to_their_coverage() -> None:
+    alone, narrow = coverage(model_error=False)
+    both, wide = coverage(model_error=True)
+    assert alone < 0.6, alone  # the bootstrap sees only sampling error
+    assert both >= 0.85, both
+    assert wide < 3 * narrow + 0.05, (narrow, wide)  # wider, not useless
+
+
+def test_the_calibration_is_a_second_moment_per_method_and_survives_a_model_file() -> None:
+    proba, y = labelled(200, seed=3)
+    calibration = mix_error_calibration(proba, y, TRAIN, mixes=40, seed=0)
+    assert calibration is not None and calibration.mixes == 40 and set(calibration.moments) == set(MIX_METHODS)
+    for moment in calibration.moments.values():
+        assert moment.shape == (3, 3) and np.allclose(moment, moment.T)
+        assert np.linalg.eigvalsh(moment).min() > -1e-12  # positive semi-definite
+        assert np.allclose(moment.sum(axis=1), 0, atol=1e-9)  # errors of shares that sum to 1 sum to 0
+    # counting is pulled towards the training mix: its error is the largest
+    assert np.trace(calibration.moments["cc"]) > np.trace(calibration.moments["em"])
+    meta = {"calibration": {CALIBRATION_KEY: json.loads(json.dumps(calibration.to_dict()))}}
+    back = model_error_of(meta, 3, "em")
+    assert back is not None and np.allclose(back, calibration.moments["em"], rtol=1e-3, atol=1e-12)
+    assert model_error_of({"calibration": {}}, 3, "em") is None and model_error_of(None, 3, "em") is None
+    with pytest.raises(NamesError, match="mix calibration"):
+        MixCalibration.from_dict({"mixes": 3, "second_moment": {"em": [0.1] * 5}}, 3)
+    with pytest.raises(NamesError, match="malformed"):
+        MixCalibration.from_dict({"second_moment": []}, 3)
+    assert mix_error_calibration(proba[y == 0], y[y == 0], TRAIN) is None  # one label: no mixes to draw
+
+
+def test_the_model_error_widens_each_side_in_quadrature_and_sums_within_groups() -> None:
+    """No resampling: the interval is the share plus and minus z times the root of the diagonal;
+    at a group level a group's error is the sum of its labels', so its variance sums the block."""
+    from statistics import NormalDist
+
+    from namesclf.inference.groups import level_map
+
+    labels = ["Russian", "Ukrainian", "Polish"]
+    proba = exact_posteriors(population(np.array([0.3, 0.3, 0.4]), 500, seed=5), TRAIN)
+    moment = np.array([[4e-4, -3e-4, -1e-4], [-3e-4, 4e-4, -1e-4], [-1e-4, -1e-4, 2e-4]])
+    z = NormalDist().inv_cdf(0.975)
+    est = estimate_mix_from_proba(proba, labels, TRAIN, bootstrap=0, model_error=moment)
+    assert est.model_error and est.to_dict()["intervals"] == "bootstrap+model"
+    assert np.allclose(est.high - est.share, np.minimum(z * np.sqrt(np.diag(moment)), 1 - est.share))
+    assert np.allclose(est.share - est.low, np.minimum(z * np.sqrt(np.diag(moment)), est.share))
+    grouped = estimate_mix_from_proba(proba, labels, TRAIN, bootstrap=0, model_error=moment,
+                                      rollup=level_map(labels, "group"))
+    east = grouped.labels.index("East Slavic")
+    # Russian and Ukrainian trade shares: their errors cancel in the group's
+    assert np.isclose(grouped.high[east] - grouped.share[east], z * np.sqrt(4e-4 + 4e-4 - 2 * 3e-4))
+    wider = estimate_mix_from_proba(proba, labels, TRAIN, bootstrap=40, seed=1, model_error=moment)
+    alone = estimate_mix_from_proba(proba, labels, TRAIN, bootstrap=40, seed=1)
+    assert not alone.model_error and alone.to_dict()["intervals"] == "bootstrap"
+    assert np.all(wider.low <= alone.low) and np.all(wider.high >= alone.high)
+    assert np.allclose(wider.high - wider.share, np.hypot(alone.high - alone.share, z * np.sqrt(np.diag(moment))))

@@ -662,6 +662,7 @@ def test_json_bodies_are_strict_and_the_schema_says_so(tiny_clf: Path) -> None:
     assert declared[("post", "/predict")] == {"200", "400", "413", "422", "503"}
     assert declared[("get", "/predict")] == {"200", "422", "503"}
     assert declared[("post", "/generate")] == {"200", "400", "404", "413", "422", "503"}  # --max-generating
+    assert declared[("post", "/estimate")] == {"200", "400", "413", "422", "503"}  # --max-generating
     assert declared[("get", "/health")] == declared[("get", "/languages")] == {"200"}
 
 

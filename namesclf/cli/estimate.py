@@ -1,9 +1,10 @@
 """``names estimate``: the language mix of a population (a table's column, a file of names, or
-names as arguments), each share with a bootstrap interval, as text, JSON or a bar chart."""
+names as arguments), each share with an interval, as text, JSON or a bar chart; a big table's
+column on a Dask cluster with ``--scheduler``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -37,10 +38,16 @@ if TYPE_CHECKING:
 @click.option("--force", is_flag=True, help="Overwrite an existing --plot file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--quiet", "-q", is_flag=True, help="No notes on stderr.")
+@click.option("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT",
+              help="Count and score a table's column on Dask (needs --input FILE --column COL): local:N starts N "
+              "worker processes here; tcp://HOST:PORT uses a running scheduler.")
+@click.option("--scheduler-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              metavar="SECONDS", help="With --scheduler tcp://...: how long to wait for the scheduler to answer.")
 @backend_option()
 def estimate(names: tuple[str, ...], model_path: str, input_path: str | None, column: str | None, level: str,
              method: str, bootstrap: int, confidence: float, seed: int, surname_only: bool, plot_path: str | None,
-             force: bool, as_json: bool, quiet: bool, backend: str) -> None:
+             force: bool, as_json: bool, quiet: bool, scheduler: str | None, scheduler_timeout: float,
+             backend: str) -> None:
     """What share of a population's names comes from each language (or group, or region).
 
     \b
@@ -48,31 +55,44 @@ def estimate(names: tuple[str, ...], model_path: str, input_path: str | None, co
       names estimate --input voters.csv --column last_name --level group
       names estimate --input authors.txt --plot mix.png
       names estimate Ivanov Kowalski Nowak Petrenko --json
+      names estimate --input big.parquet --column last_name --scheduler local:4
 
     The default method re-estimates the population's mix by maximum likelihood from the model's
     calibrated probabilities (EM; Saerens et al. 2002), which corrects the bias of counting each
-    name's top answer when the population's mix is not the training data's. The intervals come from
-    resampling the names: they say how much a table of this size can tell, not how far the model
-    may be off on a population unlike its training data (docs/groups.md).
+    name's top answer when the population's mix is not the training data's. The intervals combine
+    resampling the names (how much a table of this size can tell) with the model's own error on
+    mixes of its validation names, which the model file carries (docs/groups.md); a model file
+    trained before that was measured gives the resampling alone, and says so.
     """
     from namesclf.files import check_output
 
     if bool(names) == bool(input_path):
         raise NamesError("give names as arguments or --input FILE (not both)")
+    if scheduler is not None and (column is None or input_path in (None, "-")):
+        raise click.UsageError("--scheduler goes with --input FILE --column COL (a table file, not stdin)")
     if plot_path:
         check_output(plot_path, force, suffixes=(".png",), option="--plot")
-    population = list(names) if names else _read_population(input_path, column)
 
     from namesclf.inference.groups import level_map
-    from namesclf.inference.mix import estimate_mix
+    from namesclf.inference.mix import NO_MODEL_ERROR_NOTE, estimate_mix, model_error_of
     from namesclf.inference.predictor import Predictor
 
     predictor = Predictor.load(model_path, backend=backend)
-    note = level_map(predictor.labels, level).note()
-    if note and not quiet:
-        click.echo(note, err=True)
-    result = estimate_mix(predictor, population, level=level, method=method, bootstrap=bootstrap,
-                          confidence=confidence, seed=seed, surname_only=surname_only)
+    notes = [level_map(predictor.labels, level).note()]
+    if bootstrap and model_error_of(predictor.meta, len(predictor.labels), method) is None:
+        notes.append(NO_MODEL_ERROR_NOTE)
+    for note in notes:
+        if note and not quiet:
+            click.echo(note, err=True)
+    if scheduler is not None:
+        assert input_path is not None and column is not None
+        result = _estimate_on_dask(model_path, input_path, column, scheduler, scheduler_timeout, level=level,
+                                   method=method, bootstrap=bootstrap, confidence=confidence, seed=seed,
+                                   surname_only=surname_only)
+    else:
+        population = list(names) if names else _read_population(input_path, column)
+        result = estimate_mix(predictor, population, level=level, method=method, bootstrap=bootstrap,
+                              confidence=confidence, seed=seed, surname_only=surname_only)
     if plot_path:
         from namesclf.report.plots import plot_mix
 
@@ -83,6 +103,18 @@ def estimate(names: tuple[str, ...], model_path: str, input_path: str | None, co
         _print_mix(result)
     if plot_path and not quiet:
         click.echo(f"wrote {plot_path}", err=True)
+
+
+def _estimate_on_dask(model_path: str, input_path: str, column: str, scheduler: str, timeout: float,
+                      **arguments: Any) -> MixEstimate:
+    """The mix of a table's column counted and scored on a Dask cluster (:func:`estimate_dask_frame`)."""
+    from namesclf.inference.dask_tables import connect, estimate_dask_frame, read_table_lazy
+    from namesclf.inference.tables import check_text_column
+
+    check_text_column(input_path, column)
+    with connect(scheduler, timeout=timeout) as client:
+        threads = sum(client.nthreads().values())
+        return estimate_dask_frame(read_table_lazy(input_path, threads), column, model_path, **arguments)
 
 
 def _read_population(input_path: str, column: str | None) -> list[str]:
@@ -115,4 +147,4 @@ def _print_mix(result: MixEstimate) -> None:
         click.echo(f"{r['label']:<{width}}  {r['share']:.3f}  {r['low']:.3f}-{r['high']:.3f}")
     skipped = f"; {result.skipped:,} with no letters left out" if result.skipped else ""
     rest = f"; {hidden} more under {SHOWN_FROM:.2%} not shown" if hidden else ""
-    click.echo(f"{result.n:,} names, method {result.method}{skipped}{rest}")
+    click.echo(f"{result.n:,} names, method {result.method}, intervals: {result.intervals}{skipped}{rest}")

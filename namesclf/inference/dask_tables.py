@@ -1,5 +1,6 @@
 """Whole tables on Dask: :func:`~namesclf.inference.tables.predict_frame` for a Dask DataFrame, and the table files
-``names predict --input FILE --column COL --scheduler local:N|tcp://HOST:PORT`` reads and writes.
+``names predict --input FILE --column COL --scheduler local:N|tcp://HOST:PORT`` reads and writes; the language
+mix of a Dask DataFrame's column (:func:`estimate_dask_frame`, ``names estimate --scheduler``).
 
 Tables of tens or hundreds of millions of rows outgrow one process; Dask already spreads pandas
 work over cores and machines, so each partition simply runs the pandas :func:`~namesclf.inference.frames.predict_pandas`
@@ -24,11 +25,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from namesclf.config import MIX_BOOTSTRAP, MIX_CONFIDENCE
 from namesclf.errors import NamesError, first_line
 from namesclf.files import atomic_folder, atomic_open, check_output
 from namesclf.inference.frames import FRAME_BATCH, predict_pandas, table_format
+from namesclf.inference.mix import MixEstimate, check_mix_method, count_population, estimate_mix_of
 from namesclf.inference.options import NAMED_PRIORS, Options
 from namesclf.inference.predictor import Predictor
 from namesclf.inference.priors import read_prior_file
@@ -120,6 +124,69 @@ def predict_dask_frame(ddf: Any, column: str, model: str | Path | Predictor, opt
     meta = predict_pandas(ddf._meta, column, predictor, options, prefix, batch_size)
     predict_pandas(ddf._meta_nonempty, column, predictor, options, prefix, batch_size)
     return ddf.map_partitions(_predict_partition, column, path, options, prefix, batch_size, meta=meta)
+
+
+# ----------------------------------------------------------------------------- the mix of a column
+
+#: The column of the distinct folded surnames in the tables :func:`estimate_dask_frame` builds.
+_KEY = "ascii"
+
+
+def _count_partition(part: pd.DataFrame, column: str, surname_only: bool) -> pd.DataFrame:
+    """One partition's distinct folded surnames and their counts; the names with no letters are
+    counted under the empty key (cells that are not text, or blank, are not names and not counted)."""
+    names = [name for name in part[column].tolist() if isinstance(name, str) and name.strip()]
+    tally, skipped = count_population(names, surname_only=surname_only)
+    keys = [*tally, ""]
+    return pd.DataFrame({_KEY: pd.Series(keys, dtype=object),
+                         "count": pd.Series([*tally.values(), skipped], dtype="float64")})
+
+
+def _score_partition(part: pd.DataFrame, model: str, n_labels: int) -> pd.DataFrame:
+    """The model's probabilities of a partition of distinct names (the empty key scores nothing)."""
+    keys = part[_KEY].tolist()
+    scored = [k for k in keys if k]
+    proba = worker_predictor(model).proba_ascii(scored) if scored else None
+    out = pd.DataFrame(0.0, index=part.index, columns=[f"p{i}" for i in range(n_labels)])
+    if proba is not None:
+        out.loc[[bool(k) for k in keys]] = proba
+    return pd.concat([part[[_KEY, "count"]], out], axis=1)
+
+
+def estimate_dask_frame(ddf: Any, column: str, model: str | Path, *, level: str = "label", method: str = "em",
+                        bootstrap: int = MIX_BOOTSTRAP, confidence: float = MIX_CONFIDENCE, seed: int = 0,
+                        surname_only: bool = False) -> MixEstimate:
+    """The language mix of the names in ``ddf[column]`` (a Dask DataFrame), as
+    :func:`~namesclf.inference.mix.estimate_mix` gives it for the same names in memory.
+
+    A table of millions of rows is mostly repeats: each partition counts its distinct folded
+    surnames, the counts are summed by name across partitions (the distinct names stay spread over
+    the cluster), each partition of distinct names is scored by its worker's model (loaded once per
+    worker, :func:`worker_predictor`), and only the distinct names' probabilities and counts come
+    back here, where the estimate and its resampling run. ``model`` is the model file's path,
+    readable by every worker under that name.
+    """
+    check_mix_method(method)
+    if isinstance(model, Predictor):
+        raise NamesError("with a Dask DataFrame, pass the model file's path: each worker loads it once "
+                         "(a loaded model is not shipped in the task graph)")
+    if column not in ddf.columns:
+        raise NamesError(f"no column {column!r} (columns: {', '.join(map(str, ddf.columns))})")
+    path = str(Path(model).resolve())
+    predictor = Predictor.load(path)
+    n_labels = len(predictor.labels)
+    empty = pd.DataFrame({_KEY: pd.Series(dtype=object), "count": pd.Series(dtype="float64")})
+    counted = ddf.map_partitions(_count_partition, column, surname_only, meta=empty)
+    distinct = counted.groupby(_KEY, sort=False)["count"].sum(split_out=max(1, ddf.npartitions)).reset_index()
+    meta = pd.concat([distinct._meta, pd.DataFrame(columns=[f"p{i}" for i in range(n_labels)], dtype="float64")],
+                     axis=1)
+    table = distinct.map_partitions(_score_partition, path, n_labels, meta=meta).compute()
+    named = table[_KEY].astype(str) != ""
+    skipped = float(table.loc[~named, "count"].sum())
+    table = table[named].sort_values(_KEY, kind="stable")  # the order the cluster returned is not the result's
+    return estimate_mix_of(predictor, table[[f"p{i}" for i in range(n_labels)]].to_numpy(np.float64),
+                           table["count"].to_numpy(np.float64), level=level, method=method, bootstrap=bootstrap,
+                           confidence=confidence, seed=seed, skipped=skipped)
 
 
 # ----------------------------------------------------------------------------- clusters

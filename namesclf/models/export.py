@@ -106,7 +106,9 @@ def export_payload(payload: dict[str, Any], out: str | Path, source: str | Path 
             "labels": labels, "config": payload["config"], "outputs": outputs, "meta": portable_meta(meta),
             "source_sha256": file_sha256(source) if source is not None else None}
     entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(info)
+    # compact: a large corpus's calibration (conformal scores, the novelty scorer) comes near the
+    # size the reader accepts (onnx_format.MAX_METADATA_CHARS), and spaces buy nothing
+    entry.key, entry.value = METADATA_KEY, json.dumps(info, separators=(",", ":"))
     data = optimized(proto.SerializeToString())
     return atomic_write_with(out, lambda handle: handle.write(data))
 

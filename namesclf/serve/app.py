@@ -1,4 +1,5 @@
-"""The JSON HTTP API: ``names serve`` answers ``/predict`` (one name or a batch) and ``/generate``.
+"""The JSON HTTP API: ``names serve`` answers ``/predict`` (one name or a batch), ``/estimate`` (the
+language mix of a population) and ``/generate``.
 
 Why FastAPI + uvicorn rather than ``http.server`` or Flask: request bodies and query strings are
 validated by pydantic models, so a missing field, a wrong type, an empty or over-long name or a
@@ -45,8 +46,11 @@ from namesclf.serve.batcher import Batcher, Overloaded
 from namesclf.serve.middleware import BodySizeLimit, FastPredict, _error
 from namesclf.serve.schemas import (
     MAX_BODY_BYTES,
+    MAX_ESTIMATE_WORK,
     MAX_GENERATE_LETTERS,
     ErrorOut,
+    EstimateOut,
+    EstimateRequest,
     GenerateOut,
     GenerateRequest,
     PredictionOut,
@@ -174,6 +178,7 @@ def create_app(predictor: Predictor, lm: Any = None, *, model_path: str | None =
                 "lm_languages": list(lm.languages) if lm is not None else None}
 
     _add_predict_routes(app, predictor, batcher)
+    _add_estimate_route(app, predictor, batcher)
     _add_generate_route(app, lm, batcher)
     return app
 
@@ -215,6 +220,38 @@ def _add_predict_routes(app: FastAPI, predictor: Predictor, batcher: Batcher) ->
         # The answers are JSON bytes already (cached as such): joined, not re-encoded. The declared
         # response_model documents the shape without paying for re-validating thousands of dicts.
         return Response(b"[" + b",".join(answers) + b"]", media_type="application/json")  # type: ignore[arg-type]
+
+
+def _add_estimate_route(app: FastAPI, predictor: Predictor, batcher: Batcher) -> None:
+    """``POST /estimate``: the language mix of a population with intervals."""
+
+    @app.post("/estimate", response_model=EstimateOut,
+              responses={**MALFORMED, **TOO_LARGE, **UNPROCESSABLE, **BUSY})
+    async def estimate(request: EstimateRequest) -> JSONResponse:
+        """Each label's (group's, region's) estimated share of the population the names come from,
+        with its interval (`names estimate`).
+
+        The distinct names are scored on the prediction thread, between `/predict` passes; the
+        resampling then runs on the threads `/generate` uses, at most `--max-generating` at once
+        (503 beyond), within :data:`MAX_ESTIMATE_WORK` distinct names x resamples.
+        """
+        from namesclf.inference.mix import NO_MODEL_ERROR_NOTE, count_population, estimate_mix_of, model_error_of
+
+        tally, skipped = count_population(request.names, request.counts, request.surname_only)
+        if not tally:
+            raise NamesError("no letters after folding to ASCII in any name: nothing to estimate a mix from")
+        if len(tally) * request.bootstrap > MAX_ESTIMATE_WORK:
+            raise NamesError(f"{len(tally):,} distinct names x {request.bootstrap:,} resamples is over the limit of "
+                             f"{MAX_ESTIMATE_WORK:,}: ask for fewer resamples (bootstrap)")
+        distinct = list(tally)
+        proba = await batcher.call(predictor.proba_ascii, distinct)
+        counts = [tally[name] for name in distinct]
+        result = await batcher.generate(estimate_mix_of, predictor, proba, counts, level=request.level,
+                                        method=request.method, bootstrap=request.bootstrap,
+                                        confidence=request.confidence, seed=request.seed, skipped=skipped)
+        calibrated = model_error_of(predictor.meta, len(predictor.labels), request.method) is not None
+        return JSONResponse({**result.to_dict(), "level": request.level,
+                             "note": None if calibrated else NO_MODEL_ERROR_NOTE.removeprefix("note: ")})
 
 
 def _add_generate_route(app: FastAPI, lm: Any, batcher: Batcher) -> None:

@@ -8,8 +8,9 @@ validated strictly (``"k": "3"``, ``"k": true`` and ``"surname_only": 0`` are 42
 import logging
 from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model, model_validator
 
+from namesclf.config import LEVELS, MIX_BOOTSTRAP, MIX_CONFIDENCE, MIX_METHODS
 from namesclf.inference.options import DEFAULTS, NAMED_PRIORS, Options, bounds, choices, help_text, option_fields
 
 #: Longest name accepted (characters before folding). Surnames are short; the model reads at
@@ -35,6 +36,14 @@ MAX_GENERATE_LETTERS = 200_000
 #: a broken pipe instead of the answer. Past either bound the connection is closed anyway.
 DRAIN_BYTES = 64 * 1024 * 1024
 DRAIN_S = 10.0
+#: Most resamples one ``POST /estimate`` may ask for.
+MAX_ESTIMATE_BOOTSTRAP = 1_000
+#: Most (distinct names x resamples) one ``POST /estimate`` may cost: every resample re-estimates
+#: the mix over the distinct names, so this bounds a request's work as :data:`MAX_GENERATE_LETTERS`
+#: bounds a ``/generate`` (the default 200 resamples of :data:`MAX_BATCH` distinct names fit).
+MAX_ESTIMATE_WORK = 2_000_000
+#: Most people one entry of ``POST /estimate``'s ``counts`` may stand for.
+MAX_COUNT = 10**12
 #: The environment variable through which :func:`serve` hands its settings to worker processes.
 ENV_SETTINGS = "NAMES_SERVE_SETTINGS"
 
@@ -160,6 +169,54 @@ class GenerateOut(BaseModel):
     skipped_duplicates: int = 0
     attempts: int = 0
     requested: int = 0
+
+
+class EstimateRequest(BaseModel):
+    """Body of ``POST /estimate``: a population's names (and how many people each stands for) and
+    the arguments of :func:`~namesclf.inference.mix.estimate_mix`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    names: list[Name] = Field(min_length=1, max_length=MAX_BATCH,
+                              description=f"The population's names, at most {MAX_BATCH:,} (repeats allowed).")
+    counts: list[Annotated[int, Field(ge=1, le=MAX_COUNT), WHOLE]] | None = Field(
+        None, description="How many people each name stands for, one count per name (default: one each).")
+    level: Literal[LEVELS] = Field(LEVELS[0], description="Estimate the mix of labels, origin groups or regions.")  # type: ignore[valid-type]
+    method: Literal[MIX_METHODS] = Field(  # type: ignore[valid-type]
+        MIX_METHODS[0], description="`em`: maximum likelihood under label shift; `cc`: classify and count; "
+        "`mean`: mean probability.")
+    bootstrap: Annotated[int, Field(ge=0, le=MAX_ESTIMATE_BOOTSTRAP), WHOLE] = Field(
+        MIX_BOOTSTRAP, description=f"Resamples behind the intervals (0: none); distinct names x resamples at most "
+        f"{MAX_ESTIMATE_WORK:,}.")
+    confidence: float = Field(MIX_CONFIDENCE, gt=0, lt=1, description="The intervals' nominal coverage.")
+    seed: Annotated[int, Field(ge=0, lt=2**53), WHOLE] = Field(0, description="Makes the resampling reproducible.")
+    surname_only: bool = Field(False, description="Every name is a surname already (else full names are cut).")
+
+    @model_validator(mode="after")
+    def _one_count_per_name(self) -> "EstimateRequest":
+        if self.counts is not None and len(self.counts) != len(self.names):
+            raise ValueError(f"counts has {len(self.counts):,} entries for {len(self.names):,} names: "
+                             "give one per name")
+        return self
+
+
+class MixShare(BaseModel):
+    label: str
+    share: float
+    low: float
+    high: float
+
+
+class EstimateOut(BaseModel):
+    method: str
+    level: str
+    n: int = Field(description="Names (people) the estimate is of.")
+    skipped: int = Field(description="Names with no letters after folding, left out.")
+    confidence: float
+    intervals: str = Field(description="`bootstrap+model`: sampling and model error; `bootstrap`: sampling error "
+                           "only (a model file without the mix calibration).")
+    note: str | None = None
+    mix: list[MixShare] = Field(description="One row per label (or group, or region), largest share first.")
 
 
 class ErrorOut(BaseModel):

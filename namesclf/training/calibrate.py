@@ -1,7 +1,8 @@
 """What training measures on the validation names once the epoch is chosen, so that prediction
 can say how sure it may be: the conformal scores behind prediction sets (:mod:`namesclf.inference.conformal`), the
-novelty scorer and its threshold behind "none of these" (:mod:`namesclf.inference.openset`), and the training mix
-that population priors are taken against (:mod:`namesclf.inference.priors`).
+novelty scorer and its threshold behind "none of these" (:mod:`namesclf.inference.openset`), the training mix
+that population priors are taken against (:mod:`namesclf.inference.priors`), and the model's own error
+in estimating a population's mix, which widens the mix intervals (:mod:`namesclf.inference.mix`).
 
 It runs before the n-gram half is counted again on train + valid (the refit), while the
 validation names are still held out: each guarantee needs scores of names the model has not seen.
@@ -17,7 +18,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from namesclf.inference.conformal import ConformalCalibration
+from namesclf.inference.mix import CALIBRATION_KEY, mix_error_calibration
 from namesclf.inference.openset import NoveltyScorer, OpenSet
+from namesclf.inference.priors import train_prior
 from namesclf.models.networks import NgramEnsemble
 from namesclf.models.ngram import NgramBayes
 from namesclf.models.novelty import background_state, novelty_features
@@ -101,14 +104,19 @@ def fit_open_set(ngram: NgramBayes, train: pd.DataFrame, valid: pd.DataFrame, la
 def calibrate(whole: torch.nn.Module, labels: list[str], train: pd.DataFrame, valid: pd.DataFrame,
               enc_valid: EncodedSplit | None, device: torch.device, seed: int = 0) -> dict[str, Any]:
     """The calibration a model file carries: ``label_counts`` (training mix), ``conformal``
-    (validation scores) and ``openset`` (the novelty scorer), the last two when there are
-    validation names (and, for the scorer, an n-gram half)."""
+    (validation scores), ``mix_error`` (the mix estimate's model error) and ``openset`` (the
+    novelty scorer), all but the first when there are validation names (and, for the scorer, an
+    n-gram half). Nothing here draws from torch's random state: what is measured after training
+    leaves the model as it was."""
     counts = train["language"].value_counts()
     out: dict[str, Any] = {"label_counts": [int(counts.get(lang, 0)) for lang in labels]}
     if enc_valid is None or not len(enc_valid):
         return out
     proba = predict_log_proba(whole, enc_valid, device).double().exp().numpy()
     out["conformal"] = ConformalCalibration.from_proba(proba, enc_valid.labels.numpy()).to_dict()
+    mix_error = mix_error_calibration(proba, enc_valid.labels.numpy(), train_prior(out["label_counts"]), seed=seed)
+    if mix_error is not None:
+        out[CALIBRATION_KEY] = mix_error.to_dict()
     if isinstance(whole, NgramEnsemble):
         ngram = whole.ngram.cpu()
         fitted = fit_open_set(ngram, train, valid, labels, seed)
