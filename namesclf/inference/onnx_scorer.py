@@ -158,7 +158,7 @@ class OnnxScorer:
             if not self.config.get("ngram_order"):
                 raise NamesError(NO_NGRAM_EXPLAIN)
             raise NamesError(f"{self.path} was exported by an earlier namesclf, without what explanations read: "
-                             "run `names export --force MODEL.pt` to export it again")
+                             f"run `names export --force {Path(self.path).with_suffix('.pt')}` to export it again")
         numbers = [terms.get(key) for key in ("weight", "shift", "temperature")]
         prior, order = terms.get("log_prior"), terms.get("order")
         if not (all(_finite(x) for x in numbers) and isinstance(prior, list) and len(prior) == len(self.labels)

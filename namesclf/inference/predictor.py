@@ -370,8 +370,8 @@ class Predictor:
                 result.novelty = float(novelty[row])
                 result.abstained = bool(novelty[row] > threshold)
             if tokens is not None and terms is not None:
-                result.explanation = explain_name(result.ascii, tokens[row], raw[row], proba[row], order[row, :2].tolist(),
-                                             labels, terms)
+                result.explanation = explain_name(result.ascii, tokens[row], raw[row], proba[row],
+                                                  order[row, :2].tolist(), labels, terms)
         return results
 
     def explain_terms(self) -> dict[str, Any]:

@@ -28,8 +28,8 @@ from namesclf.models.networks import NgramEnsemble, build_classifier
 from namesclf.models.ngram import NgramBayes
 from namesclf.models.novelty import load_background, novelty_feature_tensor
 from namesclf.models.onnx_format import (
-    FORMAT,
     EXPLAIN_KEY,
+    FORMAT,
     FORMAT_VERSION,
     INPUT,
     METADATA_KEY,
