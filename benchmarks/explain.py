@@ -5,7 +5,7 @@ fixed seed, the first ``--names`` of them. Each configuration predicts them all 
 times in this process (model loaded and warmed up first) and keeps the median; "+ JSON" also
 turns every answer into its JSON line, as ``names predict --input FILE --format jsonl`` does.
 
-    python -m benchmarks.explain --model models/names.pt --names 10000 --repeats 5
+    python -m benchmarks.explain --model models/names.pt --names 10000 --repeats 5 [--baseline OLD.onnx]
 """
 
 from __future__ import annotations
@@ -48,17 +48,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--names", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--backends", default="onnx,torch")
+    parser.add_argument("--threads", type=int, default=1, help="Compute threads of either runtime (1: the "
+                        "figures do not depend on what else the machine runs).")
+    parser.add_argument("--baseline", metavar="FILE.onnx", default=None,
+                        help="Also time plain prediction on this export (e.g. the same model exported without the "
+                             "explanation output), to see what the extra output costs a plain prediction.")
     args = parser.parse_args(argv)
 
     from namesclf.inference.options import Options
     from namesclf.inference.predictor import Predictor
 
     names = surnames(Path(args.data), args.names)
-    print(f"{len(names):,} distinct tutorial surnames, median of {args.repeats}")
+    print(f"{len(names):,} distinct tutorial surnames, median of {args.repeats}, {args.threads} thread(s)")
     print(f"{'backend':8} {'explain':8} {'predict names/s':>16} {'+ JSON names/s':>15}")
-    for backend in args.backends.split(","):
-        predictor = Predictor.load(args.model, backend=backend)
-        for explain in (False, True):
+    runs = [("baseline", args.baseline, (False,))] if args.baseline else []
+    runs += [(backend, args.model, (False, True)) for backend in args.backends.split(",")]
+    for backend, model, explains in runs:
+        predictor = Predictor.load(model, backend="auto" if backend == "baseline" else backend, threads=args.threads)
+        for explain in explains:
             options = Options(k=3, explain=explain)
             predictor.predict_with(names[:100], options)  # warm-up: sessions, lookup tables
 

@@ -210,3 +210,36 @@ def test_a_real_server_explains_on_get_and_post(small_model: Path, tmp_path: Pat
         assert "explanation" not in http.get("/predict", params={"name": "Zav"}).json()
         schema = http.get("/openapi.json").json()["components"]["schemas"]
         assert "ExplanationOut" in schema and "explain" in schema["PredictRequest"]["properties"]
+
+
+def test_the_estimator_explains_its_top_k(small_model: Path) -> None:
+    from namesclf import load_model
+
+    clf = load_model(small_model)
+    assert clf.top_k(["Zav"])[0].explanation is None
+    explained = clf.set_params(explain=True).top_k(["Zav"], k=1)[0]
+    assert explained.explanation is not None and explained.explanation.runner_up == "Japanese"
+    assert list(clf.predict(["Zav"])) == ["Russian"]  # predict needs no explanation and makes none
+
+
+def test_the_benchmark_and_the_experiment_run_end_to_end(small_model: Path, capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """Both lab scripts behind the figures, on the small model and the made-up names it was trained on."""
+    from benchmarks import explain as bench
+    from experiments import explain as experiment
+
+    data = small_model.parent / "names"
+    bench.main(["--model", str(small_model), "--data", str(data), "--names", "30", "--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("30 distinct tutorial surnames")
+    assert [line.split()[:2] for line in lines[2:]] == [["onnx", "False"], ["onnx", "True"], ["torch", "False"],
+                                                      ["torch", "True"]]
+    experiment.main([str(data), "--model", str(small_model), "--seed", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    total = int(lines[0].split()[0].replace(",", ""))
+    assert total > 0 and sum(int(line.split()[2].replace(",", "")) for line in lines[2:]) == total
+    for module in (bench, experiment):
+        with pytest.raises(SystemExit) as stop:
+            module.main(["--help"])
+        assert stop.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: python -m {module.__name__} ")
