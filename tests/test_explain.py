@@ -243,3 +243,23 @@ def test_the_benchmark_and_the_experiment_run_end_to_end(small_model: Path, caps
             module.main(["--help"])
         assert stop.value.code == 0
         assert capsys.readouterr().out.startswith(f"usage: python -m {module.__name__} ")
+
+
+def test_a_dask_table_gets_the_same_column(small_model: Path) -> None:
+    dd = pytest.importorskip("dask.dataframe", reason="dask is the optional extra namesclf[scale]")
+    frame = pd.DataFrame({"last": ["Ivanov", "Zav", "", "Tanaka", "Zav", "Rossi"]})
+    lazy = predict_frame(dd.from_pandas(frame, npartitions=2, sort=False), "last", str(small_model), k=1,
+                         explain=True)
+    out = lazy.compute(scheduler="synchronous")
+    assert out["explanation"].dtype == predict_frame(frame, "last", str(small_model), explain=True)["explanation"].dtype
+    cells = [None if pd.isna(x) else json.loads(x) for x in out["explanation"]]
+    assert [c and c["language"] for c in cells] == [x if isinstance(x, str) else None for x in out["language"]]
+    assert cells[2] is None and cells[1]["runner_up"] == "Japanese"
+
+
+def test_a_name_longer_than_the_model_reads_is_explained_on_what_it_read(small_model: Path) -> None:
+    from namesclf.text import MAX_NAME_LENGTH
+
+    long = "Ivanov" * 20
+    e = Predictor.load(small_model).predict([long], explain=True)[0].explanation
+    assert e is not None and len(e.letters) == MAX_NAME_LENGTH + 1 and "".join(e.letters[:-1]) == long[:MAX_NAME_LENGTH]

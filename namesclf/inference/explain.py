@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from namesclf.text import ALPHABET, MAX_NAME_LENGTH
+
 #: How the end of the name (predicted like a letter) and the begin marks of a context are shown.
 END = "$"
 BEGIN = "^"
@@ -119,15 +121,24 @@ def contexts_of(folded: str, order: int) -> list[str]:
     return [framed[i : i + order - 1] for i in range(len(folded) + 1)]
 
 
+def letters_read(folded: str) -> str:
+    """The letters of a folded name that the model reads, as :func:`~namesclf.text.encode_batch`
+    takes them: the first :data:`~namesclf.text.MAX_NAME_LENGTH`, those of the alphabet."""
+    return "".join(c for c in folded.encode("ascii", "ignore")[:MAX_NAME_LENGTH].decode() if c in ALPHABET)
+
+
 def explain_name(folded: str, tokens: np.ndarray, raw: np.ndarray, final: np.ndarray, top: Sequence[int],
                  labels: Sequence[str], terms: dict[str, Any]) -> Explanation:
     """The explanation of one name.
 
-    ``tokens`` is the n-gram half's ``log p(symbol | context, language)`` per position,
-    ``(len(folded) + 1, n_languages)``; ``raw`` the pooled probabilities, ``final`` those shown
-    (after a population prior); ``top`` the indices of the answer and the runner-up in ``final``;
-    ``terms`` the scorer's ``pool_terms()``.
+    ``tokens`` is the n-gram half's ``log p(symbol | context, language)`` per position of the
+    letters it read (:func:`letters_read`) and the end, ``(letters + 1, n_languages)``; ``raw``
+    the pooled probabilities, ``final`` those shown (after a population prior); ``top`` the
+    indices of the answer and the runner-up in ``final``; ``terms`` the scorer's ``pool_terms()``.
     """
+    folded = letters_read(folded)
+    if len(tokens) != len(folded) + 1:
+        raise ValueError(f"{len(tokens)} positions for {len(folded)} letters and the end")
     a, b = int(top[0]), int(top[1])
     column = np.asarray(tokens, dtype=np.float64)
     ratios = column[:, a] - column[:, b]
