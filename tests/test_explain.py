@@ -232,8 +232,9 @@ def test_the_benchmark_and_the_experiment_run_end_to_end(small_model: Path, caps
     bench.main(["--model", str(small_model), "--data", str(data), "--names", "30", "--repeats", "1"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("30 distinct tutorial surnames")
-    assert [line.split()[:2] for line in lines[2:]] == [["onnx", "False"], ["onnx", "True"], ["torch", "False"],
-                                                      ["torch", "True"]]
+    assert [line.split()[:2] for line in lines[2:-1]] == [["onnx", "False"], ["onnx", "True"], ["torch", "False"],
+                                                        ["torch", "True"]]
+    assert lines[-1].startswith("load average at end")
     experiment.main([str(data), "--model", str(small_model), "--seed", "1"])
     lines = capsys.readouterr().out.splitlines()
     total = int(lines[0].split()[0].replace(",", ""))
