@@ -3,7 +3,8 @@
 The names are the tutorial set's distinct surnames (the reserved slice left out), shuffled with a
 fixed seed, the first ``--names`` of them, classified as surnames (the full-name parse costs the
 same either way). Each configuration predicts them all ``--repeats`` times in this process, the
-configurations taking turns (models loaded and warmed up first), and keeps the median; "+ JSON"
+configurations taking turns, each round starting one later (models loaded and warmed up first),
+and keeps the median; "+ JSON"
 also turns every answer into its JSON line, as ``names predict --input FILE --format jsonl`` does.
 
     python -m benchmarks.explain --model models/names.pt --names 10000 --repeats 5 [--baseline OLD.onnx]
@@ -61,8 +62,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     for _, predictor, explain in runs:
         predictor.predict_with(names[:100], options[explain])  # warm-up: sessions, lookup tables
     times: dict[int, tuple[list[float], list[float]]] = {i: ([], []) for i in range(len(runs))}
-    for _ in range(args.repeats):  # interleaved, so a change in the machine's load hits every row alike
-        for i, (_, predictor, explain) in enumerate(runs):
+    for repeat in range(args.repeats):
+        # Interleaved, each round starting one configuration later: a change in the machine's load,
+        # or whatever the first of a round pays, falls on every row alike.
+        for i in [*range(len(runs))][repeat % len(runs):] + [*range(len(runs))][: repeat % len(runs)]:
+            _, predictor, explain = runs[i]
             start = time.perf_counter()
             answers = predictor.predict_with(names, options[explain])
             middle = time.perf_counter()
