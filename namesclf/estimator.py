@@ -107,6 +107,9 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
     surname_only : bool, default=True
         Classify each name as given, as :meth:`fit` learnt from them (False: cut a full name to
         its surname first, as ``names predict`` does).
+    explain : bool, default=False
+        :meth:`top_k`'s predictions carry an ``explanation``: which letters pushed the answer over
+        the runner-up (docs/explain.md).
 
     Attributes
     ----------
@@ -136,7 +139,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
                  valid_fraction: float = 0.1, progress: bool = False, k: int = _O.k, abstain: bool = _O.abstain,
                  abstain_rate: float = _O.abstain_rate, coverage: float | None = _O.coverage,
                  per_language: bool = _O.per_language, prior: str | Mapping[str, float] | None = _O.prior,
-                 level: str = _O.level, surname_only: bool = True) -> None:
+                 level: str = _O.level, surname_only: bool = True, explain: bool = _O.explain) -> None:
         self.model = model
         self.hidden = hidden
         self.embed = embed
@@ -168,6 +171,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         self.prior = prior
         self.level = level
         self.surname_only = surname_only
+        self.explain = explain
 
     def _config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.get_params())
@@ -223,7 +227,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
             answers = self.classes_[proba.argmax(axis=1)]
             unwritten = proba.sum(axis=1) == 0  # no language of the model writes the name's script
             return np.where(unwritten, UNKNOWN, answers) if unwritten.any() else answers
-        answers = self._check().predict_with(list(X), dataclasses.replace(options, k=1, coverage=None))
+        answers = self._check().predict_with(list(X), dataclasses.replace(options, k=1, coverage=None, explain=False))
         return np.array([p.answer for p in answers], dtype=object)
 
     def score(self, X: Sequence[str], y: Sequence[str], sample_weight: Sequence[float] | None = None) -> float:
@@ -249,7 +253,7 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
             raise NamesError("predict_set needs a coverage: predict_set(X, coverage=0.9) or "
                              "NameClassifier(coverage=0.9)")
         per_language = self.per_language if per_language is None else per_language
-        options = self._options(k=1, abstain=False, coverage=coverage, per_language=per_language)
+        options = self._options(k=1, abstain=False, coverage=coverage, per_language=per_language, explain=False)
         return [p.prediction_set or [] for p in self._check().predict_with(list(X), options)]
 
     def top_k(self, X: Sequence[str], k: int | None = None) -> list[Prediction]:

@@ -98,6 +98,10 @@ def test_onnx_and_torch_agree_on_the_test_split(real_split: dict[str, pd.DataFra
     assert p_onnx.std() > 0.01  # not a degenerate model that any two paths would agree on
     if order:
         np.testing.assert_allclose(f_onnx, f_torch, rtol=TOLERANCE, atol=TOLERANCE)
+        # The explanation output: the n-gram half's log-likelihood at every position, the end included.
+        t_onnx, t_torch = onnx.score_ascii_tokens(names)[2], ref.score_ascii_tokens(names)[2]
+        assert [t.shape for t in t_onnx] == [(len(n) + 1, len(onnx.labels)) for n in names]
+        np.testing.assert_allclose(np.concatenate(t_onnx), np.concatenate(t_torch), rtol=TOLERANCE, atol=1e-4)
     options = Options(k=3, coverage=0.9, prior="uniform", abstain=bool(order))
     a, b = onnx.predict_with(names, options), ref.predict_with(names, options)
     assert [x.languages[0][0] for x in a] == [x.languages[0][0] for x in b]

@@ -170,6 +170,7 @@ def predict(names: tuple[str, ...], model_path: str, as_json: bool, input_path: 
       names predict Okonkwo --abstain     Okonkwo  unknown (novelty ...; closest: ...)
       names predict Nakamura --coverage 0.9 --prior uniform
       names predict Novak --level group       Novak  West Slavic 0.90  West Germanic 0.03 ...
+      names predict Nakamura --explain    which letters made it Japanese, not Italian
       names predict --input names.txt --format csv > predictions.csv
       names predict --input people.parquet --column last_name --output people.csv
       names predict --input big.parquet --column last_name --output out.parquet --scheduler local:4
@@ -235,9 +236,22 @@ def _predict_names(predictor: Any, names: tuple[str, ...], options: Options, as_
     results = predictor.predict_with(list(names), options)
     if as_json:
         echo_json([r.to_dict() for r in results])
-    else:
-        for r in results:
-            click.echo(_format_line(r))
+        return
+    for r in results:
+        click.echo(_format_line(r))
+        if r.explanation is not None:
+            from namesclf.inference.explain import render
+
+            # click.echo drops the colours when stdout is not a terminal: the numbers carry it all.
+            for line in render(r.explanation, _colour):
+                click.echo(line)
+
+
+def _colour(text: str, contribution: float) -> str:
+    """A letter coloured by its push: green toward the answer, red toward the runner-up, bold past 1 nat."""
+    if abs(contribution) < 0.25:
+        return click.style(text, dim=True)
+    return click.style(text, fg="green" if contribution > 0 else "red", bold=abs(contribution) >= 1.0)
 
 
 def _predict_lines(predictor: Any, input_path: str, options: Options, fmt: str, batch_size: int, quiet: bool

@@ -22,9 +22,12 @@ import numpy as np
 
 from namesclf.errors import ModelFileError, NamesError, first_line
 from namesclf.inference.openset import FEATURES
+from namesclf.inference.options import NO_NGRAM_EXPLAIN
 from namesclf.models.onnx_format import (
+    EXPLAIN_KEY,
     INPUT,
     METADATA_KEY,
+    NGRAM_TOKENS,
     NOVELTY_FEATURES,
     PROBABILITY,
     file_sha256,
@@ -62,6 +65,11 @@ def memory_budget_mb(ort: Any) -> int:
         return _budget[0]
 
 
+def _finite(value: Any) -> bool:
+    """A JSON number that is finite (not a bool, a string or null)."""
+    return type(value) in (int, float) and abs(value) < float("inf")
+
+
 def _run_error(exc: Exception, path: str | Path) -> ModelFileError:
     """One line for a run ONNX Runtime refused: the budget, or the graph's own failure."""
     text = first_line(exc)
@@ -85,6 +93,7 @@ class OnnxScorer:
         self.config: dict[str, Any] = dict(info["config"])
         self.meta: dict[str, Any] = dict(info.get("meta") or {})
         self.has_ngram = NOVELTY_FEATURES in info["outputs"]
+        self.explains = isinstance(info.get(EXPLAIN_KEY), dict)
 
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None) -> OnnxScorer:
@@ -137,6 +146,46 @@ class OnnxScorer:
         if self.has_ngram and widths[NOVELTY_FEATURES] != len(FEATURES):
             raise ModelFileError(f"{self.path}: the graph gives {widths[NOVELTY_FEATURES]} novelty features, "
                                  f"not {len(FEATURES)}")
+        if self.explains and NGRAM_TOKENS not in outputs:
+            raise ModelFileError(f"{self.path}: its metadata describes an explanation output the graph does not have")
+
+    def pool_terms(self) -> dict[str, Any]:
+        """The n-gram half's order, its training prior and the pooling weight, shift and temperature,
+        as the export's metadata gives them (what :mod:`namesclf.inference.explain` adds to the
+        graph's per-position output), checked; a one-line error for an export made without them."""
+        terms = self.info.get(EXPLAIN_KEY)
+        if not isinstance(terms, dict):
+            if not self.config.get("ngram_order"):
+                raise NamesError(NO_NGRAM_EXPLAIN)
+            raise NamesError(f"{self.path} was exported by an earlier namesclf, without what explanations read: "
+                             f"run `names export --force {Path(self.path).with_suffix('.pt')}` to export it again")
+        numbers = [terms.get(key) for key in ("weight", "shift", "temperature")]
+        prior, order = terms.get("log_prior"), terms.get("order")
+        if not (all(_finite(x) for x in numbers) and isinstance(prior, list) and len(prior) == len(self.labels)
+                and all(_finite(x) for x in prior) and type(order) is int and order >= 1 and numbers[2] > 0):
+            raise ModelFileError(f"{self.path}: its metadata's explanation terms are not numbers of the right shape")
+        return {"weight": float(numbers[0]), "shift": float(numbers[1]), "temperature": float(numbers[2]),
+                "log_prior": [float(x) for x in prior], "order": order}
+
+    def score_tokens(self, idx: np.ndarray, features: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """:meth:`score` and the n-gram half's per-position log-likelihoods, ``(T + 1, B,
+        n_languages)``, from the same run of the graph."""
+        if not self.explains:
+            self.pool_terms()  # the one-line error for an export without the output
+        outputs = [PROBABILITY, *([NOVELTY_FEATURES] if features else []), NGRAM_TOKENS]
+        if features and not self.has_ngram:
+            raise ValueError("this model has no n-gram half, hence no novelty features")
+        try:
+            result = self.session.run(outputs, {INPUT: idx})
+        except Exception as exc:  # ORT's own error types: a graph that fails, the memory budget
+            raise _run_error(exc, self.path) from None
+        width, batch = idx.shape
+        if len(result) != len(outputs) or result[0].shape != (batch, len(self.labels)) or \
+                result[-1].shape != (width + 1, batch, len(self.labels)):
+            raise ModelFileError(f"{self.path}: the graph answered {result[0].shape} and {result[-1].shape} for "
+                                 f"{batch} names of {width} letters and {len(self.labels)} languages")
+        return result[0], (result[1] if features else None), result[-1]
 
     def score(self, idx: np.ndarray, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities (and the novelty features when asked) for a ``(T, B)`` batch of one length."""

@@ -31,6 +31,9 @@ NAMED_PRIORS = ("train", "uniform")
 #: The default share of names from the known languages that may be wrongly abstained on
 #: (:mod:`namesclf.inference.openset`).
 ABSTAIN_RATE = 0.05
+#: Why a model without the n-gram half cannot explain its answers (both runtimes say it).
+NO_NGRAM_EXPLAIN = ("explanations (explain) read the n-gram half's letter-by-letter likelihoods, and this model "
+                    "has none (it was trained with --ngram-order 0)")
 
 
 class OptionError(NamesError):
@@ -119,6 +122,9 @@ class Options:
                          _check_level, choices=LEVELS)
     surname_only: bool = _option(False, "Classify each input as it is; by default a full name (\"Fyodor "
                                         "Dostoevsky\", \"Berg, Jan van der\") is cut to its surname first.")
+    explain: bool = _option(False, "Say which letters pushed the answer over the runner-up: the n-gram half's "
+                                   "log-likelihood ratio at each letter, their total, and how the pooled answer "
+                                   "follows from it (docs/explain.md).")
 
     def __post_init__(self) -> None:
         self.check()

@@ -31,6 +31,8 @@ def output_columns(options: Options, n_labels: int) -> list[str]:
         columns += ["answer", "abstained", "novelty"]
     if options.coverage is not None:
         columns.append("prediction_set")
+    if options.explain:
+        columns.append("explanation")
     return columns
 
 
@@ -49,6 +51,9 @@ def output_row(pred: Prediction, options: Options, n_labels: int) -> list[Any]:
         row += [pred.answer, pred.abstained, pred.novelty]
     if options.coverage is not None:
         row.append(None if pred.prediction_set is None else ";".join(pred.prediction_set))
+    if options.explain:
+        # One cell, so a JSON string: a table has no column type for a list of positions.
+        row.append(None if pred.explanation is None else json.dumps(pred.explanation.to_dict(), ensure_ascii=False))
     return row
 
 

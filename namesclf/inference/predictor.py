@@ -25,10 +25,11 @@ from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name
 from namesclf.data.scripts import family_name_first
 from namesclf.errors import ModelFileError, NamesError, first_line
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
+from namesclf.inference.explain import Explanation, explain_name
 from namesclf.inference.groups import LevelMap, level_map
 from namesclf.inference.onnx_scorer import OnnxScorer
 from namesclf.inference.openset import OpenSet
-from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, UNKNOWN, Options
+from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, NO_NGRAM_EXPLAIN, UNKNOWN, Options
 from namesclf.inference.priors import resolve_prior, reweight, train_prior
 from namesclf.inference.scripts import SCRIPT, ScriptEvidence
 from namesclf.models.onnx_format import onnx_path_for
@@ -46,6 +47,7 @@ class Prediction:
     origin-group table and each stands for itself. ``reason`` is ``"script"`` when no language of
     the model writes the name's script (:mod:`namesclf.inference.scripts`): the answer is then
     :data:`UNKNOWN` whatever the options, with no languages.
+    ``explanation`` (``explain=True``): which letters pushed the answer over the runner-up.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Prediction:
     level: str | None = None
     note: str | None = None
     reason: str | None = None
+    explanation: Explanation | None = None
 
     @property
     def answer(self) -> str | None:
@@ -81,6 +84,8 @@ class Prediction:
                 out["note"] = self.note
         if self.reason is not None:
             out.update({"answer": self.answer, "reason": self.reason})
+        if self.explanation is not None:
+            out["explanation"] = self.explanation.to_dict()
         return out
 
 
@@ -98,6 +103,11 @@ class Scorer(Protocol):
     def device_type(self) -> str: ...
 
     def score(self, idx: np.ndarray, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+    def score_tokens(self, idx: np.ndarray, features: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]: ...
+
+    def pool_terms(self) -> dict[str, Any]: ...
 
 
 def _export_beside(path: Path, onnx_file: Path, backend: str, threads: int | None) -> OnnxScorer | None:
@@ -204,12 +214,27 @@ class Predictor:
         on CPU, where bigger matrix products amortise the per-step overhead of the recurrence
         (docs/benchmarks.md#prediction-speed); :data:`GPU_BATCH` on an accelerator.
         """
+        proba, found, _ = self._score(folded, features, False, batch_size)
+        return proba, found
+
+    def score_ascii_tokens(self, folded: Sequence[str], features: bool = False, batch_size: int | None = None
+                           ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+        """:meth:`score_ascii` and, per name, the n-gram half's log-likelihood of each letter and
+        of the end under every language, ``(len + 1, n_languages)``, from the same passes (what
+        :mod:`namesclf.inference.explain` reads)."""
+        proba, found, tokens = self._score(folded, features, True, batch_size)
+        assert tokens is not None
+        return proba, found, tokens
+
+    def _score(self, folded: Sequence[str], features: bool, tokens: bool, batch_size: int | None
+               ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray] | None]:
         if batch_size is None:
             batch_size = CPU_BATCH if self.device_type == "cpu" else GPU_BATCH
         proba = np.empty((len(folded), len(self.labels)), dtype=np.float32)
         found = np.empty((len(folded), 6)) if features else None
+        per_name: list[Any] | None = [None] * len(folded) if tokens else None
         if not len(folded):
-            return proba, found
+            return proba, found, per_name
         idx, lengths = encode_batch(folded)
         order = np.argsort(lengths, kind="stable")
         sorted_lengths = lengths[order]
@@ -218,11 +243,17 @@ class Predictor:
             width = int(sorted_lengths[start])
             for first in range(start, stop, batch_size):
                 rows = order[first : min(first + batch_size, stop)]
-                p, f = self.scorer.score(np.ascontiguousarray(idx[:width, rows]), features)
+                batch = np.ascontiguousarray(idx[:width, rows])
+                if per_name is None:
+                    p, f = self.scorer.score(batch, features)
+                else:
+                    p, f, t = self.scorer.score_tokens(batch, features)
+                    for column, row in enumerate(rows.tolist()):
+                        per_name[row] = t[:, column]
                 proba[rows] = p
                 if found is not None:
                     found[rows] = f
-        return proba, found
+        return proba, found, per_name
 
     def proba_ascii(self, folded: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Probabilities ``(N, n_languages)`` for already-folded, non-empty names."""
@@ -309,7 +340,8 @@ class Predictor:
     def predict(self, names: Sequence[str], k: int = DEFAULTS.k, *, abstain: bool = DEFAULTS.abstain,
                 abstain_rate: float = DEFAULTS.abstain_rate, coverage: float | None = DEFAULTS.coverage,
                 per_language: bool = DEFAULTS.per_language, prior: str | Mapping[str, float] | None = DEFAULTS.prior,
-                level: str = DEFAULTS.level, surname_only: bool = DEFAULTS.surname_only, strict: bool = True
+                level: str = DEFAULTS.level, surname_only: bool = DEFAULTS.surname_only,
+                explain: bool = DEFAULTS.explain, strict: bool = True
                 ) -> list[Prediction]:
         """The answer for each name, in input order.
 
@@ -322,11 +354,14 @@ class Predictor:
         names wrongly); ``level`` (``"group"``, ``"region"``) answers with origin groups or
         regions, whose probabilities are sums of their labels' and whose set is the groups of
         the labels in the label-level set (so it keeps the set's coverage); a full name is cut to
-        its surname unless ``surname_only``. With
+        its surname unless ``surname_only``; ``explain`` adds which letters pushed the answer over
+        the runner-up (:class:`~namesclf.inference.explain.Explanation`; at a level, the two most
+        probable labels). With
         ``strict=False`` a name without letters gets an empty answer instead of an error.
         """
         options = Options(k=k, abstain=abstain, abstain_rate=abstain_rate, coverage=coverage,
-                          per_language=per_language, prior=prior, level=level, surname_only=surname_only)
+                          per_language=per_language, prior=prior, level=level, surname_only=surname_only,
+                          explain=explain)
         return self.predict_with(names, options, strict=strict)
 
     def predict_with(self, names: Sequence[str], options: Options, strict: bool = True) -> list[Prediction]:
@@ -348,6 +383,7 @@ class Predictor:
         prior = resolve_prior(options.prior, self.labels)
         sets = None if options.coverage is None else self.conformal(options.coverage, options.per_language)
         threshold = self.open_set.threshold(options.abstain_rate) if options.abstain else None
+        terms = self.explain_terms() if options.explain else None
         parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
         folded = [fold_or_raise(p) if strict else fold(p) for p in parsed]
         note = None if rollup is None else rollup.note()
@@ -358,12 +394,17 @@ class Predictor:
         ok = [i for i, f in enumerate(folded) if f]
         if not ok:
             return results
-        raw, features = self.score_ascii([folded[i] for i in ok], features=threshold is not None)
+        tokens = None
+        if terms is None:
+            raw, features = self.score_ascii([folded[i] for i in ok], features=threshold is not None)
+        else:
+            raw, features, tokens = self.score_ascii_tokens([folded[i] for i in ok], features=threshold is not None)
         evidence = self.scripts.apply([parsed[i] for i in ok], raw, self.proba_ascii)
         raw = evidence.proba
         for row, shown in evidence.shown.items():
             results[ok[row]].ascii = shown
         proba = raw if prior is None else reweight(raw, self.trained_on, prior)
+        label_proba = proba
         in_set = sets.mask(raw) if sets is not None else None  # sets keep their coverage under any prior
         if rollup is not None:
             proba = rollup.sum_columns(proba)
@@ -387,7 +428,24 @@ class Predictor:
             if novelty is not None and threshold is not None:
                 result.novelty = float(novelty[row])
                 result.abstained = bool(novelty[row] > threshold)
+            # The letters were read one way for every label: a name read per label in its own
+            # script has no single reading to explain, and a level's groups are explained by
+            # their two most probable labels.
+            if tokens is not None and terms is not None and row not in evidence.shown:
+                pair = np.argsort(-label_proba[row], kind="stable")[:2].tolist()
+                result.explanation = explain_name(result.ascii, tokens[row], raw[row], label_proba[row],
+                                                  pair, self.labels, terms)
         return results
+
+    def explain_terms(self) -> dict[str, Any]:
+        """What an explanation adds to the n-gram half's per-letter terms (its order, its training
+        prior, the pooling numbers), or a one-line error for a model that has no n-gram half or,
+        on ONNX Runtime, an export made before explanations were."""
+        if "explain" not in self._cache:
+            if not self.config.get("ngram_order"):
+                raise NamesError(NO_NGRAM_EXPLAIN)
+            self._cache["explain"] = self.scorer.pool_terms()
+        return self._cache["explain"]
 
     def top_k(self, names: Sequence[str], k: int = DEFAULTS.k, strict: bool = True) -> list[Prediction]:
         """Top-``k`` per name, in input order. With ``strict=False`` an unreadable name gets no languages."""

@@ -86,11 +86,13 @@ def predict_frame(frame: Any, column: str, predictor: Predictor | str | Path, k:
                   abstain: bool = DEFAULTS.abstain, abstain_rate: float = DEFAULTS.abstain_rate,
                   coverage: float | None = DEFAULTS.coverage, per_language: bool = DEFAULTS.per_language,
                   prior: str | Mapping[str, float] | None = DEFAULTS.prior, level: str = DEFAULTS.level,
-                  surname_only: bool = DEFAULTS.surname_only, prefix: str = "", batch_size: int = FRAME_BATCH) -> Any:
+                  surname_only: bool = DEFAULTS.surname_only, explain: bool = DEFAULTS.explain, prefix: str = "",
+                  batch_size: int = FRAME_BATCH) -> Any:
     """``frame`` with prediction columns added after its own: ``language``, ``probability`` (and
     ``language_2``... up to ``k``), ``surname`` (the part of a full name classified), and with
-    ``abstain`` / ``coverage`` the ``answer``, ``abstained``, ``novelty`` / ``prediction_set``
-    columns. ``prefix`` is put before each new column's name (to keep clear of existing ones).
+    ``abstain`` / ``coverage`` / ``explain`` the ``answer``, ``abstained``, ``novelty`` /
+    ``prediction_set`` / ``explanation`` (a JSON string, docs/explain.md) columns. ``prefix`` is
+    put before each new column's name (to keep clear of existing ones).
     With ``level="group"`` or ``"region"`` the ``language`` columns hold origin groups or regions
     and ``probability`` their summed probabilities (docs/groups.md).
 
@@ -104,7 +106,7 @@ def predict_frame(frame: Any, column: str, predictor: Predictor | str | Path, k:
     non-text cells get empty predictions.
     """
     options = Options(k=k, abstain=abstain, abstain_rate=abstain_rate, coverage=coverage, per_language=per_language,
-                      prior=prior, level=level, surname_only=surname_only)
+                      prior=prior, level=level, surname_only=surname_only, explain=explain)
     if not isinstance(frame, pd.DataFrame):
         if _is_dask_frame(frame):
             from namesclf.inference.dask_tables import predict_dask_frame

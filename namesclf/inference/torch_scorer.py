@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from namesclf.errors import NamesError, first_line
+from namesclf.inference.options import NO_NGRAM_EXPLAIN
 from namesclf.models.checkpoint import load_checkpoint
 from namesclf.models.networks import NgramEnsemble, build_classifier
 from namesclf.models.ngram import NgramBayes
@@ -62,6 +63,28 @@ class TorchScorer:
                 raise NamesError("this model file has no calibration for abstention (--abstain)")
             self._background = load_background(values).to(self.device)
         return self._background
+
+    def pool_terms(self) -> dict:
+        """What explanations add to the n-gram half's per-position terms (see
+        :meth:`~namesclf.models.networks.NgramEnsemble.pool_terms`), and its order."""
+        if not isinstance(self.model, NgramEnsemble):
+            raise NamesError(NO_NGRAM_EXPLAIN)
+        return {**self.model.pool_terms(), "order": self.model.ngram.order}
+
+    @torch.inference_mode()
+    def score_tokens(self, idx: np.ndarray, features: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """:meth:`score` and the n-gram half's per-position log-likelihoods, ``(T + 1, B,
+        n_languages)``, from the same pass."""
+        if not isinstance(self.model, NgramEnsemble):
+            raise NamesError(NO_NGRAM_EXPLAIN)
+        x = torch.from_numpy(idx).to(self.device)
+        lengths = torch.full((x.size(1),), x.size(0), dtype=torch.long)
+        log_p, likelihood, tokens = self.model.forward_with_tokens(x, lengths)
+        found = None
+        if features:
+            found = novelty_feature_tensor(self.model.ngram, self.background, x, lengths, likelihood).cpu().numpy()
+        return log_p.float().exp().cpu().numpy(), found, tokens.float().cpu().numpy()
 
     @torch.inference_mode()
     def score(self, idx: np.ndarray, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:

@@ -28,10 +28,12 @@ from namesclf.models.networks import NgramEnsemble, build_classifier
 from namesclf.models.ngram import NgramBayes
 from namesclf.models.novelty import load_background, novelty_feature_tensor
 from namesclf.models.onnx_format import (
+    EXPLAIN_KEY,
     FORMAT,
     FORMAT_VERSION,
     INPUT,
     METADATA_KEY,
+    NGRAM_TOKENS,
     NOVELTY_FEATURES,
     PROBABILITY,
     file_sha256,
@@ -55,10 +57,10 @@ class InferenceGraph(nn.Module):
         lengths = (idx != PAD_INDEX).sum(0)  # from the data, so the graph has no fixed length
         if not isinstance(self.model, NgramEnsemble):
             return (self.model(idx, lengths).exp(),)
-        log_p, likelihood = self.model.forward_with_likelihood(idx, lengths)
+        log_p, likelihood, tokens = self.model.forward_with_tokens(idx, lengths)
         if self.background is None:
-            return (log_p.exp(),)
-        return log_p.exp(), novelty_feature_tensor(self.model.ngram, self.background, idx, lengths, likelihood)
+            return log_p.exp(), tokens
+        return log_p.exp(), novelty_feature_tensor(self.model.ngram, self.background, idx, lengths, likelihood), tokens
 
 
 def portable_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +88,7 @@ def export_payload(payload: dict[str, Any], out: str | Path, source: str | Path 
     background = load_background(openset) if isinstance(model, NgramEnsemble) and openset else None
     graph = InferenceGraph(model, background).eval()
     outputs = [PROBABILITY] + ([NOVELTY_FEATURES] if background is not None else [])
+    extra = [NGRAM_TOKENS] if isinstance(model, NgramEnsemble) else []
     example = torch.randint(0, N_LETTERS, (5, 3))
     buffer = io.BytesIO()
     with torch.no_grad():
@@ -97,14 +100,17 @@ def export_payload(payload: dict[str, Any], out: str | Path, source: str | Path 
         # control flow; both are expected here (the branches are fixed per model).
         warnings.simplefilter("ignore")
         torch.onnx.export(graph, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=[INPUT],
-                          output_names=outputs,
-                          dynamic_axes={INPUT: {0: "length", 1: "batch"}, **{o: {0: "batch"} for o in outputs}})
+                          output_names=outputs + extra,
+                          dynamic_axes={INPUT: {0: "length", 1: "batch"}, **{o: {0: "batch"} for o in outputs},
+                                        **{o: {0: "positions", 1: "batch"} for o in extra}})
     import onnx
 
     proto = onnx.load_from_string(buffer.getvalue())
     info = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "classifier", "alphabet": ALPHABET,
             "labels": labels, "config": payload["config"], "outputs": outputs, "meta": portable_meta(meta),
             "source_sha256": file_sha256(source) if source is not None else None}
+    if isinstance(model, NgramEnsemble):
+        info[EXPLAIN_KEY] = {"output": NGRAM_TOKENS, "order": model.ngram.order, **model.pool_terms()}
     entry = proto.metadata_props.add()
     # compact: a large corpus's calibration (conformal scores, the novelty scorer) comes near the
     # size the reader accepts (onnx_format.MAX_METADATA_CHARS), and spaces buy nothing

@@ -223,9 +223,25 @@ class NgramEnsemble(nn.Module):
     def forward_with_likelihood(self, idx: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pooled log-probabilities and the n-gram half's ``log p(name | language)`` on the
         way (the open-set features start from it, so prediction runs the n-gram half once)."""
-        likelihood = self.ngram.log_likelihood(idx, lengths)
+        log_p, likelihood, _ = self.forward_with_tokens(idx, lengths)
+        return log_p, likelihood
+
+    def forward_with_tokens(self, idx: torch.Tensor, lengths: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward_with_likelihood` and the per-position terms of the likelihood,
+        ``(P, B, n_classes)`` (:meth:`NgramBayes.token_log_likelihood`), from one n-gram pass."""
+        tokens = self.ngram.token_log_likelihood(idx, lengths)
+        likelihood = tokens.sum(0)
         ngram_logp = self.ngram.posterior(likelihood)
-        return self.pool(self.net(idx, lengths), ngram_logp, self.weight, self.shift, self.temperature), likelihood
+        pooled = self.pool(self.net(idx, lengths), ngram_logp, self.weight, self.shift, self.temperature)
+        return pooled, likelihood, tokens
+
+    def pool_terms(self) -> dict[str, Any]:
+        """What turns the n-gram half's log-odds into the pooled answer's: the weight, shift and
+        temperature of :meth:`pool` and the n-gram half's training prior (read by explanations,
+        and stored in the export's metadata for them)."""
+        return {"weight": float(self.weight), "shift": float(self.shift), "temperature": float(self.temperature),
+                "log_prior": [float(x) for x in self.ngram.log_prior]}
 
 
 def build_network(kind: str, n_classes: int, *, hidden: int, tanh: bool, embed: int, layers: int,

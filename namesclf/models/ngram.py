@@ -278,12 +278,18 @@ class NgramBayes(nn.Module):
         steps = torch.arange(p.size(0), device=idx.device).unsqueeze(1)
         return p, steps <= lengths.to(idx.device).unsqueeze(0)
 
-    def log_likelihood(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``log p(name | language)`` for every language, ``(B, n_classes)``."""
+    def token_log_likelihood(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``log p(symbol | history, language)`` at every predicted position (the end mark is the
+        last), ``(P, B, n_classes)``, 0 past a name's end: the terms :meth:`log_likelihood` adds up,
+        and what an explanation (:mod:`namesclf.inference.explain`) reads letter by letter."""
         p, mask = self.token_probs(idx, lengths)
         lam = self.mixture
         mixed = lam * p[..., :-1] + (1 - lam) * p[..., -1:]
-        return (mixed.log() * mask.unsqueeze(-1)).sum(0)
+        return mixed.log() * mask.unsqueeze(-1)
+
+    def log_likelihood(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``log p(name | language)`` for every language, ``(B, n_classes)``."""
+        return self.token_log_likelihood(idx, lengths).sum(0)
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Log-posterior over languages, ``(B, n_classes)``: Bayes' rule with the training prior."""

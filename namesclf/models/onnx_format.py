@@ -23,6 +23,13 @@ FORMAT_VERSION = 1
 INPUT = "idx"
 PROBABILITY = "probability"
 NOVELTY_FEATURES = "novelty_features"
+#: An optional output of an export with an n-gram half: ``log p(symbol | history, language)`` at
+#: every position of the names, the end mark last, ``(P, B, n_languages)`` with ``P = T + 1``
+#: (what explanations read). It is not listed in the metadata's ``outputs``, which says what
+#: prediction needs (so a reader that predicts only still reads the file); the metadata entry
+#: :data:`EXPLAIN_KEY` says it is there and carries the pooling numbers an explanation adds to it.
+NGRAM_TOKENS = "ngram_token_log_likelihood"
+EXPLAIN_KEY = "explain"
 #: Caps on the metadata entry, checked before and after parsing it (docs/safety.md, "ONNX exports"):
 #: an export's description is far smaller and nests a few levels.
 MAX_METADATA_CHARS = 1 << 20

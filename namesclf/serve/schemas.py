@@ -127,6 +127,36 @@ class LanguageProbability(BaseModel):
     probability: float
 
 
+class PositionOut(BaseModel):
+    position: int
+    char: str = Field(description="The letter, or `$` for the end of the name.")
+    context: str = Field(description="The letters it was predicted from (`^`: before the name's start).")
+    log_ratio: float = Field(description="log p(char | context, language) - log p(char | context, runner_up).")
+
+
+class PoolOut(BaseModel):
+    weight: float
+    shift: float
+    temperature: float
+
+
+class ExplanationOut(BaseModel):
+    """Which letters pushed the answer over the runner-up, in nats (docs/explain.md)."""
+
+    language: str
+    runner_up: str
+    unit: str
+    positions: list[PositionOut]
+    letters_log_odds: float = Field(description="The sum of the positions' log_ratio.")
+    ngram_prior_log_odds: float
+    ngram_log_odds: float = Field(description="letters_log_odds + ngram_prior_log_odds: the n-gram half's log-odds.")
+    network_log_odds: float
+    pool: PoolOut
+    pooled_log_odds: float = Field(description="(network + weight x ngram - shift x ngram_prior) / temperature.")
+    population_prior_log_odds: float
+    final_log_odds: float
+
+
 class PredictionOut(BaseModel):
     name: str
     ascii: str
@@ -143,6 +173,8 @@ class PredictionOut(BaseModel):
                                                "does not know, each a group of its own.")
     reason: str | None = Field(None, description="`script` when no language of the model writes the name's "
                                "script (the answer is then `unknown`, with no predictions).")
+    explanation: ExplanationOut | None = Field(None, description="With `explain`: why the answer and not the "
+                                                                 "runner-up.")
 
 
 class GenerateRequest(BaseModel):
