@@ -20,6 +20,7 @@ from namesclf.errors import NamesError, first_line
 from namesclf.inference.options import (
     DEFAULTS,
     NAMED_PRIORS,
+    ORDERS,
     OptionError,
     Options,
     bounds,
@@ -57,7 +58,7 @@ def _float_or_none(value: str | None, option: str) -> float | None:
 FLAGS = {"k": ("--top-k", "-k")}
 #: What an option's help says on the command line only.
 NOTES = {"prior": " FILE: a JSON object or a CSV of language,weight."}
-METAVARS = {"prior": "|".join(NAMED_PRIORS) + "|FILE"}
+METAVARS = {"prior": "|".join(NAMED_PRIORS) + "|FILE", "order": "|".join(ORDERS)}
 
 
 def flag(name: str) -> str:

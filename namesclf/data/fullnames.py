@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-__all__ = ["MAX_RAW_LENGTH", "PARTICLES", "ParsedName", "is_particle", "parse_name", "surname_of"]
+__all__ = ["MAX_RAW_LENGTH", "ORDERS", "PARTICLES", "ParsedName", "is_particle", "parse_name", "split_name",
+           "surname_of"]
 
 #: Raw input beyond this many characters is ignored (here and by :mod:`namesclf.inference.predictor`): no surname is
 #: longer, and parsing or folding a 100,000-character string must not hold up a server.
@@ -65,6 +66,12 @@ _PLAIN_SUFFIXES = frozenset(
     {"jr", "sr", "esq", "esquire", "phd", "md", "dds", "dmd", "cpa", "iii", "vii", "viii"}
 )
 _SPLIT = re.compile(r"[\s,]+")
+#: How a full name's words are ordered: ``auto`` (nameparser's reading: given names first, or
+#: ``"Last, First"`` with a comma), ``given-first``, ``family-first`` (``Mao Zedong``, ``Kim Jong-un``).
+ORDERS = ("auto", "given-first", "family-first")
+#: A word that is letters (hyphens and apostrophes inside) and so can take the fast path of
+#: :func:`split_name`: nameparser would read ``Anna Maria Schmidt`` no differently.
+_PLAIN_WORD = re.compile(r"^[^\W\d_]+(?:['\u2019-][^\W\d_]+)*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +171,53 @@ def parse_name(text: str) -> ParsedName:
         return ParsedName(text, normalised, "", False)
     surname, given = found
     return ParsedName(text, surname, given, surname != normalised)
+
+
+@cache
+def _special() -> frozenset[str]:
+    """Lower-case words nameparser treats specially (titles, suffixes, conjunctions, prefixes):
+    a name holding one goes through nameparser rather than the fast path."""
+    constants = _constants()
+    words: set[str] = set()
+    for group in (constants.titles, constants.suffix_acronyms, constants.suffix_not_acronyms,
+                  constants.conjunctions, constants.prefixes):
+        words.update(str(w).lower() for w in group)
+    return frozenset(words | PARTICLES)
+
+
+def _plain(words: list[str]) -> bool:
+    special = _special()
+    return all(_PLAIN_WORD.match(w) and w.casefold() not in special for w in words)
+
+
+def split_name(text: str, order: str = "auto") -> tuple[str, str]:
+    """``(given, surname)`` of a full name, read in ``order`` (:data:`ORDERS`); never raises.
+
+    ``auto`` and ``given-first`` follow :func:`parse_name` (the corpus builder's rules), except
+    that ``given-first`` reads a comma as a space. A name of plain words only (letters, no title,
+    suffix or particle) takes a fast path, the last word being the surname, which is what
+    nameparser answers for it at a hundredth of the cost: prediction parses every distinct full
+    name. ``family-first`` takes the first word (with the particles before it) as the surname.
+    """
+    capped = str(text)[:MAX_RAW_LENGTH]
+    if order == "given-first":
+        capped = capped.replace(",", " ")
+    elif order == "family-first":
+        words = capped.replace(",", " ").split()
+        cut = 0
+        while cut < len(words) - 1 and is_particle(words[cut], first=cut == 0):
+            cut += 1
+        return " ".join(words[cut + 1:]), " ".join(words[: cut + 1])
+    elif order != "auto":
+        raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+    if "," not in capped:
+        words = capped.split()
+        if len(words) <= 1:
+            return "", words[0] if words else ""
+        if _plain(words):
+            return " ".join(words[:-1]), words[-1]
+    parsed = parse_name(capped)
+    return parsed.given, parsed.surname
 
 
 def surname_of(text: str) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
+from namesclf.data.fullnames import ORDERS
 from namesclf.errors import NamesError
 
 #: Names per forward pass on CPU / on an accelerator (see :meth:`Predictor.proba_ascii`).
@@ -77,6 +78,11 @@ def _check_prior(prior: object) -> None:
                          f"not {type(prior).__name__}")
 
 
+def _check_order(order: object) -> None:
+    if order not in ORDERS:
+        raise NamesError(f"the order is one of {', '.join(ORDERS)}, not {order!r}")
+
+
 def _option(default: Any, help: str, check: Callable[[Any], object] | None = None, **bounds: float) -> Any:
     """A field with its help text, its check and its bounds (``gt``, ``lt``, ``ge``: pydantic's
     names, which the CLI and the HTTP schema show; ``check`` enforces the same). ``{name}`` in the
@@ -107,7 +113,10 @@ class Options:
         None, "The language mix of your population: train (the training data's mix, the default), uniform, or "
               "a weight for every language.", _check_prior)
     surname_only: bool = _option(False, "Classify each input as it is; by default a full name (\"Fyodor "
-                                        "Dostoevsky\", \"Berg, Jan van der\") is cut to its surname first.")
+                                        "Dostoevsky\", \"Berg, Jan van der\") is cut to its surname first (a "
+                                        "full-name model reads both parts).")
+    order: str = _option("auto", "How full names are written: auto (given names first, or \"Last, First\" with "
+                                 "a comma), given-first, or family-first (\"Mao Zedong\").", _check_order)
 
     def __post_init__(self) -> None:
         self.check()

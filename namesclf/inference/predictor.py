@@ -5,7 +5,8 @@ Beyond the top languages, a prediction can carry what the model file's calibrati
 (:mod:`namesclf.inference.conformal`), "none of
 these" when the name fits no known language (:mod:`namesclf.inference.openset`), and probabilities for another
 population's language mix (:mod:`namesclf.inference.priors`). Full names are cut to their surname first
-(:mod:`namesclf.data.fullnames`).
+(:mod:`namesclf.data.fullnames`), or, for a model that reads full names, read as given names and
+surname, each part scored once per distinct string (:mod:`namesclf.inference.parts`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from namesclf.config import BACKENDS, STREAM_BATCH
-from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name
+from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name, split_name
 from namesclf.errors import ModelFileError, NamesError, first_line
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
 from namesclf.inference.onnx_scorer import OnnxScorer
 from namesclf.inference.openset import OpenSet
 from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, UNKNOWN, Options
+from namesclf.inference.parts import Combiner, align, given_onnx_path, label_index, reads_full_names, score_distinct
 from namesclf.inference.priors import resolve_prior, reweight, train_prior
 from namesclf.models.onnx_format import onnx_path_for
 from namesclf.text import encode_batch, to_ascii
@@ -127,6 +129,21 @@ class Predictor:
             self.scorer = TorchScorer(model, labels, device, meta, config)
         self.labels = list(self.scorer.labels)
         self._cache: dict[Any, Any] = {}  # calibration read from ``meta`` on first use
+        self.given: Predictor | None = None  # the given-name part of a full-name model
+        self.combiner: Combiner | None = None
+
+    @property
+    def reads_full_names(self) -> bool:
+        """Whether this model reads given names and surname (its ``meta`` says so)."""
+        return reads_full_names(self.meta)
+
+    def attach_given(self, given: Predictor) -> Predictor:
+        """Make this (the surname part of a full-name model) read given names with ``given``,
+        combined as the model file's combiner says (:mod:`namesclf.inference.parts`)."""
+        self.given = given
+        self.combiner = Combiner.from_dict(self.meta.get("combiner"), len(self.labels))
+        self._given_index = label_index(given.labels, self.labels)
+        return self
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -167,15 +184,31 @@ class Predictor:
         if path.suffix == ".onnx":
             if backend == "torch":
                 raise NamesError(f"{path} is an ONNX export: give the .pt model file for the torch backend")
-            return cls(OnnxScorer.load(path, threads))
+            return cls(OnnxScorer.load(path, threads))._with_given_onnx(path, threads)
         onnx_file = onnx_path_for(path)
         if backend == "onnx" or (backend == "auto" and device == "cpu" and onnx_file.is_file() and path.is_file()):
             scorer = _export_beside(path, onnx_file, backend, threads)
             if scorer is not None:
-                return cls(scorer)
+                if not reads_full_names(scorer.meta) or given_onnx_path(path).is_file() or backend == "onnx":
+                    return cls(scorer)._with_given_onnx(onnx_file, threads)
+                warnings.warn(f"{given_onnx_path(path)} is missing (run `names export --force {path}`); "
+                              "predicting with torch", stacklevel=2)
         from namesclf.inference.torch_scorer import TorchScorer
 
-        return cls(TorchScorer.load(str(path), device, threads))
+        predictor = cls(TorchScorer.load(str(path), device, threads))
+        if predictor.reads_full_names:
+            predictor.attach_given(cls(TorchScorer.given_part(str(path), device)))
+        return predictor
+
+    def _with_given_onnx(self, onnx_file: Path, threads: int | None) -> Predictor:
+        """Attach the given part's export beside ``onnx_file`` when this model reads full names."""
+        if not self.reads_full_names:
+            return self
+        given = OnnxScorer.load(given_onnx_path(onnx_file), threads)
+        if given.info.get("source_sha256") != self.scorer.info.get("source_sha256"):  # type: ignore[attr-defined]
+            raise NamesError(f"{given_onnx_path(onnx_file)} and {onnx_file} were exported from different model "
+                             "files: run `names export --force` on the model file")
+        return self.attach_given(Predictor(given))
 
     def score_ascii(self, folded: Sequence[str], features: bool = False, batch_size: int | None = None
                     ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -206,6 +239,41 @@ class Predictor:
                     found[rows] = f
         return proba, found
 
+    def score_parts(self, surnames: Sequence[str], givens: Sequence[str], features: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities ``(N, n_languages)`` (and the surname part's novelty features) of folded,
+        non-empty surnames with their folded given names (``''``: none). A surname model reads the
+        surnames alone; a full-name model scores each distinct surname and given name once and
+        combines them (:mod:`namesclf.inference.parts`)."""
+        if self.given is None or self.combiner is None:
+            return self.score_ascii(surnames, features)
+        proba, found = score_distinct(self.score_ascii, surnames, features)
+        has_given = np.fromiter((bool(g) for g in givens), dtype=bool, count=len(givens))
+        given_proba = np.ones_like(proba)
+        if has_given.any():
+            rows = np.flatnonzero(has_given)
+            scored = score_distinct(self.given.score_ascii, [givens[i] for i in rows])[0]
+            given_proba[rows] = align(scored, self._given_index)
+        return self.combiner(proba, given_proba, has_given), found
+
+    def split(self, names: Sequence[str], options: Options) -> tuple[list[str], list[str]]:
+        """``(surnames, given names)`` of raw names as ``options`` says to read them: as they are
+        with ``surname_only``; else parsed in ``options.order`` (:func:`~namesclf.data.fullnames.split_name`).
+        A surname part with no letters (``"A 0"``) falls back to the whole name."""
+        if options.surname_only:
+            return list(names), [""] * len(names)
+        surnames, givens = [], []
+        for name in names:
+            if options.order == "auto" and self.given is None:
+                surname, given = surname_of_name(name), ""
+            else:
+                given, surname = split_name(name[:MAX_RAW_LENGTH], options.order)
+                if surname != name and not fold(surname) and fold(name):
+                    surname, given = name, ""
+            surnames.append(surname)
+            givens.append(given)
+        return surnames, givens
+
     def proba_ascii(self, folded: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Probabilities ``(N, n_languages)`` for already-folded, non-empty names."""
         return self.score_ascii(folded, batch_size=batch_size)[0]
@@ -218,8 +286,8 @@ class Predictor:
         """Probabilities ``(N, n_languages)`` in label order, of what ``options`` says to classify
         (the surname of a full name unless ``surname_only``) and under its ``prior``: the matrix
         behind :meth:`predict_with`'s top languages. A name with no letters is a :class:`NamesError`."""
-        parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
-        raw = self.proba_ascii([fold_or_raise(p) for p in parsed])
+        parsed, givens = self.split(names, options)
+        raw = self.score_parts([fold_or_raise(p) for p in parsed], [fold(g) for g in givens])[0]
         prior = resolve_prior(options.prior, self.labels)
         return raw if prior is None else reweight(raw, self.trained_on, prior)
 
@@ -273,7 +341,8 @@ class Predictor:
     def predict(self, names: Sequence[str], k: int = DEFAULTS.k, *, abstain: bool = DEFAULTS.abstain,
                 abstain_rate: float = DEFAULTS.abstain_rate, coverage: float | None = DEFAULTS.coverage,
                 per_language: bool = DEFAULTS.per_language, prior: str | Mapping[str, float] | None = DEFAULTS.prior,
-                surname_only: bool = DEFAULTS.surname_only, strict: bool = True) -> list[Prediction]:
+                surname_only: bool = DEFAULTS.surname_only, order: str = DEFAULTS.order, strict: bool = True
+                ) -> list[Prediction]:
         """The answer for each name, in input order.
 
         The options are those of :class:`~namesclf.inference.options.Options`: ``k`` top languages
@@ -282,11 +351,12 @@ class Predictor:
         names of every language, at the price of larger sets); ``prior`` (``"train"``,
         ``"uniform"``, a file, or a mapping) re-weighs the probabilities for another population;
         ``abstain`` flags names that fit no known language (at most ``abstain_rate`` of in-set
-        names wrongly); a full name is cut to its surname unless ``surname_only``. With
+        names wrongly); a full name is cut to its surname unless ``surname_only`` (a full-name model
+        reads its given names too), its words read in ``order``. With
         ``strict=False`` a name without letters gets an empty answer instead of an error.
         """
         options = Options(k=k, abstain=abstain, abstain_rate=abstain_rate, coverage=coverage,
-                          per_language=per_language, prior=prior, surname_only=surname_only)
+                          per_language=per_language, prior=prior, surname_only=surname_only, order=order)
         return self.predict_with(names, options, strict=strict)
 
     def predict_with(self, names: Sequence[str], options: Options, strict: bool = True) -> list[Prediction]:
@@ -306,14 +376,15 @@ class Predictor:
         prior = resolve_prior(options.prior, self.labels)
         sets = None if options.coverage is None else self.conformal(options.coverage, options.per_language)
         threshold = self.open_set.threshold(options.abstain_rate) if options.abstain else None
-        parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
+        parsed, givens = self.split(names, options)
         folded = [fold_or_raise(p) if strict else fold(p) for p in parsed]
         results = [Prediction(n, f, [], surname=p if p != n else None)
                    for n, p, f in zip(names, parsed, folded, strict=True)]
         ok = [i for i, f in enumerate(folded) if f]
         if not ok:
             return results
-        raw, features = self.score_ascii([folded[i] for i in ok], features=threshold is not None)
+        raw, features = self.score_parts([folded[i] for i in ok], [fold(givens[i]) for i in ok],
+                                         features=threshold is not None)
         proba = raw if prior is None else reweight(raw, self.trained_on, prior)
         # Vectorised: one argsort (the top k and the sets' order) and two .tolist() calls instead
         # of numpy scalar reads per cell.

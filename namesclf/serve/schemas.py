@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
 
-from namesclf.inference.options import DEFAULTS, NAMED_PRIORS, Options, bounds, help_text, option_fields
+from namesclf.inference.options import DEFAULTS, NAMED_PRIORS, ORDERS, Options, bounds, help_text, option_fields
 
 #: Longest name accepted (characters before folding). Surnames are short; the model reads at
 #: most :data:`~namesclf.text.MAX_NAME_LENGTH` letters anyway, the cap only bounds the folding work.
@@ -65,6 +65,8 @@ def _http_type(name: str, body: bool) -> Any:
     kind = get_type_hints(Options)[name]
     if name == "prior":
         return NamedPrior | Weights | None if body else NamedPrior | None
+    if name == "order":
+        return Literal[ORDERS]  # type: ignore[valid-type]
     if kind is int:
         return Whole if body else int
     if kind in (bool, float, float | None):
