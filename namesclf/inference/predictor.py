@@ -359,24 +359,41 @@ class Predictor:
                           per_language=per_language, prior=prior, surname_only=surname_only, order=order)
         return self.predict_with(names, options, strict=strict)
 
-    def predict_with(self, names: Sequence[str], options: Options, strict: bool = True) -> list[Prediction]:
+    def predict_with(self, names: Sequence[str], options: Options, strict: bool = True,
+                     given: Sequence[str] | None = None) -> list[Prediction]:
         """:meth:`predict` with its options in one object (what streams and tables pass around).
 
         Each distinct name is answered once (real lists repeat surnames heavily); repeats of a
-        name share its :class:`Prediction` object.
+        name share its :class:`Prediction` object. With ``given`` (one entry per name, ``''`` for
+        none) the names are surnames and ``given`` their given names, read as they are (a table
+        with the two in separate columns); a surname model ignores ``given``.
         """
+        if given is not None:
+            if len(given) != len(names):
+                raise NamesError(f"{len(names)} surnames but {len(given)} given names")
+            pairs = list(zip(names, given, strict=True))
+            distinct_pairs = list(dict.fromkeys(pairs))
+            found = self._predict_distinct([p[0] for p in distinct_pairs], options, strict,
+                                           [p[1] for p in distinct_pairs])
+            by_pair = dict(zip(distinct_pairs, found, strict=True))
+            return [by_pair[pair] for pair in pairs]
         distinct = list(dict.fromkeys(names))
         if len(distinct) == len(names):
             return self._predict_distinct(names, options, strict)
         answers = dict(zip(distinct, self._predict_distinct(distinct, options, strict), strict=True))
         return [answers[name] for name in names]
 
-    def _predict_distinct(self, names: Sequence[str], options: Options, strict: bool) -> list[Prediction]:
+    def _predict_distinct(self, names: Sequence[str], options: Options, strict: bool,
+                          given: Sequence[str] | None = None) -> list[Prediction]:
         k = min(options.k, len(self.labels))
         prior = resolve_prior(options.prior, self.labels)
         sets = None if options.coverage is None else self.conformal(options.coverage, options.per_language)
         threshold = self.open_set.threshold(options.abstain_rate) if options.abstain else None
-        parsed, givens = self.split(names, options)
+        if given is None:
+            parsed, givens = self.split(names, options)
+        else:  # separate columns: the parts are known
+            parsed, givens = list(names), [] if options.surname_only else list(given)
+            givens = givens or [""] * len(names)
         folded = [fold_or_raise(p) if strict else fold(p) for p in parsed]
         results = [Prediction(n, f, [], surname=p if p != n else None)
                    for n, p, f in zip(names, parsed, folded, strict=True)]
