@@ -15,8 +15,9 @@ an input the combiner knows). The parts are not counted again on the validation 
 refit): the combiner must see held-out scores.
 
 Calibration for sets, abstention and priors is taken on the combined probabilities of the
-validation people (:mod:`namesclf.training.calibrate`); the novelty score of abstention is the
-surname part's (it is about the letters of the surname).
+validation people (:mod:`namesclf.training.calibrate`). Abstention needs the pooled network's
+novelty score: with a network surname part it is that part's (it is about the surname's
+letters); n-gram parts alone give a model without abstention.
 """
 
 from __future__ import annotations
