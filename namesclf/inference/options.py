@@ -113,8 +113,9 @@ class Options:
         None, "The language mix of your population: train (the training data's mix, the default), uniform, or "
               "a weight for every language.", _check_prior)
     surname_only: bool = _option(False, "Classify each input as it is; by default a full name (\"Fyodor "
-                                        "Dostoevsky\", \"Berg, Jan van der\") is cut to its surname first (a "
-                                        "full-name model reads both parts).")
+                                        "Dostoevsky\", \"Berg, Jan van der\") is cut to its surname first. A "
+                                        "full-name model reads given names and surname, and with this the "
+                                        "surname alone.")
     order: str = _option("auto", "How full names are written: auto (given names first, or \"Last, First\" with "
                                  "a comma), given-first, or family-first (\"Mao Zedong\").", _check_order)
 

@@ -257,10 +257,11 @@ class Predictor:
         return self.combiner(proba, given_proba, has_given), found
 
     def split(self, names: Sequence[str], options: Options) -> tuple[list[str], list[str]]:
-        """``(surnames, given names)`` of raw names as ``options`` says to read them: as they are
-        with ``surname_only``; else parsed in ``options.order`` (:func:`~namesclf.data.fullnames.split_name`).
+        """``(surnames, given names)`` of raw names as ``options`` says to read them: parsed in
+        ``options.order`` (:func:`~namesclf.data.fullnames.split_name`); with ``surname_only``, a
+        surname model reads each name as it is and a full-name model leaves the given names out.
         A surname part with no letters (``"A 0"``) falls back to the whole name."""
-        if options.surname_only:
+        if options.surname_only and self.given is None:
             return list(names), [""] * len(names)
         surnames, givens = [], []
         for name in names:
@@ -271,7 +272,7 @@ class Predictor:
                 if surname != name and not fold(surname) and fold(name):
                     surname, given = name, ""
             surnames.append(surname)
-            givens.append(given)
+            givens.append("" if options.surname_only else given)
         return surnames, givens
 
     def proba_ascii(self, folded: Sequence[str], batch_size: int | None = None) -> np.ndarray:
