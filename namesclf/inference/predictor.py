@@ -395,13 +395,14 @@ class Predictor:
         else:  # separate columns: the parts are known
             parsed, givens = list(names), [] if options.surname_only else list(given)
             givens = givens or [""] * len(names)
-        folded = [fold_or_raise(p) if strict else fold(p) for p in parsed]
+        folded = fold_each(parsed, strict)
         results = [Prediction(n, f, [], surname=p if p != n else None)
                    for n, p, f in zip(names, parsed, folded, strict=True)]
         ok = [i for i, f in enumerate(folded) if f]
         if not ok:
             return results
-        raw, features = self.score_parts([folded[i] for i in ok], [fold(givens[i]) for i in ok],
+        folded_given = fold_each(givens, False) if self.given is not None else [""] * len(givens)
+        raw, features = self.score_parts([folded[i] for i in ok], [folded_given[i] for i in ok],
                                          features=threshold is not None)
         proba = raw if prior is None else reweight(raw, self.trained_on, prior)
         # Vectorised: one argsort (the top k and the sets' order) and two .tolist() calls instead
@@ -445,6 +446,19 @@ def surname_of_name(name: str) -> str:
 def fold(name: str) -> str:
     """Fold a name for prediction (capped raw length, see :data:`MAX_RAW_LENGTH`)."""
     return to_ascii(name[:MAX_RAW_LENGTH])
+
+
+def fold_each(names: Sequence[str], strict: bool) -> list[str]:
+    """Each name folded (:func:`fold_or_raise` when ``strict``), each distinct one once: the parts
+    of full names repeat far more than the names do."""
+    done: dict[str, str] = {}
+    out = []
+    for name in names:
+        folded = done.get(name)
+        if folded is None:
+            folded = done[name] = fold_or_raise(name) if strict else fold(name)
+        out.append(folded)
+    return out
 
 
 def fold_or_raise(name: str) -> str:
