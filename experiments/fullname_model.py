@@ -26,6 +26,20 @@ from namesclf.inference.predictor import Predictor
 from namesclf.training.fullname import DEFAULT_ORDER, people_scores, train_full_name
 
 
+def write_predictions(predictor: Predictor, test_csv: Path, out: Path) -> None:
+    """The top 5 labels of every row of ``test_csv`` (given and surname columns, as they are)."""
+    import pandas as pd
+
+    from namesclf.inference.options import Options
+
+    test = pd.read_csv(test_csv, dtype=str, keep_default_na=False)
+    answers = predictor.predict_with(test["surname"].tolist(), Options(k=5), strict=False,
+                                     given=test["given"].tolist())
+    columns = {f"label_{i + 1}": [a.languages[i][0] if len(a.languages) > i else "" for a in answers]
+               for i in range(5)}
+    pd.DataFrame({"name": test["name"], **columns}).to_csv(out, index=False)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("splits", type=Path)
@@ -36,6 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the model file (.pt) and its exports here")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--predictions", type=Path, default=None,
+                        help="write the top 5 labels of every test row, in test.csv's order (label_1..label_5), "
+                        "for `python -m benchmarks.fullnames score`")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -73,6 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
               "P@1/2/3/5 " + " / ".join(f"{100 * f[f'precision_at_{k}']:.1f}" for k in (1, 2, 3, 5))
               + f"  (n={f['n']:,})")
     print(f"seconds {figures['seconds']}  peak RSS {figures['peak_rss_mb']:,} MB")
+    if args.predictions is not None:
+        write_predictions(full, args.splits / "test.csv", args.predictions)
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures

@@ -87,7 +87,9 @@ def test_split_name_in_each_order(text: str, order: str, want: tuple[str, str]) 
 def test_the_fast_path_answers_as_nameparser_does() -> None:
     """Names of plain words skip nameparser; on them it would have answered the same."""
     names = [" ".join(row) for row in people_rows()[["given", "surname"]].itertuples(index=False)]
-    names += ["Anna Maria Schmidt", "Jean-Luc Picard", "Seán O'Brien", "Zhang Wei", "Ali Hassan Ahmed"]
+    names += ["Anna Maria Schmidt", "Jean-Luc Picard", "Seán O'Brien", "Zhang Wei", "Ali Hassan Ahmed",
+              "Ludwig van Beethoven", "Jan van der Berg", "J. R. R. Tolkien", "John F. Kennedy", "Stephen King",
+              "King Charles", "Al Pacino", "Martin Luther King Jr.", "Anna de la Cruz Garcia"]
     for name in names:
         parsed = parse_name(name)
         assert split_name(name) == (parsed.given, parsed.surname), name

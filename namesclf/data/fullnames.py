@@ -72,6 +72,7 @@ ORDERS = ("auto", "given-first", "family-first")
 #: A word that is letters (hyphens and apostrophes inside) and so can take the fast path of
 #: :func:`split_name`: nameparser would read ``Anna Maria Schmidt`` no differently.
 _PLAIN_WORD = re.compile(r"^[^\W\d_]+(?:['\u2019-][^\W\d_]+)*$")
+_INITIAL = re.compile(r"^[^\W\d_]\.$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,20 +175,35 @@ def parse_name(text: str) -> ParsedName:
 
 
 @cache
-def _special() -> frozenset[str]:
-    """Lower-case words nameparser treats specially (titles, suffixes, conjunctions, prefixes):
-    a name holding one goes through nameparser rather than the fast path."""
+def _special() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """Lower-case words nameparser treats specially: titles (read as such at the start of a name),
+    suffixes (at its end), and conjunctions, prefixes and particles (anywhere). A name with one
+    where it counts goes through nameparser rather than the fast path."""
     constants = _constants()
-    words: set[str] = set()
-    for group in (constants.titles, constants.suffix_acronyms, constants.suffix_not_acronyms,
-                  constants.conjunctions, constants.prefixes):
-        words.update(str(w).lower() for w in group)
-    return frozenset(words | PARTICLES)
+
+    def lower(*groups: Any) -> frozenset[str]:
+        return frozenset(str(w).lower() for group in groups for w in group)
+
+    anywhere = lower(constants.conjunctions, constants.prefixes) | PARTICLES
+    return lower(constants.titles) | anywhere, anywhere, lower(constants.suffix_acronyms,
+                                                               constants.suffix_not_acronyms) | anywhere
 
 
-def _plain(words: list[str]) -> bool:
-    special = _special()
-    return all(_PLAIN_WORD.match(w) and w.casefold() not in special for w in words)
+def _plain_cut(words: list[str]) -> int:
+    """Where the surname starts when nameparser would read ``words`` as given names then a surname
+    (its particles, then one word): words of letters (a given name may be an initial, ``J.``), no
+    title first, no suffix last, particles only right before the last word. 0 when it would not
+    (the slow path)."""
+    first, middle, last = _special()
+    if not _PLAIN_WORD.match(words[-1]) or words[-1].casefold() in last or words[0].casefold() in first:
+        return 0
+    cut = len(words) - 1
+    while cut > 1 and is_particle(words[cut - 1]) and _PLAIN_WORD.match(words[cut - 1].replace("'", "")):
+        cut -= 1
+    given = words[:cut]
+    if all((_PLAIN_WORD.match(w) or _INITIAL.match(w)) and w.casefold() not in middle for w in given):
+        return cut
+    return 0
 
 
 def split_name(text: str, order: str = "auto") -> tuple[str, str]:
@@ -214,8 +230,9 @@ def split_name(text: str, order: str = "auto") -> tuple[str, str]:
         words = capped.split()
         if len(words) <= 1:
             return "", words[0] if words else ""
-        if _plain(words):
-            return " ".join(words[:-1]), words[-1]
+        cut = _plain_cut(words)
+        if cut:
+            return " ".join(words[:cut]), " ".join(words[cut:])
     parsed = parse_name(capped)
     return parsed.given, parsed.surname
 
