@@ -48,6 +48,9 @@ from namesclf.training.train import TrainResult, train_classifier
 COMBINER_L2 = 1.0
 #: Precision at these ranks (name2nat's table reports 1, 2, 3 and 5).
 PRECISION_AT = (1, 2, 3, 5)
+#: Validation people whose scores the prediction sets are calibrated on, at most: the scores
+#: travel in the export's metadata, which has a size cap (:data:`~namesclf.models.onnx_format.MAX_METADATA_CHARS`).
+CONFORMAL_PEOPLE = 20_000
 #: The n-gram order of the parts (``names train --ngram-order`` sets another).
 DEFAULT_ORDER = 5
 
@@ -235,13 +238,22 @@ def train_full_name(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfi
     counts = train["language"].value_counts()
     calibration: dict[str, Any] = {
         "label_counts": [int(counts.get(label, 0)) for label in labels],
-        "conformal": ConformalCalibration.from_proba(combined.astype(np.float64), y).to_dict(),
+        "conformal": conformal_calibration(combined, y, config.seed),
     }
     if "openset" in surname.calibration:
         calibration["openset"] = surname.calibration["openset"]
     scores = classification_scores(y, combined.argmax(1))
     return FullNameResult(surname, given, combiner, labels, calibration, time.perf_counter() - started,
                           valid={f"valid_{k}": v for k, v in scores.items()})
+
+
+def conformal_calibration(proba: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """The prediction sets' calibration from at most :data:`CONFORMAL_PEOPLE` validation people
+    (a seeded random sample: split-conformal needs exchangeable rows, not all of them)."""
+    rows = np.arange(len(y))
+    if len(rows) > CONFORMAL_PEOPLE:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, CONFORMAL_PEOPLE, replace=False))
+    return ConformalCalibration.from_proba(proba[rows].astype(np.float64), y[rows]).to_dict()
 
 
 def people_scores(predictor: Predictor, people: pd.DataFrame, surname_only: bool = False) -> dict[str, Any]:
