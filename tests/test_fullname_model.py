@@ -276,3 +276,21 @@ def test_dask_reads_a_given_name_column(full_model: Path) -> None:
     eager = predict_frame(frame, "last", full_model, k=1, given_column="first")
     got = lazy.compute(scheduler="synchronous")
     assert got["language"].tolist() == eager["language"].tolist() == ["Russian", "Italian", "Japanese"]
+
+
+def test_names_export_writes_both_parts(full_model: Path, tmp_path: Path) -> None:
+    """``names export`` on a full-name model writes the given part beside the surname part; the
+    two answer as the exports ``names train`` wrote."""
+    import shutil
+
+    copy = tmp_path / "copy.pt"
+    shutil.copy(full_model, copy)
+    result = CliRunner().invoke(cli, ["export", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "copy.onnx").is_file() and (tmp_path / "copy.given.onnx").is_file()
+    names = [f"Ivan {SHARED}", "Giovanni Rossi", "Tanaka"]
+    got = Predictor.load(copy, backend="onnx").proba_with(names, Options())
+    assert np.allclose(got, Predictor.load(full_model).proba_with(names, Options()), atol=1e-6)
+    (tmp_path / "copy.given.onnx").unlink()
+    with pytest.warns(UserWarning, match="copy.given.onnx is missing"):
+        assert Predictor.load(copy).backend == "torch"
