@@ -106,7 +106,15 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         still learns the labels.
     surname_only : bool, default=True
         Classify each name as given, as :meth:`fit` learnt from them (False: cut a full name to
-        its surname first, as ``names predict`` does).
+        its surname first, as ``names predict`` does). Ignored by a full-name model
+        (``full_names``), which always reads given names and surname.
+    order : {"auto", "given-first", "family-first"}, default="auto"
+        How full names are written (``full_names``, or ``surname_only=False``).
+    full_names : bool, default=False
+        ``X`` holds full names (``"Fyodor Dostoevsky"``): :meth:`fit` parses each into given names
+        and surname and trains a model that reads both (docs/models.md, "Full-name models"), and
+        prediction parses the same way. The network options do not apply (its parts are n-gram
+        classifiers of order ``ngram_order``, default 5).
     explain : bool, default=False
         :meth:`top_k`'s predictions carry an ``explanation``: which letters pushed the answer over
         the runner-up (docs/explain.md).
@@ -139,7 +147,8 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
                  valid_fraction: float = 0.1, progress: bool = False, k: int = _O.k, abstain: bool = _O.abstain,
                  abstain_rate: float = _O.abstain_rate, coverage: float | None = _O.coverage,
                  per_language: bool = _O.per_language, prior: str | Mapping[str, float] | None = _O.prior,
-                 level: str = _O.level, surname_only: bool = True, explain: bool = _O.explain) -> None:
+                 level: str = _O.level, surname_only: bool = True, order: str = _O.order,
+                 explain: bool = _O.explain, full_names: bool = False) -> None:
         self.model = model
         self.hidden = hidden
         self.embed = embed
@@ -172,12 +181,16 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         self.level = level
         self.surname_only = surname_only
         self.explain = explain
+        self.order = order
+        self.full_names = full_names
 
     def _config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.get_params())
 
     def fit(self, X: Sequence[str], y: Sequence[str]) -> NameClassifier:
         """Train on names ``X`` and languages ``y`` (a grouped slice is held out to pick the epoch)."""
+        if self.full_names:
+            return self._fit_full_names(X, y)
         from namesclf.training.train import (
             train_classifier,  # training only when fitting: a loaded model never needs it
         )
@@ -204,6 +217,26 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
             raise AttributeError("classes_: this NameClassifier is not fitted yet")
         return np.array(self.predictor_.classes(self._options().level))
 
+    def _fit_full_names(self, X: Sequence[str], y: Sequence[str]) -> NameClassifier:
+        """:meth:`fit` for full names: parse, hold out people grouped by surname, train both parts."""
+        from namesclf.data.fullnames import split_name
+        from namesclf.training.fullname import DEFAULT_ORDER, train_full_name
+
+        Options(order=self.order)  # a bad order is refused before any work
+        parts = [split_name(str(x), self.order) for x in X]
+        people = pd.DataFrame({"name": [str(x) for x in X], "given": [p[0] for p in parts],
+                               "surname": [p[1] for p in parts], "language": [str(v) for v in y]})
+        people = people[people["surname"].map(to_ascii) != ""].reset_index(drop=True)
+        if people["language"].nunique() < 2:
+            raise NamesError("cannot train a classifier on fewer than two languages")
+        keyed = pd.DataFrame({"ascii": people["surname"].map(to_ascii), "language": people["language"]})
+        split = split_names(keyed, seed=self.seed, valid=self.valid_fraction, test=0.0)
+        result = train_full_name(people[split == "train"], people[split == "valid"], self._config(),
+                                 order=self.ngram_order or DEFAULT_ORDER, progress=self.progress)
+        self.predictor_ = result.predictor()
+        self.payload_ = result.payload({"source": "NameClassifier.fit"})
+        return self
+
     def _check(self) -> Predictor:
         if not hasattr(self, "predictor_"):
             raise NamesError("this NameClassifier is not fitted yet: call fit() or NameClassifier.load()")
@@ -211,8 +244,11 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
 
     def _options(self, **changes: object) -> Options:
         """The estimator's prediction options (its parameters named as :class:`Options` fields),
-        with ``changes`` made."""
-        return Options(**{**{f.name: getattr(self, f.name) for f in option_fields()}, **changes})
+        with ``changes`` made; a full-name model always parses its inputs."""
+        values = {**{f.name: getattr(self, f.name) for f in option_fields()}, **changes}
+        if getattr(self, "full_names", False) and hasattr(self, "predictor_"):
+            values["surname_only"] = False
+        return Options(**values)
 
     def predict_proba(self, X: Sequence[str]) -> np.ndarray:
         """Probabilities ``(n_names, n_classes)``, columns in ``classes_`` order (under ``prior``)."""
@@ -265,6 +301,13 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         """Write the same self-describing model file as ``names train`` (atomically), and with
         ``export`` its ONNX file beside it (what :meth:`load` answers from without torch)."""
         predictor = self._check()
+        if getattr(self, "payload_", None) is not None:  # a full-name model fitted here
+            from namesclf.models.export import export_parts
+
+            written = save_checkpoint(path, self.payload_)
+            if export:
+                export_parts(self.payload_, onnx_path_for(path), source=path)
+            return written
         if predictor.backend == "torch":
             payload = classifier_payload(predictor.model, predictor.config, [str(c) for c in self.classes_],
                                          predictor.meta)
@@ -287,8 +330,11 @@ class NameClassifier(ClassifierMixin, BaseEstimator):
         there is a current one beside it (no torch needed to answer), else with torch
         (``weights_only`` loading); see :meth:`~namesclf.inference.predictor.Predictor.load`."""
         predictor = Predictor.load(path, device, backend=backend)
-        config = TrainConfig.from_dict(predictor.config).to_dict()
-        est = cls(**{k: v for k, v in config.items() if k in cls._get_param_names()})
+        if predictor.reads_full_names:
+            est = cls(full_names=True, ngram_order=predictor.config.get("ngram_order"))
+        else:
+            config = TrainConfig.from_dict(predictor.config).to_dict()
+            est = cls(**{k: v for k, v in config.items() if k in cls._get_param_names()})
         est.predictor_ = predictor
         est.source_ = None if Path(path).suffix == ".onnx" else str(path)
         return est

@@ -204,6 +204,8 @@ def _changed(option: dataclasses.Field) -> object:
         return (limits["gt"] + limits["lt"]) / 2
     if option.name == "prior":
         return "uniform"
+    if option.name == "order":
+        return "family-first"
     pytest.fail(f"Options.{option.name}: say here what a value other than its default is")
 
 

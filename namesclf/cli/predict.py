@@ -20,6 +20,7 @@ from namesclf.errors import NamesError, first_line
 from namesclf.inference.options import (
     DEFAULTS,
     NAMED_PRIORS,
+    ORDERS,
     OptionError,
     Options,
     bounds,
@@ -64,7 +65,7 @@ def _float_or_none(value: str | None, option: str) -> float | None:
 FLAGS = {"k": ("--top-k", "-k")}
 #: What an option's help says on the command line only.
 NOTES = {"prior": " FILE: a JSON object or a CSV of language,weight."}
-METAVARS = {"prior": "|".join(NAMED_PRIORS) + "|FILE"}
+METAVARS = {"prior": "|".join(NAMED_PRIORS) + "|FILE", "order": "|".join(ORDERS)}
 
 
 def flag(name: str) -> str:
@@ -143,6 +144,9 @@ def options_from_cli(values: dict[str, Any]) -> Options:
               help="Read names from FILE ('-' for stdin): one per line, or a table with --column.")
 @click.option("--column", default=None,
               help="--input is a table (CSV, TSV or Parquet, by suffix): classify this column, keep every other.")
+@click.option("--given-column", default=None, metavar="COLUMN",
+              help="With --column: the table's given names are in this column and --column holds surnames "
+              "(a full-name model reads both; a surname model reads --column alone).")
 @click.option("--output", "output_path", default=None, metavar="FILE",
               help="With --column: write the table here (format from the suffix) instead of CSV on stdout.")
 @click.option("--force", is_flag=True,
@@ -160,8 +164,8 @@ def options_from_cli(values: dict[str, Any]) -> Options:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes on stderr.")
 @backend_option()
 def predict(names: tuple[str, ...], model_path: str, as_json: bool, input_path: str | None, column: str | None,
-            output_path: str | None, force: bool, fmt: str, batch_size: int, scheduler: str | None,
-            scheduler_timeout: str, quiet: bool, backend: str, **option_values: Any) -> None:
+            given_column: str | None, output_path: str | None, force: bool, fmt: str, batch_size: int,
+            scheduler: str | None, scheduler_timeout: str, quiet: bool, backend: str, **option_values: Any) -> None:
     """Top-k languages of each NAME with probabilities.
 
     \b
@@ -173,17 +177,20 @@ def predict(names: tuple[str, ...], model_path: str, as_json: bool, input_path: 
       names predict Nakamura --explain    which letters made it Japanese, not Italian
       names predict --input names.txt --format csv > predictions.csv
       names predict --input people.parquet --column last_name --output people.csv
+      names predict --input people.csv --column last_name --given-column first_name
       names predict --input big.parquet --column last_name --output out.parquet --scheduler local:4
     """
     from namesclf.inference.predictor import Predictor
 
     _check_sources(names, input_path, column, output_path, scheduler)
+    if given_column is not None and column is None:
+        raise click.UsageError("--given-column goes with --column (a table)")
     _check_output(output_path, scheduler, force)
     options = options_from_cli(option_values)
     if scheduler is not None:
         with _clash_in_cli_words():
             _predict_table_on_dask(model_path, input_path, column, output_path, options, scheduler, quiet, force,
-                                   _float_or_none(scheduler_timeout, "--scheduler-timeout"))
+                                   _float_or_none(scheduler_timeout, "--scheduler-timeout"), given_column)
         return
     predictor = _load(Predictor, model_path, backend)
     _note_level(predictor.labels, options, quiet)
@@ -191,7 +198,7 @@ def predict(names: tuple[str, ...], model_path: str, as_json: bool, input_path: 
         _predict_names(predictor, names, options, as_json)
     elif column is not None:
         with _clash_in_cli_words():
-            _predict_table(predictor, input_path, column, output_path, options, quiet, force)
+            _predict_table(predictor, input_path, column, output_path, options, quiet, force, given_column)
     else:
         _predict_lines(predictor, input_path, options, fmt, batch_size, quiet)
 
@@ -296,14 +303,16 @@ def _check_output(output_path: str | None, scheduler: str | None, force: bool) -
 
 
 def _predict_table(predictor: Any, input_path: str, column: str, output_path: str | None, options: Any,
-                   quiet: bool, force: bool = False) -> None:
+                   quiet: bool, force: bool = False, given_column: str | None = None) -> None:
     from namesclf.inference.tables import check_text_column, predict_pandas, read_table, write_table
 
     check_text_column(input_path, column)
+    if given_column is not None:
+        check_text_column(input_path, given_column)
     table = read_table(input_path)
     if table.empty and column not in table.columns:
         raise NamesError(f"{input_path}: the table is empty")
-    result = predict_pandas(table, column, predictor, options)
+    result = predict_pandas(table, column, predictor, options, given_column=given_column)
     written = write_table(result, output_path or "-", force=force)
     empty = int(result["language"].isna().sum())
     if not quiet:
@@ -314,7 +323,8 @@ def _predict_table(predictor: Any, input_path: str, column: str, output_path: st
 
 
 def _predict_table_on_dask(model_path: str, input_path: str, column: str, output_path: str | None, options: Any,
-                           scheduler: str, quiet: bool, force: bool = False, timeout: float | None = None) -> None:
+                           scheduler: str, quiet: bool, force: bool = False, timeout: float | None = None,
+                           given_column: str | None = None) -> None:
     from namesclf.inference.dask_tables import (
         connect,
         is_dataset_path,
@@ -328,7 +338,8 @@ def _predict_table_on_dask(model_path: str, input_path: str, column: str, output
     check_text_column(input_path, column)
     with connect(scheduler, **({} if timeout is None else {"timeout": timeout})) as client:
         threads = sum(client.nthreads().values())
-        result = predict_dask_frame(read_table_lazy(input_path, threads), column, model_path, options)
+        result = predict_dask_frame(read_table_lazy(input_path, threads), column, model_path, options,
+                                    given_column=given_column)
         if options.level != "label":
             from namesclf.inference.predictor import Predictor
 

@@ -98,14 +98,19 @@ def _train_options(func: Any) -> Any:
               "(docs/scale.md).")
 @click.option("--dist-timeout", type=float, default=DIST_TIMEOUT, show_default=True, metavar="SECONDS",
               help="Under torchrun or --nproc: how long a rank waits for the others before the run stops.")
+@click.option("--label-column", default="language", show_default=True, metavar="COLUMN",
+              help="For a people table (given and surname columns): the column to learn, e.g. nationality.")
 def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: float | None,
           batch_size: int | None, optimizer: str | None, ngram_order: int | None, refit_ngram: bool,
           class_weight: str, patience: int | None, device: str, seed: int,
           out: str, force: bool, resume: bool, quiet: bool, as_json: bool, no_export: bool, nproc: int | None,
-          dist_timeout: float) -> None:
+          dist_timeout: float, label_column: str) -> None:
     """Train a classifier on SOURCE and write one self-describing model file.
 
     SOURCE is a folder of <Language>.txt files or a CSV/TSV with `name` and `language` columns.
+    A CSV/TSV with `given` and `surname` columns (a people table, e.g. from `names data fetch
+    wikipedia --full-names`) trains a model that reads full names: a surname part, a given-name
+    part and their combiner (docs/models.md); its label is --label-column.
     Names are split 80/10/10 by folded name (no name in two splits); the epoch with the best
     validation macro-F1 is kept and scored once on the test split. Each new best epoch is saved
     at once, so Ctrl-C leaves a complete model; `--resume` carries on from it. Beside the model
@@ -120,6 +125,16 @@ def train(source: str, kind: str, hidden: int | None, epochs: int | None, lr: fl
     config = TrainConfig(model=kind, hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size,
                          optimizer=optimizer, ngram_order=ngram_order, refit_ngram=refit_ngram,
                          class_weight=class_weight, patience=patience, device=device, seed=seed)
+    from namesclf.data.people import is_people_table
+
+    if is_people_table(source):
+        if nproc is not None or resume:
+            raise NamesError("a full-name model (a people table) trains in one process, from the start: "
+                             "drop --nproc and --resume")
+        _train_people(source, config, label_column, out, force, quiet, as_json, export=not no_export)
+        return
+    if label_column != "language":
+        raise NamesError(f"--label-column is for people tables (given and surname columns); {source} has none")
     if nproc is not None:
         _launch_ranks(nproc, config, source, out, force, resume, dist_timeout)
         return
@@ -232,6 +247,38 @@ def _train(source: str, config: TrainConfig, out: str, force: bool, resume: bool
             click.echo(f"wrote {path}")
     click.echo(f"wrote {report_dir}/ (test-split report: report.txt, metrics.json, confusion_matrix.png, "
                "reliability.png; training curves: training.csv, training.png)")
+
+
+def _train_people(source: str, config: TrainConfig, label_column: str, out: str, force: bool, quiet: bool,
+                  as_json: bool, export: bool) -> None:
+    """``names train PEOPLE``: a model that reads given names and surname."""
+    from namesclf.data.people import load_people
+    from namesclf.training.fullname import train_people
+
+    _check_outputs(out, force, False, export)
+    if export:
+        from namesclf.files import check_output
+        from namesclf.models.onnx_format import given_onnx_path
+
+        check_output(given_onnx_path(out), force, option="", hint=" (the given part's ONNX export of --out)")
+    people = load_people(source, label_column)
+    if not quiet and (people.n_no_label or people.n_no_surname):
+        click.echo(f"left out {people.n_no_label:,} people with no {label_column} and {people.n_no_surname:,} "
+                   "with no letters in their surname", err=True)
+    run = train_people(people.frame, config, source=source, label_column=label_column, out=out,
+                       export=export, progress=False if quiet else None)
+    test = run.test
+    summary = {"model": out, "reads": "full_name", "label_column": label_column,
+               **{f"test_{k}": v for k, v in test.items() if k != "n"}, "n_test": test.get("n"),
+               "train_seconds": round(run.result.seconds, 2)}
+    if as_json:
+        echo_json(summary)
+        return
+    if test.get("n"):
+        click.echo(f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  balanced accuracy "
+                   f"{test['balanced_accuracy']:.4f}  on {test['n']:,} people ({run.result.seconds:.1f}s)")
+    for path in run.written:
+        click.echo(f"wrote {path}")
 
 
 # ----------------------------------------------------------------------------- predict

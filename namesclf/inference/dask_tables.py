@@ -98,12 +98,12 @@ def _in_dask_worker() -> bool:
 
 
 def _predict_partition(part: pd.DataFrame, column: str, model: str, options: Options, prefix: str,
-                       batch_size: int) -> pd.DataFrame:
-    return predict_pandas(part, column, worker_predictor(model), options, prefix, batch_size)
+                       batch_size: int, given_column: str | None = None) -> pd.DataFrame:
+    return predict_pandas(part, column, worker_predictor(model), options, prefix, batch_size, given_column)
 
 
 def predict_dask_frame(ddf: Any, column: str, model: str | Path | Predictor, options: Options, *,
-                       prefix: str = "", batch_size: int = FRAME_BATCH) -> Any:
+                       prefix: str = "", batch_size: int = FRAME_BATCH, given_column: str | None = None) -> Any:
     """``ddf`` (a Dask DataFrame) with the prediction columns of
     :func:`~namesclf.inference.tables.predict_frame`, lazily.
 
@@ -121,9 +121,10 @@ def predict_dask_frame(ddf: Any, column: str, model: str | Path | Predictor, opt
         options = dataclasses.replace(options, prior=read_prior_file(options.prior))
     # the empty frame gives the exact columns; the made-up one runs the options once (a missing
     # calibration, a bad prior) before any worker does
-    meta = predict_pandas(ddf._meta, column, predictor, options, prefix, batch_size)
-    predict_pandas(ddf._meta_nonempty, column, predictor, options, prefix, batch_size)
-    return ddf.map_partitions(_predict_partition, column, path, options, prefix, batch_size, meta=meta)
+    meta = predict_pandas(ddf._meta, column, predictor, options, prefix, batch_size, given_column)
+    predict_pandas(ddf._meta_nonempty, column, predictor, options, prefix, batch_size, given_column)
+    return ddf.map_partitions(_predict_partition, column, path, options, prefix, batch_size, given_column,
+                              meta=meta)
 
 
 # ----------------------------------------------------------------------------- the mix of a column

@@ -70,15 +70,42 @@ def output_dtypes(options: Options, n_labels: int, prefix: str = "") -> dict[str
     return dtypes
 
 
+def _text(values: Sequence[Any]) -> list[str]:
+    """Cells as text: missing cells and cells that are not text read as ``""``."""
+    return [v if isinstance(v, str) else "" for v in values]
+
+
+def _predict_pairs(frame: pd.DataFrame, column: str, given_column: str, predictor: Predictor, options: Options,
+                   dtypes: dict[str, Any], batch_size: int) -> pd.DataFrame:
+    """The prediction columns for surnames in ``column`` and given names in ``given_column``,
+    each distinct pair classified once."""
+    if given_column not in frame.columns:
+        raise NamesError(f"no column {given_column!r} in the table (its columns: "
+                         f"{', '.join(map(str, frame.columns))})")
+    surnames, givens = _text(frame[column].tolist()), _text(frame[given_column].tolist())
+    codes, uniques = pd.factorize(pd.Series([f"{s}\x1f{g}" for s, g in zip(surnames, givens, strict=True)],
+                                            dtype=object))
+    pairs = [u.split("\x1f", 1) for u in uniques.tolist()]
+    n_labels = len(predictor.labels)
+    rows = []
+    for start in range(0, len(pairs), batch_size):
+        batch = pairs[start : start + batch_size]
+        answers = predictor.predict_with([p[0] for p in batch], options, strict=False, given=[p[1] for p in batch])
+        rows += [output_row(p, options, n_labels) for p in answers]
+    table = pd.DataFrame(rows, columns=list(dtypes)).astype(dtypes)
+    return table.take(codes)
+
+
 def predict_pandas(frame: pd.DataFrame, column: str, predictor: Predictor, options: Options, prefix: str = "",
-                   batch_size: int = FRAME_BATCH) -> pd.DataFrame:
+                   batch_size: int = FRAME_BATCH, given_column: str | None = None) -> pd.DataFrame:
     """:func:`predict_frame` for a pandas DataFrame and options in one object (what each Dask
     partition runs).
 
     Distinct cells are found by hashing (``pd.factorize``), in time linear in the rows: sorting
     them, or testing each cell's type in Python, cost more than the model itself on tables whose
     surnames repeat. Each distinct text is classified once and the answers are taken back to the
-    rows, typed by :func:`output_dtypes`.
+    rows, typed by :func:`output_dtypes`. With ``given_column`` the names in ``column`` are
+    surnames and their given names are in ``given_column`` (a full-name model reads both).
     """
     if column not in frame.columns:
         raise NamesError(f"no column {column!r} in the table (its columns: {', '.join(map(str, frame.columns))})")
@@ -87,6 +114,10 @@ def predict_pandas(frame: pd.DataFrame, column: str, predictor: Predictor, optio
     clash = sorted(set(dtypes) & set(map(str, frame.columns)))
     if clash:
         raise ColumnClash(clash)
+    if given_column is not None:
+        added = _predict_pairs(frame, column, given_column, predictor, options, dtypes, batch_size)
+        added.index = frame.index
+        return pd.concat([frame, added], axis=1)
     try:
         codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
     except TypeError:  # unhashable cells: lists or records (a nested Parquet column)

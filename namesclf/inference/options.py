@@ -16,6 +16,7 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 from namesclf.config import LEVELS
+from namesclf.data.fullnames import ORDERS
 from namesclf.errors import NamesError
 
 #: Names per forward pass on CPU / on an accelerator (see :meth:`Predictor.proba_ascii`).
@@ -86,6 +87,11 @@ def _check_level(level: str) -> None:
         raise NamesError(f"unknown level {level!r}: use {', '.join(LEVELS)}")
 
 
+def _check_order(order: object) -> None:
+    if order not in ORDERS:
+        raise NamesError(f"the order is one of {', '.join(ORDERS)}, not {order!r}")
+
+
 def _option(default: Any, help: str, check: Callable[[Any], object] | None = None,
             choices: tuple[str, ...] | None = None, **bounds: float) -> Any:
     """A field with its help text, its check, its bounds (``gt``, ``lt``, ``ge``: pydantic's
@@ -121,7 +127,12 @@ class Options:
                                     "within a group, sets made of the groups of the labels' set (docs/groups.md).",
                          _check_level, choices=LEVELS)
     surname_only: bool = _option(False, "Classify each input as it is; by default a full name (\"Fyodor "
-                                        "Dostoevsky\", \"Berg, Jan van der\") is cut to its surname first.")
+                                        "Dostoevsky\", \"Berg, Jan van der\") is cut to its surname first. A "
+                                        "full-name model reads given names and surname, and with this the "
+                                        "surname alone.")
+    order: str = _option("auto", "How full names are written: auto (given names first, or \"Last, First\" with "
+                                 "a comma), given-first, or family-first (\"Mao Zedong\").", _check_order,
+                         choices=ORDERS)
     explain: bool = _option(False, "Say which letters pushed the answer over the runner-up: the n-gram half's "
                                    "log-likelihood ratio at each letter, their total, and how the pooled answer "
                                    "follows from it (docs/explain.md).")

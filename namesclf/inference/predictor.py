@@ -5,8 +5,10 @@ Beyond the top languages, a prediction can carry what the model file's calibrati
 (:mod:`namesclf.inference.conformal`), "none of
 these" when the name fits no known language (:mod:`namesclf.inference.openset`), and probabilities for another
 population's language mix (:mod:`namesclf.inference.priors`). Full names are cut to their surname first
-(:mod:`namesclf.data.fullnames`). Answers can be given at the level of origin groups or regions
-(:mod:`namesclf.inference.groups`): the probabilities are summed within each, after any prior.
+(:mod:`namesclf.data.fullnames`), or, for a model that reads full names, read as given names and
+surname, each part scored once per distinct string (:mod:`namesclf.inference.parts`). Answers can
+be given at the level of origin groups or regions (:mod:`namesclf.inference.groups`): the
+probabilities are summed within each, after any prior.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from namesclf.config import BACKENDS, STREAM_BATCH
-from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name
+from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name, split_name
 from namesclf.data.scripts import family_name_first
 from namesclf.errors import ModelFileError, NamesError, first_line
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
@@ -30,6 +32,7 @@ from namesclf.inference.groups import LevelMap, level_map
 from namesclf.inference.onnx_scorer import OnnxScorer
 from namesclf.inference.openset import OpenSet
 from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, NO_NGRAM_EXPLAIN, UNKNOWN, Options
+from namesclf.inference.parts import Combiner, align, given_onnx_path, label_index, reads_full_names, score_distinct
 from namesclf.inference.priors import resolve_prior, reweight, train_prior
 from namesclf.inference.scripts import SCRIPT, ScriptEvidence
 from namesclf.models.onnx_format import onnx_path_for
@@ -155,6 +158,21 @@ class Predictor:
         self.labels = list(self.scorer.labels)
         self._cache: dict[Any, Any] = {}  # calibration read from ``meta`` on first use
         self.scripts = ScriptEvidence(self.labels)
+        self.given: Predictor | None = None  # the given-name part of a full-name model
+        self.combiner: Combiner | None = None
+
+    @property
+    def reads_full_names(self) -> bool:
+        """Whether this model reads given names and surname (its ``meta`` says so)."""
+        return reads_full_names(self.meta)
+
+    def attach_given(self, given: Predictor) -> Predictor:
+        """Make this (the surname part of a full-name model) read given names with ``given``,
+        combined as the model file's combiner says (:mod:`namesclf.inference.parts`)."""
+        self.given = given
+        self.combiner = Combiner.from_dict(self.meta.get("combiner"), len(self.labels))
+        self._given_index = label_index(given.labels, self.labels)
+        return self
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -195,15 +213,31 @@ class Predictor:
         if path.suffix == ".onnx":
             if backend == "torch":
                 raise NamesError(f"{path} is an ONNX export: give the .pt model file for the torch backend")
-            return cls(OnnxScorer.load(path, threads))
+            return cls(OnnxScorer.load(path, threads))._with_given_onnx(path, threads)
         onnx_file = onnx_path_for(path)
         if backend == "onnx" or (backend == "auto" and device == "cpu" and onnx_file.is_file() and path.is_file()):
             scorer = _export_beside(path, onnx_file, backend, threads)
             if scorer is not None:
-                return cls(scorer)
+                if not reads_full_names(scorer.meta) or given_onnx_path(path).is_file() or backend == "onnx":
+                    return cls(scorer)._with_given_onnx(onnx_file, threads)
+                warnings.warn(f"{given_onnx_path(path)} is missing (run `names export --force {path}`); "
+                              "predicting with torch", stacklevel=2)
         from namesclf.inference.torch_scorer import TorchScorer
 
-        return cls(TorchScorer.load(str(path), device, threads))
+        predictor = cls(TorchScorer.load(str(path), device, threads))
+        if predictor.reads_full_names:
+            predictor.attach_given(cls(TorchScorer.given_part(str(path), device)))
+        return predictor
+
+    def _with_given_onnx(self, onnx_file: Path, threads: int | None) -> Predictor:
+        """Attach the given part's export beside ``onnx_file`` when this model reads full names."""
+        if not self.reads_full_names:
+            return self
+        given = OnnxScorer.load(given_onnx_path(onnx_file), threads)
+        if given.info.get("source_sha256") != self.scorer.info.get("source_sha256"):  # type: ignore[attr-defined]
+            raise NamesError(f"{given_onnx_path(onnx_file)} and {onnx_file} were exported from different model "
+                             "files: run `names export --force` on the model file")
+        return self.attach_given(Predictor(given))
 
     def score_ascii(self, folded: Sequence[str], features: bool = False, batch_size: int | None = None
                     ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -255,6 +289,42 @@ class Predictor:
                     found[rows] = f
         return proba, found, per_name
 
+    def score_parts(self, surnames: Sequence[str], givens: Sequence[str], features: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities ``(N, n_languages)`` (and the surname part's novelty features) of folded,
+        non-empty surnames with their folded given names (``''``: none). A surname model reads the
+        surnames alone; a full-name model scores each distinct surname and given name once and
+        combines them (:mod:`namesclf.inference.parts`)."""
+        if self.given is None or self.combiner is None:
+            return self.score_ascii(surnames, features)
+        proba, found = score_distinct(self.score_ascii, surnames, features)
+        has_given = np.fromiter((bool(g) for g in givens), dtype=bool, count=len(givens))
+        given_proba = np.ones_like(proba)
+        if has_given.any():
+            rows = np.flatnonzero(has_given)
+            scored = score_distinct(self.given.score_ascii, [givens[i] for i in rows])[0]
+            given_proba[rows] = align(scored, self._given_index)
+        return self.combiner(proba, given_proba, has_given), found
+
+    def split(self, names: Sequence[str], options: Options) -> tuple[list[str], list[str]]:
+        """``(surnames, given names)`` of raw names as ``options`` says to read them: parsed in
+        ``options.order`` (:func:`~namesclf.data.fullnames.split_name`); with ``surname_only``, a
+        surname model reads each name as it is and a full-name model leaves the given names out.
+        A surname part with no letters (``"A 0"``) falls back to the whole name."""
+        if options.surname_only and self.given is None:
+            return list(names), [""] * len(names)
+        surnames, givens = [], []
+        for name in names:
+            if options.order == "auto" and self.given is None:
+                surname, given = surname_of_name(name), ""
+            else:
+                given, surname = split_name(name[:MAX_RAW_LENGTH], options.order)
+                if surname != name and not fold(surname) and fold(name):
+                    surname, given = name, ""
+            surnames.append(surname)
+            givens.append("" if options.surname_only else given)
+        return surnames, givens
+
     def proba_ascii(self, folded: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Probabilities ``(N, n_languages)`` for already-folded, non-empty names."""
         return self.score_ascii(folded, batch_size=batch_size)[0]
@@ -270,8 +340,8 @@ class Predictor:
         behind :meth:`predict_with`'s top languages. At a ``level`` other than ``"label"`` the
         columns are that level's, in :meth:`classes` order: sums of the label columns after the
         prior. A name with no letters is a :class:`NamesError`."""
-        parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
-        raw = self.proba_ascii([fold_or_raise(p) for p in parsed])
+        parsed, givens = self.split(names, options)
+        raw = self.score_parts([fold_or_raise(p) for p in parsed], [fold(g) for g in givens])[0]
         evidence = self.scripts.apply(parsed, raw, self.proba_ascii)
         prior = resolve_prior(options.prior, self.labels)
         proba = evidence.proba if prior is None else reweight(evidence.proba, self.trained_on, prior)
@@ -341,7 +411,7 @@ class Predictor:
                 abstain_rate: float = DEFAULTS.abstain_rate, coverage: float | None = DEFAULTS.coverage,
                 per_language: bool = DEFAULTS.per_language, prior: str | Mapping[str, float] | None = DEFAULTS.prior,
                 level: str = DEFAULTS.level, surname_only: bool = DEFAULTS.surname_only,
-                explain: bool = DEFAULTS.explain, strict: bool = True
+                order: str = DEFAULTS.order, explain: bool = DEFAULTS.explain, strict: bool = True
                 ) -> list[Prediction]:
         """The answer for each name, in input order.
 
@@ -354,29 +424,43 @@ class Predictor:
         names wrongly); ``level`` (``"group"``, ``"region"``) answers with origin groups or
         regions, whose probabilities are sums of their labels' and whose set is the groups of
         the labels in the label-level set (so it keeps the set's coverage); a full name is cut to
-        its surname unless ``surname_only``; ``explain`` adds which letters pushed the answer over
+        its surname unless ``surname_only`` (a full-name model reads its given names too), its
+        words read in ``order``; ``explain`` adds which letters pushed the answer over
         the runner-up (:class:`~namesclf.inference.explain.Explanation`; at a level, the two most
         probable labels). With
         ``strict=False`` a name without letters gets an empty answer instead of an error.
         """
         options = Options(k=k, abstain=abstain, abstain_rate=abstain_rate, coverage=coverage,
                           per_language=per_language, prior=prior, level=level, surname_only=surname_only,
-                          explain=explain)
+                          order=order, explain=explain)
         return self.predict_with(names, options, strict=strict)
 
-    def predict_with(self, names: Sequence[str], options: Options, strict: bool = True) -> list[Prediction]:
+    def predict_with(self, names: Sequence[str], options: Options, strict: bool = True,
+                     given: Sequence[str] | None = None) -> list[Prediction]:
         """:meth:`predict` with its options in one object (what streams and tables pass around).
 
         Each distinct name is answered once (real lists repeat surnames heavily); repeats of a
-        name share its :class:`Prediction` object.
+        name share its :class:`Prediction` object. With ``given`` (one entry per name, ``''`` for
+        none) the names are surnames and ``given`` their given names, read as they are (a table
+        with the two in separate columns); a surname model ignores ``given``.
         """
+        if given is not None:
+            if len(given) != len(names):
+                raise NamesError(f"{len(names)} surnames but {len(given)} given names")
+            pairs = list(zip(names, given, strict=True))
+            distinct_pairs = list(dict.fromkeys(pairs))
+            found = self._predict_distinct([p[0] for p in distinct_pairs], options, strict,
+                                           [p[1] for p in distinct_pairs])
+            by_pair = dict(zip(distinct_pairs, found, strict=True))
+            return [by_pair[pair] for pair in pairs]
         distinct = list(dict.fromkeys(names))
         if len(distinct) == len(names):
             return self._predict_distinct(names, options, strict)
         answers = dict(zip(distinct, self._predict_distinct(distinct, options, strict), strict=True))
         return [answers[name] for name in names]
 
-    def _predict_distinct(self, names: Sequence[str], options: Options, strict: bool) -> list[Prediction]:
+    def _predict_distinct(self, names: Sequence[str], options: Options, strict: bool,
+                          given: Sequence[str] | None = None) -> list[Prediction]:
         rollup = None if options.level == "label" else self.level_map(options.level)
         classes = self.labels if rollup is None else rollup.names
         k = min(options.k, len(classes))
@@ -384,8 +468,12 @@ class Predictor:
         sets = None if options.coverage is None else self.conformal(options.coverage, options.per_language)
         threshold = self.open_set.threshold(options.abstain_rate) if options.abstain else None
         terms = self.explain_terms() if options.explain else None
-        parsed = list(names) if options.surname_only else [surname_of_name(n) for n in names]
-        folded = [fold_or_raise(p) if strict else fold(p) for p in parsed]
+        if given is None:
+            parsed, givens = self.split(names, options)
+        else:  # separate columns: the parts are known
+            parsed, givens = list(names), [] if options.surname_only else list(given)
+            givens = givens or [""] * len(names)
+        folded = fold_each(parsed, strict)
         note = None if rollup is None else rollup.note()
         note = None if note is None else note.removeprefix("note: ")
         results = [Prediction(n, f, [], surname=p if p != n else None, level=options.level if rollup else None,
@@ -395,10 +483,12 @@ class Predictor:
         if not ok:
             return results
         tokens = None
-        if terms is None:
-            raw, features = self.score_ascii([folded[i] for i in ok], features=threshold is not None)
-        else:
+        if terms is not None:
             raw, features, tokens = self.score_ascii_tokens([folded[i] for i in ok], features=threshold is not None)
+        else:
+            folded_given = fold_each(givens, False) if self.given is not None else [""] * len(givens)
+            raw, features = self.score_parts([folded[i] for i in ok], [folded_given[i] for i in ok],
+                                             features=threshold is not None)
         evidence = self.scripts.apply([parsed[i] for i in ok], raw, self.proba_ascii)
         raw = evidence.proba
         for row, shown in evidence.shown.items():
@@ -444,6 +534,9 @@ class Predictor:
         if "explain" not in self._cache:
             if not self.config.get("ngram_order"):
                 raise NamesError(NO_NGRAM_EXPLAIN)
+            if self.given is not None:
+                raise NamesError("explanations (explain) are for surname models: this model reads given names "
+                                 "too, and its answer is not one n-gram half's")
             self._cache["explain"] = self.scorer.pool_terms()
         return self._cache["explain"]
 
@@ -488,6 +581,19 @@ def surname_of_name(name: str) -> str:
 def fold(name: str) -> str:
     """Fold a name for prediction (capped raw length, see :data:`MAX_RAW_LENGTH`)."""
     return to_ascii(name[:MAX_RAW_LENGTH])
+
+
+def fold_each(names: Sequence[str], strict: bool) -> list[str]:
+    """Each name folded (:func:`fold_or_raise` when ``strict``), each distinct one once: the parts
+    of full names repeat far more than the names do."""
+    done: dict[str, str] = {}
+    out = []
+    for name in names:
+        folded = done.get(name)
+        if folded is None:
+            folded = done[name] = fold_or_raise(name) if strict else fold(name)
+        out.append(folded)
+    return out
 
 
 def fold_or_raise(name: str) -> str:

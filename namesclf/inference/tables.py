@@ -86,7 +86,8 @@ def predict_frame(frame: Any, column: str, predictor: Predictor | str | Path, k:
                   abstain: bool = DEFAULTS.abstain, abstain_rate: float = DEFAULTS.abstain_rate,
                   coverage: float | None = DEFAULTS.coverage, per_language: bool = DEFAULTS.per_language,
                   prior: str | Mapping[str, float] | None = DEFAULTS.prior, level: str = DEFAULTS.level,
-                  surname_only: bool = DEFAULTS.surname_only, explain: bool = DEFAULTS.explain, prefix: str = "",
+                  surname_only: bool = DEFAULTS.surname_only, order: str = DEFAULTS.order,
+                  explain: bool = DEFAULTS.explain, given_column: str | None = None, prefix: str = "",
                   batch_size: int = FRAME_BATCH) -> Any:
     """``frame`` with prediction columns added after its own: ``language``, ``probability`` (and
     ``language_2``... up to ``k``), ``surname`` (the part of a full name classified), and with
@@ -95,6 +96,8 @@ def predict_frame(frame: Any, column: str, predictor: Predictor | str | Path, k:
     put before each new column's name (to keep clear of existing ones).
     With ``level="group"`` or ``"region"`` the ``language`` columns hold origin groups or regions
     and ``probability`` their summed probabilities (docs/groups.md).
+    With ``given_column``, ``column`` holds surnames and ``given_column`` their given names (for a
+    model that reads full names; a surname model reads ``column`` alone).
 
     ``frame`` is a pandas DataFrame, or a Dask DataFrame: then the answer is a Dask DataFrame too,
     lazy, computed partition by partition on whatever scheduler runs it
@@ -106,16 +109,17 @@ def predict_frame(frame: Any, column: str, predictor: Predictor | str | Path, k:
     non-text cells get empty predictions.
     """
     options = Options(k=k, abstain=abstain, abstain_rate=abstain_rate, coverage=coverage, per_language=per_language,
-                      prior=prior, level=level, surname_only=surname_only, explain=explain)
+                      prior=prior, level=level, surname_only=surname_only, order=order, explain=explain)
     if not isinstance(frame, pd.DataFrame):
         if _is_dask_frame(frame):
             from namesclf.inference.dask_tables import predict_dask_frame
 
-            return predict_dask_frame(frame, column, predictor, options, prefix=prefix, batch_size=batch_size)
+            return predict_dask_frame(frame, column, predictor, options, prefix=prefix, batch_size=batch_size,
+                                      given_column=given_column)
         raise NamesError(f"predict_frame takes a pandas or Dask DataFrame, not {type(frame).__name__}")
     if not isinstance(predictor, Predictor):
         predictor = Predictor.load(str(predictor))
-    return predict_pandas(frame, column, predictor, options, prefix, batch_size)
+    return predict_pandas(frame, column, predictor, options, prefix, batch_size, given_column)
 
 
 def _is_dask_frame(frame: Any) -> bool:

@@ -46,6 +46,14 @@ class TorchScorer:
         return cls.from_payload(load_checkpoint(path, kind="classifier"), device)
 
     @classmethod
+    def given_part(cls, path: str, device: str = "cpu") -> TorchScorer:
+        """The given-name part of a full-name model file (:mod:`namesclf.inference.parts`)."""
+        payload = load_checkpoint(path, kind="classifier")
+        if not isinstance(payload.get("given"), dict):
+            raise NamesError(f"{path}: this model file says it reads full names but holds no given-name part")
+        return cls.from_payload({**payload["given"], "meta": {}}, device)
+
+    @classmethod
     def from_payload(cls, payload: dict, device: str = "cpu") -> TorchScorer:
         try:
             model = build_classifier(payload["config"], len(payload["labels"]))

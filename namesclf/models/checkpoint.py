@@ -2,7 +2,10 @@
 
 Contents: ``format`` and ``format_version``, ``kind`` (``classifier`` or ``lm``), ``config`` (enough
 to rebuild the network), ``state_dict``, ``alphabet``, ``labels`` (languages), and free-form
-``meta`` (split seed, metrics, history, resume state). Only tensors, numbers, strings, lists and
+``meta`` (split seed, metrics, history, resume state). A model that reads full names
+(``meta["reads"] == "full_name"``) is its surname part as above, plus ``given`` (the given-name
+part's ``config``, ``state_dict`` and ``labels``) and its combiner in ``meta["combiner"]``
+(:mod:`namesclf.inference.parts`). Only tensors, numbers, strings, lists and
 dicts go in, so the restricted unpickler can read it and a crafted pickle cannot run code.
 """
 
@@ -111,6 +114,12 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     if payload.get("kind") == "classifier":
         check_classifier(payload, path)
         check_calibration(payload.get("meta"), len(payload["labels"]), path)
+        given = payload.get("given")
+        if given is not None:  # the given-name part of a full-name model: held to the same checks
+            if not isinstance(given, dict):
+                raise ModelFileError(f"{path}: model file is damaged: its given-name part is not a model")
+            check_sizes(given, path)
+            check_classifier(given, path)
     return payload
 
 

@@ -37,6 +37,7 @@ from namesclf.models.onnx_format import (
     NOVELTY_FEATURES,
     PROBABILITY,
     file_sha256,
+    given_onnx_path,
     onnx_path_for,
 )
 from namesclf.text import ALPHABET, N_LETTERS, PAD_INDEX
@@ -135,7 +136,20 @@ def optimized(model: bytes) -> bytes:
         return Path(options.optimized_model_filepath).read_bytes()
 
 
+def export_parts(payload: dict[str, Any], out: str | Path, source: str | Path | None = None) -> list[Path]:
+    """Export a classifier payload to ``out``, and for a model that reads full names its given
+    part beside it (``<stem>.given.onnx``), both recording ``source``'s SHA-256."""
+    written = [export_payload(payload, out, source)]
+    given = payload.get("given")
+    if given is not None:
+        part = {"config": given["config"], "state_dict": given["state_dict"], "labels": given["labels"],
+                "meta": {"part": "given"}}
+        written.append(export_payload(part, given_onnx_path(out), source))
+    return written
+
+
 def export_model_file(path: str | Path, out: str | Path | None = None) -> Path:
-    """Export the classifier model file ``path`` to ``out`` (default: beside it, ``.onnx``)."""
+    """Export the classifier model file ``path`` to ``out`` (default: beside it, ``.onnx``); a
+    full-name model's given part goes beside ``out`` (:func:`export_parts`)."""
     payload = load_checkpoint(path, kind="classifier")
-    return export_payload(payload, onnx_path_for(path) if out is None else out, source=path)
+    return export_parts(payload, onnx_path_for(path) if out is None else out, source=path)[0]

@@ -267,8 +267,11 @@ def build_classifier(config: Mapping[str, Any], n_classes: int) -> nn.Module:
     file): the network, pooled with an unfitted n-gram half of ``ngram_order`` when it is not 0.
 
     The one place a classifier is assembled, at training and at load, so the two cannot differ.
-    A config missing a key is a ``KeyError`` (the loader reports a damaged file).
+    A config missing a key is a ``KeyError`` (the loader reports a damaged file). ``model: "ngram"``
+    is the n-gram Bayes classifier alone (the parts of a full-name model, :mod:`namesclf.training.fullname`).
     """
+    if config["model"] == "ngram":
+        return NgramBayes(n_classes, int(config["ngram_order"]), fold_case=False)
     net = build_network(config["model"], n_classes, **{k: config[k] for k in NETWORK_KEYS})
     order = config["ngram_order"] or 0
     if order:

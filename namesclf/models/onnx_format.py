@@ -46,6 +46,13 @@ def onnx_path_for(path: str | Path) -> Path:
     return Path(path).with_suffix(".onnx")
 
 
+def given_onnx_path(path: str | Path) -> Path:
+    """Where a full-name model's given part is exported: beside its ``.pt`` (or its ``.onnx``),
+    ``<stem>.given.onnx`` (:mod:`namesclf.inference.parts`)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.given.onnx")
+
+
 def _depth(value: Any) -> int:
     """How deeply ``value``'s lists and dicts nest, without recursion (the value may come from a
     hostile file)."""

@@ -11,7 +11,16 @@ from typing import Annotated, Any, Literal, get_type_hints
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model, model_validator
 
 from namesclf.config import LEVELS, MIX_BOOTSTRAP, MIX_CONFIDENCE, MIX_METHODS
-from namesclf.inference.options import DEFAULTS, NAMED_PRIORS, Options, bounds, choices, help_text, option_fields
+from namesclf.inference.options import (
+    DEFAULTS,
+    NAMED_PRIORS,
+    ORDERS,
+    Options,
+    bounds,
+    choices,
+    help_text,
+    option_fields,
+)
 
 #: Longest name accepted (characters before folding). Surnames are short; the model reads at
 #: most :data:`~namesclf.text.MAX_NAME_LENGTH` letters anyway, the cap only bounds the folding work.
@@ -77,6 +86,8 @@ def _http_type(name: str, body: bool) -> Any:
         return Literal[words]  # an enum in the schema; anything else is a 422
     if name == "prior":
         return NamedPrior | Weights | None if body else NamedPrior | None
+    if name == "order":
+        return Literal[ORDERS]  # type: ignore[valid-type]
     if kind is int:
         return Whole if body else int
     if kind in (bool, float, float | None):
