@@ -9,6 +9,8 @@ Run from the repository root as modules, e.g. ``python -m benchmarks.bench --qui
 * :mod:`benchmarks.speed`: prediction as a user meets it: a cold ``names predict`` and a million-name batch.
 * :mod:`benchmarks.seeds`: mean and spread of ``names train`` over several seeds.
 * :mod:`benchmarks.peers`: the peer recipe (TF-IDF + LinearSVC) scored like ``names evaluate``.
+* :mod:`benchmarks.fullnames`: the full-name tasks on the Wikipedia people (name2nat's NaNa, origins
+  grouped by surname): split files, TF-IDF + LinearSVC baselines, one scorer for any model.
 * :mod:`benchmarks.common`: what they share (free ports, load average, the machine header).
 
 Not installed with the package, and the package never imports it: this is the lab beside the product.

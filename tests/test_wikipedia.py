@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import copyreg
+import csv
 import hashlib
 import io
 import os
@@ -23,7 +24,16 @@ from namesclf.data import name2nat, wikipedia
 from namesclf.data.dataset import load_names
 from namesclf.data.fullnames import parse_name
 from namesclf.data.name2nat import PICKLE_MEMBER, PickleRefused, load_plain_pickle, read_people
-from namesclf.data.wikipedia import build_corpus, is_reserved, load_mapping, pick_family_name, surname_given_first
+from namesclf.data.wikipedia import (
+    PEOPLE_COLUMNS,
+    build_corpus,
+    build_people,
+    is_reserved,
+    load_mapping,
+    parts_given_first,
+    pick_family_name,
+    surname_given_first,
+)
 from namesclf.errors import DataError, NamesError
 from namesclf.text import to_ascii
 
@@ -251,6 +261,51 @@ def test_the_builder_on_hand_made_people() -> None:
     assert corpus.kept_people == sum(counts.values()) == 32
 
 
+def test_the_people_builder_on_hand_made_people() -> None:
+    built = build_people(PEOPLE)
+    rows = {(name, nat): (given, surname, language) for name, given, surname, language, nat in built.rows}
+    assert rows["Ludwig van Beethoven", "German"] == ("Ludwig", "van Beethoven", "German")
+    assert rows["Juan de la Cruz", "Mexican"] == ("Juan", "de la Cruz", "Spanish")
+    assert rows["Sir Edward Crofton, 3rd Baronet", "Irish"] == ("Edward", "Crofton", "Irish")  # title, comma cut
+    assert rows["Zoltán Kodály", "Hungarian"] == ("Zoltán", "Kodály", "Hungarian")           # as written
+    # one row per (name, nationality), each with its own nationality's label
+    assert rows["Paolo Rossi", "American"] == ("Paolo", "Rossi", "") and rows["Paolo Rossi", "Italian"][2] == "Italian"
+    assert rows["Maria Schmidt", "Italian"][2] == "Italian" and rows["Maria Schmidt", "French"][2] == "French"
+    assert rows["Abraham Lincoln", "American"] == ("Abraham", "Lincoln", "")
+    assert rows["Zorg Blip", "Martian"] == ("Zorg", "Blip", "") and built.unmapped == {"Martian": 1}
+    # family first, the vote, and a baptismal or Western given name
+    assert rows["Kim Jong-un", "Korean"] == ("Jong-un", "Kim", "Korean")
+    assert rows["Dasol Kim", "Korean"] == ("Dasol", "Kim", "Korean")
+    assert rows["Nguyễn Văn Thiệu", "Vietnamese"] == ("Văn Thiệu", "Nguyễn", "Vietnamese")
+    assert rows["Janet Nguyen", "Vietnamese"] == ("Janet", "Nguyen", "Vietnamese")
+    assert built.family_name_moved == 2
+    # what is left out, and why
+    names = {name for name, _ in rows}
+    assert not {"Andrei Tarkovsky", "Mao Zedong", "Aristotle", "Louis XIV", "John Q"} & names
+    assert built.reserved_surnames == 1 and built.reserved_people == 1
+    assert built.dropped == {"no surname in the name": 4, "surname too short or too long": 2,
+                             "family name of too few people": 1, "reserved surname": 1}
+    assert built.pairs == sum(len(v) for v in PEOPLE.values()) == len(built.rows) + sum(built.dropped.values())
+    assert len(built.rows) == 38 and built.with_language == 34 and built.names == len(PEOPLE)
+    # the surname corpus's pairs are the people's, the people with several labels added
+    people_pairs = {(to_ascii(surname).lower(), language) for _, _, surname, language, _ in built.rows if language}
+    corpus_pairs = {(name.lower(), label) for name, label, _ in build_corpus(PEOPLE).rows}
+    assert corpus_pairs <= people_pairs  # Maria Schmidt, two people, two labels: dropped there
+    assert people_pairs - corpus_pairs == {("schmidt", "Italian"), ("schmidt", "French")}
+
+
+@pytest.mark.parametrize(("name", "parts"), [
+    ("Fyodor Mikhailovich Dostoevsky", ("Fyodor Mikhailovich", "Dostoevsky")),
+    ("Ludwig van Beethoven", ("Ludwig", "van Beethoven")),
+    ("Jim \"Mad Dog\" Smith", ("Jim", "Smith")),                  # the nickname is no given name
+    ("Dr. Martin Luther King, Jr.", ("Martin Luther", "King")),
+    ("Empress Zheng", None), ("Aristotle", None), ("Louis XIV", None),
+])
+def test_given_names_and_surname_of_a_given_first_name(name: str, parts: tuple[str, str] | None) -> None:
+    assert parts_given_first(name) == parts
+    assert surname_given_first(name) == (parts[1] if parts else None)
+
+
 def test_the_family_name_pick() -> None:
     opens = {"wang": 40, "li": 30, "elvis": 1, "lee": 20, "paul": 1, "le": 12}
     given = {"elvis": 84, "tina": 193, "john": 19034, "lee": 905, "lew": 120}
@@ -346,6 +401,27 @@ def test_fetch_from_a_local_pickle_and_wheel(tmp_path: Path) -> None:
         assert stats.exit_code == 0, stats.output
 
 
+def test_fetch_full_names_from_a_local_pickle(tmp_path: Path) -> None:
+    source = tmp_path / "name2nats.pkl"
+    source.write_bytes(pickle.dumps(PEOPLE))
+    dest = tmp_path / "people.csv"
+    args = ["data", "fetch", "wikipedia", "--full-names", "--from", str(source), "--dest", str(dest), "--no-verify"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "wrote 38 people (34 with an origin label) of 46 (name, nationality) pairs" in result.output
+    assert "held out 1 reserved surnames (1 people)" in result.output
+    lines = dest.read_text("utf-8").splitlines()
+    assert lines[0] == ",".join(PEOPLE_COLUMNS) == "name,given,surname,language,nationality"
+    assert "Nguyễn Văn Thiệu,Văn Thiệu,Nguyễn,Vietnamese,Vietnamese" in lines and len(lines) == 39
+    assert '"Sir Edward Crofton, 3rd Baronet",Edward,Crofton,Irish,Irish' in lines
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert_one_line_error(run(*args), "--force")  # not overwritten without --force
+    assert run(*args, "--force").exit_code == 0
+    assert_one_line_error(run("data", "fetch", "names", "--full-names", "--dest", str(tmp_path / "n")),
+                          "--full-names goes with the wikipedia corpus")
+    assert "data/wikipedia_people.csv" in run("data", "fetch", "--help").output
+
+
 def test_fetch_keeps_the_names_default_and_checks_dest(tmp_path: Path, tiny_dir: Path) -> None:
     fetch = cli.commands["data"].commands["fetch"]
     corpus = next(p for p in fetch.params if p.name == "corpus")
@@ -416,6 +492,15 @@ def test_the_real_wheel(real_people: dict[str, list[str]], tmp_path: Path) -> No
     per_label = corpus.per_label
     assert per_label["English"] > 5000 and per_label["Spanish"] > 1500 and per_label["Korean"] > 20
     assert {"Kim", "Lee", "Park"} <= {name for name, label, _ in corpus.rows if label == "Korean"}
+    # the full-name form of the same people: every pair kept, dropped or held out, and the surname
+    # corpus's (surname, label) pairs all among the people's
+    built = build_people({name: values for name, values in real_people.items() if _in_sample(name, 8)})
+    assert built.pairs == len(built.rows) + sum(built.dropped.values()) and not built.unmapped
+    assert not any(is_reserved(surname) for _, _, surname, _, _ in built.rows)
+    assert {row[4] for row in built.rows} <= nationalities and len({row[3] for row in built.rows}) == 35
+    people_pairs = {(to_ascii(surname).lower(), language) for _, _, surname, language, _ in built.rows if language}
+    assert {(name.lower(), label) for name, label, _ in corpus.rows} <= people_pairs
+    assert 0.9 < len(built.rows) / built.pairs < 0.95 and all(row[1] and row[2] for row in built.rows)
     # and it trains: a stratified sample of at most 300 pairs per language, two short epochs
     from namesclf.config import TrainConfig
     from namesclf.training.pipeline import train_and_evaluate
@@ -442,3 +527,11 @@ def test_the_command_line_on_a_copy_of_the_real_wheel(real_people: dict[str, lis
     assert done.returncode == 0, done.stderr
     assert f"of {len(small):,} people to {dest}" in done.stdout
     assert len(load_names(dest).frame) > 1000
+    people = tmp_path / "people.csv"
+    done = subprocess.run([*command[:-2], "--dest", str(people), "--no-verify", "--full-names"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"of {sum(len(v) for v in small.values()):,} (name, nationality) pairs to {people}" in done.stdout
+    with people.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) > 4000 and not any(is_reserved(row["surname"]) for row in rows)

@@ -59,13 +59,18 @@ def data_stats(source: str, seed: int, as_json: bool) -> None:
                    "data.zip). wikipedia: a local name2nat-0.5.1 wheel or its name2nats.pkl (default: pip "
                    "download name2nat==0.5.1).")
 @click.option("--dest", default=None, type=click.Path(),
-              show_default="data/names for names, data/wikipedia.csv for wikipedia")
+              show_default="data/names for names, data/wikipedia.csv for wikipedia, data/wikipedia_people.csv "
+                           "for wikipedia --full-names")
 @click.option("--no-verify", is_flag=True,
               help="No SHA-256 checks: accept files other than the 18 official ones, or another name2nat edition.")
 @click.option("--force", is_flag=True,
               help="Overwrite existing files at --dest (names: <Language>.txt files that differ from the official "
                    "ones, or any .txt there with --no-verify; wikipedia: the CSV file).")
-def data_fetch(corpus: str, source: str | None, dest: str | None, no_verify: bool, force: bool) -> None:
+@click.option("--full-names", is_flag=True,
+              help="wikipedia only: one row per person (name,given,surname,language,nationality) instead of "
+                   "surname counts (docs/corpora.md#the-wikipedia-people-full-names).")
+def data_fetch(corpus: str, source: str | None, dest: str | None, no_verify: bool, force: bool,
+               full_names: bool) -> None:
     """Download (or copy) a corpus, verify its SHA-256 sums, write it atomically.
 
     \b
@@ -73,10 +78,27 @@ def data_fetch(corpus: str, source: str | None, dest: str | None, no_verify: boo
       names      the PyTorch tutorial's 18-language surname set: <Language>.txt files in a folder
       wikipedia  ~1M Wikipedia people from the name2nat wheel, cut to surnames and mapped to origin
                  labels (namesclf/data/nationalities.csv), one CSV; surnames of the reserved slice are
-                 left out (docs/corpora.md)
+                 left out (docs/corpora.md); with --full-names one row per person: the full name, its
+                 given names and surname, the origin label and name2nat's nationality
     """
     from namesclf.files import check_output
 
+    if full_names and corpus != "wikipedia":
+        raise NamesError("--full-names goes with the wikipedia corpus: names data fetch wikipedia --full-names")
+    if full_names:
+        from namesclf.data.wikipedia import PEOPLE_DEST, fetch_wikipedia_people
+
+        target = dest or PEOPLE_DEST
+        check_output(target, force, option="--dest")
+        people, where = fetch_wikipedia_people(source, target, verify=not no_verify)
+        note = "verified " if where.verified else "read (not verified) "
+        click.echo(f"{note}{where.origin} ({where.size:,} bytes, sha256 {where.sha256[:12]}...) and wrote "
+                   f"{len(people.rows):,} people ({people.with_language:,} with an origin label) of "
+                   f"{people.pairs:,} (name, nationality) pairs to {target}")
+        click.echo(f"held out {people.reserved_surnames:,} reserved surnames ({people.reserved_people:,} people); "
+                   f"dropped: " + ", ".join(f"{reason} {n:,}" for reason, n in sorted(people.dropped.items())
+                                             if reason != "reserved surname"))
+        return
     if corpus == "wikipedia":
         from namesclf.data.wikipedia import DEFAULT_DEST, fetch_wikipedia
 
