@@ -43,7 +43,7 @@ def check_prediction_options(clf: NameClassifier) -> None:
     names = ["Ivanov", "Tanaka", "Rossi"]
     plain = clf.predict_proba(names)
     uniform = clone(clf).set_params(prior="uniform")
-    uniform.predictor_, uniform.classes_ = clf.predictor_, clf.classes_
+    uniform.predictor_ = clf.predictor_  # classes_ follows the predictor
     reweighted = uniform.predict_proba(names)
     assert np.allclose(reweighted, clf.predictor_.proba_with(names, Options(prior="uniform")), atol=1e-7)
     assert not np.allclose(reweighted, plain) and (uniform.predict(names) == clf.classes_[reweighted.argmax(1)]).all()

@@ -42,7 +42,7 @@ def invoke(*args: str, input: str | None = None):
 
 def test_the_model_file_carries_its_calibration(model: Path) -> None:
     calibration = load_checkpoint(model)["meta"]["calibration"]
-    assert set(calibration) == {"label_counts", "conformal", "openset"}
+    assert set(calibration) == {"label_counts", "conformal", "openset", "mix_error"}
     assert sum(calibration["label_counts"]) > 0 and len(calibration["label_counts"]) == 3
     assert len(calibration["conformal"]["labels"]) == len(calibration["conformal"]["p_true"]) > 0
 

@@ -16,6 +16,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -511,6 +512,19 @@ def test_the_real_wheel(real_people: dict[str, list[str]], tmp_path: Path) -> No
     run = train_and_evaluate(load_names(tmp_path / "sample.csv"), TrainConfig(epochs=2, hidden=32, device="cpu"),
                              out=tmp_path / "m.pt", progress=False)
     assert run.test["n"] > 500 and run.test["balanced_accuracy"] > 0.25, run.test  # chance: 1/34
+    # and the full-name model trains on the real people too, its given names worth points over the
+    # surname alone on test people whose surnames it never saw
+    from namesclf.training.fullname import people_scores, split_people, train_people
+
+    frame = pd.DataFrame(built.rows, columns=list(wikipedia.PEOPLE_COLUMNS))
+    frame = frame[frame["language"] != ""]
+    people = frame.groupby("language", group_keys=False).apply(lambda g: g.sample(min(len(g), 400), random_state=0))
+    full = train_people(people.reset_index(drop=True), TrainConfig(ngram_order=4, device="cpu"), source="sample",
+                        label_column="language", progress=False)
+    test = people.reset_index(drop=True)[split_people(people.reset_index(drop=True), 0) == "test"]
+    bare = people_scores(full.result.predictor(), test, surname_only=True)
+    assert full.test["n"] > 700 and full.test["balanced_accuracy"] > 0.3, full.test
+    assert full.test["accuracy"] > bare["accuracy"] + 0.05, (full.test, bare)
 
 
 @pytest.mark.slow
