@@ -518,7 +518,7 @@ def test_the_real_wheel(real_people: dict[str, list[str]], tmp_path: Path) -> No
 
     frame = pd.DataFrame(built.rows, columns=list(wikipedia.PEOPLE_COLUMNS))
     frame = frame[frame["language"] != ""]
-    people = frame.groupby("language", group_keys=False).apply(lambda g: g.sample(min(len(g), 400), random_state=0))
+    people = frame.sample(frac=1.0, random_state=0).groupby("language").head(400)
     full = train_people(people.reset_index(drop=True), TrainConfig(ngram_order=4, device="cpu"), source="sample",
                         label_column="language", progress=False)
     test = people.reset_index(drop=True)[split_people(people.reset_index(drop=True), 0) == "test"]
