@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from namesclf.data.wikipedia import PEOPLE_COLUMNS, fold_surname, is_reserved
+from namesclf.data.wikipedia import fold_surname, is_reserved
+from namesclf.data.wikipedia_people import PEOPLE_COLUMNS
 from namesclf.errors import DataError, NamesError
 from namesclf.files import atomic_write_text, atomic_write_with
 from namesclf.text import to_ascii

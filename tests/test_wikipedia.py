@@ -26,15 +26,14 @@ from namesclf.data.dataset import load_names
 from namesclf.data.fullnames import parse_name
 from namesclf.data.name2nat import PICKLE_MEMBER, PickleRefused, load_plain_pickle, read_people
 from namesclf.data.wikipedia import (
-    PEOPLE_COLUMNS,
     build_corpus,
-    build_people,
     is_reserved,
     load_mapping,
     parts_given_first,
     pick_family_name,
     surname_given_first,
 )
+from namesclf.data.wikipedia_people import PEOPLE_COLUMNS, build_people
 from namesclf.errors import DataError, NamesError
 from namesclf.text import to_ascii
 
@@ -516,7 +515,7 @@ def test_the_real_wheel(real_people: dict[str, list[str]], tmp_path: Path) -> No
     # surname alone on test people whose surnames it never saw
     from namesclf.training.fullname import people_scores, split_people, train_people
 
-    frame = pd.DataFrame(built.rows, columns=list(wikipedia.PEOPLE_COLUMNS))
+    frame = pd.DataFrame(built.rows, columns=list(PEOPLE_COLUMNS))
     frame = frame[frame["language"] != ""]
     people = frame.sample(frac=1.0, random_state=0).groupby("language").head(400)
     full = train_people(people.reset_index(drop=True), TrainConfig(ngram_order=4, device="cpu"), source="sample",

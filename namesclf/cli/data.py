@@ -86,7 +86,7 @@ def data_fetch(corpus: str, source: str | None, dest: str | None, no_verify: boo
     if full_names and corpus != "wikipedia":
         raise NamesError("--full-names goes with the wikipedia corpus: names data fetch wikipedia --full-names")
     if full_names:
-        from namesclf.data.wikipedia import PEOPLE_DEST, fetch_wikipedia_people
+        from namesclf.data.wikipedia_people import PEOPLE_DEST, fetch_wikipedia_people
 
         target = dest or PEOPLE_DEST
         check_output(target, force, option="--dest")
