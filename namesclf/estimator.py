@@ -19,8 +19,9 @@ from namesclf.config import TrainConfig
 from namesclf.data.dataset import split_names
 from namesclf.errors import NamesError
 from namesclf.files import atomic_write_with
+from namesclf.inference.answers import Prediction
 from namesclf.inference.options import DEFAULTS, UNKNOWN, Options, option_fields
-from namesclf.inference.predictor import Prediction, Predictor
+from namesclf.inference.predictor import Predictor
 from namesclf.models.checkpoint import classifier_meta, classifier_payload, save_checkpoint
 from namesclf.models.export import export_payload
 from namesclf.models.onnx_format import onnx_path_for

@@ -20,8 +20,9 @@ from namesclf.data.scripts import (
     romanize,
     scripts_of,
 )
+from namesclf.inference.answers import surname_of_name
 from namesclf.inference.options import UNKNOWN, Options
-from namesclf.inference.predictor import Predictor, surname_of_name
+from namesclf.inference.predictor import Predictor
 from namesclf.inference.scripts import ScriptEvidence
 from namesclf.text import to_ascii
 from tests.test_cli import run, run_subprocess

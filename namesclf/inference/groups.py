@@ -77,3 +77,17 @@ def level_map(labels: Sequence[str], level: str) -> LevelMap:
     keys = [table[label][which] if label in table else label for label in labels]
     names = list(dict.fromkeys(keys))
     return LevelMap(level, names, np.array([names.index(k) for k in keys]), unknown)
+
+
+def groups_in_set(in_set: np.ndarray, rollup: LevelMap) -> np.ndarray:
+    """``(B, n_groups)``: a group is in a name's set when one of its labels is in the label set.
+
+    The true label is in the label set with the set's coverage, and whenever it is, its group is
+    in this set: the coverage carries over (docs/groups.md#prediction-sets-at-a-level). The
+    validation names' stored scores are label probabilities only, so a set cannot be calibrated
+    on group probabilities themselves.
+    """
+    out = np.zeros((in_set.shape[0], len(rollup.names)), dtype=bool)
+    for column, group in enumerate(rollup.index.tolist()):
+        out[:, group] |= in_set[:, column]
+    return out

@@ -324,7 +324,7 @@ def count_population(names: Iterable[str], counts: Iterable[float] | None = None
     names have no letters (left out). ``counts``: how many people each entry of ``names`` stands
     for (one each by default). Full names are cut to their surname as :meth:`Predictor.predict`
     does, unless ``surname_only`` says every entry is a surname already."""
-    from namesclf.inference.predictor import fold, surname_of_name
+    from namesclf.inference.answers import fold, surname_of_name
 
     tally: Counter[str] = Counter()
     for name, count in zip(names, counts, strict=True) if counts is not None else ((n, 1) for n in names):

@@ -15,8 +15,9 @@ from typing import Any, BinaryIO, TextIO
 
 from namesclf.config import PREDICTION_FORMATS, STREAM_BATCH
 from namesclf.errors import NamesError
+from namesclf.inference.answers import Prediction
 from namesclf.inference.options import DEFAULTS, Options
-from namesclf.inference.predictor import Prediction, Predictor
+from namesclf.inference.predictor import Predictor
 
 
 def output_columns(options: Options, n_labels: int) -> list[str]:

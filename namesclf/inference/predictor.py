@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,74 +22,20 @@ from typing import Any, Protocol
 import numpy as np
 
 from namesclf.config import BACKENDS, STREAM_BATCH
-from namesclf.data.fullnames import MAX_RAW_LENGTH, parse_name, split_name
-from namesclf.data.scripts import family_name_first
+from namesclf.data.fullnames import MAX_RAW_LENGTH, split_name
 from namesclf.errors import ModelFileError, NamesError, first_line
+from namesclf.inference.answers import Prediction, fold, fold_each, fold_or_raise, surname_of_name
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
-from namesclf.inference.explain import Explanation, explain_name
-from namesclf.inference.groups import LevelMap, level_map
+from namesclf.inference.explain import explain_name
+from namesclf.inference.groups import LevelMap, groups_in_set, level_map
 from namesclf.inference.onnx_scorer import OnnxScorer
 from namesclf.inference.openset import OpenSet
-from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, NO_NGRAM_EXPLAIN, UNKNOWN, Options
+from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, NO_NGRAM_EXPLAIN, Options
 from namesclf.inference.parts import Combiner, align, given_onnx_path, label_index, reads_full_names, score_distinct
 from namesclf.inference.priors import resolve_prior, reweight, train_prior
 from namesclf.inference.scripts import SCRIPT, ScriptEvidence
 from namesclf.models.onnx_format import onnx_path_for
-from namesclf.text import encode_batch, to_ascii
-
-
-@dataclass
-class Prediction:
-    """One name's answer: the input, its folded form, and the top languages with probabilities.
-
-    The optional fields are set when asked for: ``surname`` (the part of a full name that was
-    classified), ``abstained`` and ``novelty`` (``abstain=True``), ``prediction_set``
-    (``coverage=...``); ``level`` (``"group"`` or ``"region"``: ``languages`` and the set then
-    hold groups or regions), with ``note`` when some of the model's labels are not in the
-    origin-group table and each stands for itself. ``reason`` is ``"script"`` when no language of
-    the model writes the name's script (:mod:`namesclf.inference.scripts`): the answer is then
-    :data:`UNKNOWN` whatever the options, with no languages.
-    ``explanation`` (``explain=True``): which letters pushed the answer over the runner-up.
-    """
-
-    name: str
-    ascii: str
-    languages: list[tuple[str, float]]
-    surname: str | None = None
-    abstained: bool | None = None
-    novelty: float | None = None
-    prediction_set: list[str] | None = None
-    level: str | None = None
-    note: str | None = None
-    reason: str | None = None
-    explanation: Explanation | None = None
-
-    @property
-    def answer(self) -> str | None:
-        """The top language, :data:`UNKNOWN` when abstained, None when the name had no letters."""
-        if self.abstained or self.reason is not None:
-            return UNKNOWN
-        return self.languages[0][0] if self.languages else None
-
-    def to_dict(self) -> dict:
-        out: dict[str, Any] = {"name": self.name, "ascii": self.ascii,
-                               "predictions": [{"language": lang, "probability": p} for lang, p in self.languages]}
-        if self.surname is not None:
-            out["surname"] = self.surname
-        if self.abstained is not None:
-            out.update({"abstained": self.abstained, "novelty": self.novelty, "answer": self.answer})
-        if self.prediction_set is not None:
-            out["prediction_set"] = self.prediction_set
-        if self.level is not None:
-            out["level"] = self.level
-            if self.note is not None:
-                out["note"] = self.note
-        if self.reason is not None:
-            out.update({"answer": self.answer, "reason": self.reason})
-        if self.explanation is not None:
-            out["explanation"] = self.explanation.to_dict()
-        return out
-
+from namesclf.text import encode_batch
 
 
 class Scorer(Protocol):
@@ -498,7 +443,7 @@ class Predictor:
         in_set = sets.mask(raw) if sets is not None else None  # sets keep their coverage under any prior
         if rollup is not None:
             proba = rollup.sum_columns(proba)
-            in_set = None if in_set is None else _groups_in(in_set, rollup)
+            in_set = None if in_set is None else groups_in_set(in_set, rollup)
         # Vectorised: one argsort (the top k and the sets' order) and two .tolist() calls instead
         # of numpy scalar reads per cell.
         order = np.argsort(-proba, axis=1, kind="stable")
@@ -551,54 +496,3 @@ class Predictor:
         it = iter(names)
         while batch := list(islice(it, batch_size)):
             yield from self.predict_with(batch, options, strict=False)
-
-
-def _groups_in(in_set: np.ndarray, rollup: LevelMap) -> np.ndarray:
-    """``(B, n_groups)``: a group is in a name's set when one of its labels is in the label set.
-
-    The true label is in the label set with the set's coverage, and whenever it is, its group is
-    in this set: the coverage carries over (docs/groups.md#prediction-sets-at-a-level). The
-    validation names' stored scores are label probabilities only, so a set cannot be calibrated
-    on group probabilities themselves.
-    """
-    out = np.zeros((in_set.shape[0], len(rollup.names)), dtype=bool)
-    for column, group in enumerate(rollup.index.tolist()):
-        out[:, group] |= in_set[:, column]
-    return out
-
-
-def surname_of_name(name: str) -> str:
-    """The part of ``name`` to classify: the surname of a full name, unless that part has no letters
-    (``"A 0"``) and the whole has some: then the whole. A full name whose first word is written in
-    a family-name-first script (``山田 Taro``, ``김 민준``) has that word as its surname."""
-    family = family_name_first(name[:MAX_RAW_LENGTH])
-    if family is not None:
-        return family
-    surname = parse_name(name[:MAX_RAW_LENGTH]).surname
-    return surname if surname == name or fold(surname) or not fold(name) else name
-
-
-def fold(name: str) -> str:
-    """Fold a name for prediction (capped raw length, see :data:`MAX_RAW_LENGTH`)."""
-    return to_ascii(name[:MAX_RAW_LENGTH])
-
-
-def fold_each(names: Sequence[str], strict: bool) -> list[str]:
-    """Each name folded (:func:`fold_or_raise` when ``strict``), each distinct one once: the parts
-    of full names repeat far more than the names do."""
-    done: dict[str, str] = {}
-    out = []
-    for name in names:
-        folded = done.get(name)
-        if folded is None:
-            folded = done[name] = fold_or_raise(name) if strict else fold(name)
-        out.append(folded)
-    return out
-
-
-def fold_or_raise(name: str) -> str:
-    folded = fold(name)
-    if not folded:
-        shown = name if len(name) <= 40 else name[:40] + "..."
-        raise NamesError(f"{shown!r} has no letters after folding to ASCII; nothing to classify")
-    return folded
