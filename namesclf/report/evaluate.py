@@ -41,16 +41,24 @@ from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
     classification_report,
-    confusion_matrix,
     f1_score,
 )
 
-from namesclf.config import LEVELS, SPLIT_CHOICES
+from namesclf.config import SPLIT_CHOICES
 from namesclf.data.dataset import NamesData, single_language, split_names
 from namesclf.errors import NamesError
 from namesclf.files import atomic_write_text, jsonable
 from namesclf.inference.groups import level_map
 from namesclf.inference.priors import resolve_prior, reweight
+from namesclf.report.levels import (
+    COARSE_LEVELS,
+    LEVEL_FIGURES,
+    LevelReport,
+    confusion_frames,
+    level_files,
+    level_report,
+    most_confused,
+)
 from namesclf.report.metrics import (
     CALIBRATION_BINS,
     calibration_scores,
@@ -59,19 +67,6 @@ from namesclf.report.metrics import (
     top_k_accuracy,
 )
 from namesclf.report.plots import figure_title, plot_confusion, plot_reliability
-
-#: How many of the most confused (true, predicted) pairs ``report.txt`` and the CLI list.
-N_CONFUSED = 10
-
-#: The coarser levels every report scores the model at, besides its labels.
-COARSE_LEVELS = LEVELS[1:]
-
-
-def level_files(level: str) -> tuple[str, str, str]:
-    """The confusion matrix files of one coarser level: counts, row-normalised (CSV), heatmap (PNG)."""
-    return (f"confusion_matrix_{level}.csv", f"confusion_matrix_{level}_normalized.csv",
-            f"confusion_matrix_{level}.png")
-
 
 REPORT_FILES = ("metrics.json", "report.txt", "confusion_matrix.csv", "confusion_matrix_normalized.csv",
                 "confusion_matrix.png", "reliability.png", "errors.csv",
@@ -87,17 +82,6 @@ class ProbaModel(Protocol):
     labels: list[str]
 
     def proba_ascii(self, folded: Sequence[str], batch_size: int | None = ...) -> np.ndarray: ...
-
-
-@dataclass
-class LevelReport:
-    """The model scored at one coarser level: its figures (as in ``metrics["levels"][level]``) and
-    its confusion matrices (rows: true group, columns: predicted group)."""
-
-    level: str
-    metrics: dict[str, Any]
-    confusion: pd.DataFrame
-    confusion_normalized: pd.DataFrame
 
 
 @dataclass
@@ -288,49 +272,6 @@ def evaluate(predictor: ProbaModel, frame: pd.DataFrame, context: Mapping[str, A
 
 
 #: The figures reported at every level (the label level's are the report's own).
-LEVEL_FIGURES = ("n", "n_names", "accuracy", "accuracy_any", "macro_f1", "weighted_f1", "balanced_accuracy")
-
-
-def level_report(frame: pd.DataFrame, proba: np.ndarray, labels: list[str], level: str) -> LevelReport:
-    """The model scored at ``level``: each row's probabilities summed within its groups, the
-    largest sum the answer, and the true label taken to its group.
-
-    The pairs are (name, group): a name listed under Russian and Ukrainian is one East Slavic
-    pair, as it is one answer. ``accuracy_any`` counts a distinct name as right when its answer
-    is the group of any of its labels.
-    """
-    rollup = level_map(labels, level)
-    names = rollup.names
-    group_of = {label: names[i] for label, i in zip(labels, rollup.index.tolist(), strict=True)}
-    summed = rollup.sum_columns(proba)
-    table = pd.DataFrame({"name": frame["name"].to_numpy(), "ascii": frame["ascii"].to_numpy(),
-                          "true": frame["language"].map(group_of).to_numpy(dtype=object),
-                          "predicted": np.asarray(names, dtype=object)[summed.argmax(axis=1)]})
-    table = table.drop_duplicates(["name", "true"]).reset_index(drop=True)
-    y_true = table["true"].to_numpy(dtype=object)
-    y_pred = table["predicted"].to_numpy(dtype=object)
-    groups_of = table.groupby("ascii", sort=False)["true"].agg(set)
-    per_name = table.drop_duplicates("ascii")
-    right_any = [p in groups_of[a] for a, p in zip(per_name["ascii"], per_name["predicted"], strict=True)]
-    confusion, confusion_normalized = confusion_frames(y_true, y_pred, names)
-    metrics: dict[str, Any] = {
-        "n": len(table),
-        "n_names": len(groups_of),
-        **classification_scores(y_true, y_pred),
-        "accuracy_any": float(np.mean(right_any)),
-        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "n_classes": len(names),
-        "classes": names,
-        "members": {name: [label for label in labels if group_of[label] == name] for name in names},
-        "most_confused": most_confused(confusion),
-    }
-    note = rollup.note()
-    if note is not None:
-        metrics["note"] = note.removeprefix("note: ")
-    return LevelReport(level, jsonable(metrics), confusion, confusion_normalized)
-
-
 def row_probabilities(predictor: ProbaModel, frame: pd.DataFrame, labels: list[str], batch_size: int | None,
                       prior: str | Mapping[str, float] | None) -> np.ndarray:
     """The probabilities of each row of ``frame`` (columns in ``labels`` order), each distinct
@@ -391,15 +332,6 @@ def error_rows(predictions: pd.DataFrame) -> pd.DataFrame:
     return errors.reset_index(drop=True)
 
 
-def confusion_frames(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The confusion matrix as counts and row-normalised (rows: true language, columns: predicted)."""
-    counts = confusion_matrix(y_true, y_pred, labels=labels)
-    normalized = confusion_matrix(y_true, y_pred, labels=labels, normalize="true")  # zero rows stay 0
-    confusion = pd.DataFrame(counts, index=pd.Index(labels, name="true"),
-                             columns=pd.Index(labels, name="predicted"))
-    return confusion, pd.DataFrame(normalized, index=confusion.index, columns=confusion.columns)
-
-
 def prediction_table(frame: pd.DataFrame, proba: np.ndarray, labels: list[str],
                      languages_of: pd.Series) -> pd.DataFrame:
     """One row per (name, language) pair: the answer, its probability, the true language's, and
@@ -418,18 +350,6 @@ def prediction_table(frame: pd.DataFrame, proba: np.ndarray, labels: list[str],
     predictions["other_languages"] = [";".join(x for x in langs if x != t)
                                       for t, langs in zip(y_true, all_langs, strict=True)]
     return predictions
-
-
-def most_confused(confusion: pd.DataFrame, n: int = N_CONFUSED) -> list[dict[str, Any]]:
-    """The ``n`` largest off-diagonal cells: the mistakes worth looking at first."""
-    support = confusion.sum(axis=1)
-    cells = [
-        {"true": t, "predicted": p, "count": int(confusion.loc[t, p]), "support": int(support[t])}
-        for t in confusion.index for p in confusion.columns
-        if t != p and confusion.loc[t, p] > 0
-    ]
-    cells.sort(key=lambda c: (-c["count"], -c["count"] / c["support"], c["true"], c["predicted"]))
-    return cells[:n]
 
 
 def evaluate_data(predictor: Any, data: NamesData, split: str = "all",
