@@ -131,3 +131,24 @@ def test_a_config_missing_a_network_key_is_a_damaged_file(tmp_path: Path) -> Non
     path = save_checkpoint(tmp_path / "m.pt", classifier_payload(model, config, LABELS, {}))
     with pytest.raises(NamesError, match="model file is damaged: 'embed'"):
         TorchScorer.from_payload(load_checkpoint(path, kind="classifier"))
+
+
+def test_the_size_check_builds_on_meta_without_initialising(tmp_path: Path) -> None:
+    """The model file check builds the network on the ``meta`` device; its initialisers must be
+    skipped there (their meta kernels import torch's compiler stack, a second or more of every
+    command's start), while a real build still initialises its weights."""
+    import subprocess
+    import sys
+
+    config = TrainConfig(hidden=8, ngram_order=3).resolved()  # the default pooled network + n-gram
+    path = save_checkpoint(tmp_path / "d.pt", classifier_payload(build_classifier(config.to_dict(), len(LABELS)),
+                                                                  config.to_dict(), LABELS, {}))
+    code = ("import sys; from namesclf.models.checkpoint import load_checkpoint; "
+            f"load_checkpoint({str(path)!r}, kind='classifier'); "
+            "print('torch._dynamo' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+    torch.manual_seed(0)
+    built = build_classifier(config.to_dict(), len(LABELS))
+    assert float(built.state_dict()["net.embedding.weight"].std()) > 0.1  # real builds are still initialised

@@ -142,6 +142,20 @@ def check_sizes(payload: Mapping[str, Any], path: str | Path) -> None:
                                  "not a model this namesclf builds")
 
 
+class _NoInit(torch.overrides.TorchFunctionMode):
+    """Skips the in-place initialisers (``normal_``, ``uniform_``, ...) while a network is built on
+    the ``meta`` device: their values do not exist there, and their meta kernels import torch's
+    compiler stack, which would cost every command that loads a model a second or more."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")
+        if name.endswith("_") and not name.startswith("_") and isinstance(target, torch.Tensor) and target.is_meta:
+            return target
+        return func(*args, **kwargs)
+
+
 def check_classifier(payload: Mapping[str, Any], path: str | Path) -> None:
     """The classifier the config describes has at most :data:`MAX_PARAMETERS` parameters, and
     every one of them has a tensor of its shape in the state dict.
@@ -152,7 +166,7 @@ def check_classifier(payload: Mapping[str, Any], path: str | Path) -> None:
 
     labels, state = payload.get("labels") or [], payload["state_dict"]
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _NoInit():
             model = build_classifier(payload["config"], len(labels))
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise ModelFileError(f"{path}: model file is damaged: {first_line(exc)}") from None

@@ -39,14 +39,16 @@ def symbol_table(fold_case: bool) -> tuple[torch.Tensor, int]:
     a dense lookup) but scored worse on held-out names, in nats per character and in macro-F1
     (docs/experiments.md#tried-and-not-adopted), so it is off by default.
     """
-    table = torch.arange(N_LETTERS + 1)
+    table = list(range(N_LETTERS + 1))
     n = N_LETTERS
     if fold_case:
-        table[26:52] = torch.arange(26)  # string.ascii_letters: lower case, then upper case
-        table[52:N_LETTERS] = torch.arange(26, 26 + N_LETTERS - 52)
+        table[26:52] = range(26)  # string.ascii_letters: lower case, then upper case
+        table[52:N_LETTERS] = range(26, 26 + N_LETTERS - 52)
         n = 26 + N_LETTERS - 52
     table[PAD_INDEX] = n
-    return table, n + 3
+    # Made on the CPU whatever device a caller builds the model under: a constant, moved with the
+    # module, and an ``arange`` on the ``meta`` device (the model file check) imports torch's compiler.
+    return torch.tensor(table, dtype=torch.long, device="cpu"), n + 3
 
 
 def _rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
