@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from namesclf.data.scripts import CYRILLIC_PER_LANGUAGE, japanese_surnames, native_scripts
+from namesclf.data.romanize import japanese_surnames
+from namesclf.data.scripts import CYRILLIC_PER_LANGUAGE, native_scripts
 from namesclf.inference.options import UNKNOWN
 from namesclf.inference.predictor import Predictor
 from namesclf.inference.scripts import ScriptEvidence

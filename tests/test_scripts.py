@@ -11,15 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from namesclf.data.scripts import (
-    LATIN,
-    SCHEMES,
-    family_name_first,
-    label_scripts,
-    native_scripts,
-    romanize,
-    scripts_of,
-)
+from namesclf.data.romanize import SCHEMES, romanize
+from namesclf.data.scripts import LATIN, family_name_first, label_scripts, native_scripts, scripts_of
 from namesclf.inference.answers import surname_of_name
 from namesclf.inference.options import UNKNOWN, Options
 from namesclf.inference.predictor import Predictor

@@ -6,7 +6,7 @@ name, so its probability is zero, and a name that no label of the model writes i
 with the reason ``script``. Within a script, a language whose alphabet lacks one of the name's
 letters gets zero too (``ы`` is Russian or Belarusian, never Ukrainian; ``پ`` is never Arabic).
 The labels that do write it read it each with their own scheme
-(:func:`~namesclf.data.scripts.romanize`): ``中村`` is Nakamura to Japanese and Zhongcun to Chinese.
+(:func:`~namesclf.data.romanize.romanize`): ``中村`` is Nakamura to Japanese and Zhongcun to Chinese.
 
 **Combination rule.** The name is scored once per distinct scheme among its candidate labels; each
 label takes its probability from the reading of its own scheme, the rest get zero, and the row is
@@ -16,7 +16,7 @@ would instead hand the name to whichever language that reading was made for.
 
 For the Korean and Japanese schemes the classified text is the family name of the reading
 (``김민준`` -> Kim, ``山田太郎`` -> Yamada), since the models classify surnames; Chinese is read whole
-(see :func:`~namesclf.data.scripts.romanize_chinese`). Latin-script names are not
+(see :func:`~namesclf.data.romanize.romanize_chinese`). Latin-script names are not
 touched: their probabilities are the very array the model gave.
 """
 
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from namesclf.data.scripts import foreign_letters, native_scripts, romanize, scheme_for, writes
+from namesclf.data.romanize import romanize
+from namesclf.data.scripts import foreign_letters, native_scripts, scheme_for, writes
 from namesclf.text import to_ascii
 
 #: Schemes whose reading puts the family name first; the family name is what is classified.
