@@ -25,7 +25,7 @@ from benchmarks.common import load_average, name_lines
 
 def surnames(data: Path, n: int, seed: int = 0) -> list[str]:
     """``n`` distinct tutorial surnames, none reserved, in a seeded shuffled order."""
-    from namesclf.data.wikipedia import is_reserved
+    from namesclf.data.surname_rules import is_reserved
 
     distinct = sorted({name for name in name_lines(data) if not is_reserved(name)})
     random.Random(seed).shuffle(distinct)

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from namesclf.data.wikipedia import fold_surname, is_reserved
+from namesclf.data.surname_rules import fold_surname, is_reserved
 from namesclf.data.wikipedia_people import PEOPLE_COLUMNS
 from namesclf.errors import DataError, NamesError
 from namesclf.files import atomic_write_text, atomic_write_with

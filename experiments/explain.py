@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from namesclf.data.dataset import load_names, split_names
-    from namesclf.data.wikipedia import is_reserved
+    from namesclf.data.surname_rules import is_reserved
     from namesclf.inference.predictor import Predictor
 
     frame = load_names(Path(args.data)).frame

@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks import fullnames
 from benchmarks.fullnames import NOT_IN_NANA, ranked_from_scores, score_ranked, surname_key
-from namesclf.data.wikipedia import is_reserved
+from namesclf.data.surname_rules import is_reserved
 from namesclf.data.wikipedia_people import PEOPLE_COLUMNS
 
 from .conftest import REPO

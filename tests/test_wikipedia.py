@@ -25,14 +25,8 @@ from namesclf.data import name2nat, wikipedia
 from namesclf.data.dataset import load_names
 from namesclf.data.fullnames import parse_name
 from namesclf.data.name2nat import PICKLE_MEMBER, PickleRefused, load_plain_pickle, read_people
-from namesclf.data.wikipedia import (
-    build_corpus,
-    is_reserved,
-    load_mapping,
-    parts_given_first,
-    pick_family_name,
-    surname_given_first,
-)
+from namesclf.data.surname_rules import is_reserved, parts_given_first, pick_family_name, surname_given_first
+from namesclf.data.wikipedia import build_corpus, load_mapping
 from namesclf.data.wikipedia_people import PEOPLE_COLUMNS, build_people
 from namesclf.errors import DataError, NamesError
 from namesclf.text import to_ascii

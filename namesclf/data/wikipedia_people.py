@@ -18,19 +18,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from namesclf.data.name2nat import Source, read_people
-from namesclf.data.wikipedia import (
-    _END_PUNCTUATION,
-    DROP,
+from namesclf.data.surname_rules import (
+    END_PUNCTUATION,
     FAMILY_MIN_PEOPLE,
-    Nationality,
-    _reserved_key,
     family_first_words,
     first_word_key,
     fold_surname,
-    load_mapping,
     parts_given_first,
     pick_family_name,
+    reserved_key,
 )
+from namesclf.data.wikipedia import DROP, Nationality, load_mapping
 from namesclf.errors import DataError
 from namesclf.files import atomic_write_with
 
@@ -86,9 +84,83 @@ def _given_counts(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nat
     return given
 
 
+Row = tuple[str, str, str, str, str]
+
+
+@dataclass
+class _Cut:
+    """The rows as first cut, before the family-name vote: family-first rows wait with their words."""
+
+    rows: list[Row] = field(default_factory=list)
+    waiting: list[tuple[int, list[str], str]] = field(default_factory=list)  # (row, words, vote group)
+    opens: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    pairs: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    unmapped: Counter[str] = field(default_factory=Counter)
+
+
+def _cut_rows(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nationality]) -> _Cut:
+    """Each (name, nationality) pair cut by its nationality's order; a family-first row waits for
+    the vote, and its first word is counted for its vote group (the label, or the dropped nationality)."""
+    cut = _Cut()
+    for full_name, nationalities in people.items():
+        for nat in nationalities:
+            cut.pairs += 1
+            entry = mapping.get(nat)
+            if entry is None:
+                cut.unmapped[nat] += 1
+            label = entry.label if entry is not None and entry.label != DROP else ""
+            if entry is not None and entry.order == "family_first":
+                words = family_first_words(full_name)
+                if words is None:
+                    cut.dropped["no surname in the name"] += 1
+                    continue
+                group = label or f"{DROP}:{nat}"
+                cut.waiting.append((len(cut.rows), words, group))
+                cut.opens[group][first_word_key(words[0])] += 1
+                cut.rows.append((full_name, "", "", label, nat))
+                continue
+            parts = parts_given_first(full_name)
+            if parts is None:
+                cut.dropped["no surname in the name"] += 1
+                continue
+            cut.rows.append((full_name, parts[0], parts[1], label, nat))
+    return cut
+
+
+def _vote_family_names(cut: _Cut, given_words: Counter[str]) -> tuple[dict[int, str], int]:
+    """The waiting rows cut at the family name :func:`pick_family_name` votes for, in place; their
+    vote groups by row, and how many rows' family name is not their first word."""
+    moved = 0
+    groups: dict[int, str] = {}
+    for index, words, group in cut.waiting:
+        surname = pick_family_name(words, cut.opens[group], given_words)
+        moved += surname != words[0]
+        at = words.index(surname)
+        name, _, _, label, nat = cut.rows[index]
+        cut.rows[index] = (name, " ".join(words[:at] + words[at + 1:]), surname, label, nat)
+        groups[index] = group
+    return groups, moved
+
+
+def _surname_keys(cut: _Cut, groups: Mapping[int, str]) -> tuple[list[str | None], Counter[tuple[str, str]]]:
+    """Each row's folded, lower-cased surname (None where it is too short or long) and, for
+    family-first rows, how many rows of the vote group bear it."""
+    keys: list[str | None] = []
+    family_counts: Counter[tuple[str, str]] = Counter()
+    folds: dict[str, str | None] = {}
+    for index, row in enumerate(cut.rows):
+        surname = row[2]
+        folded = folds[surname] if surname in folds else folds.setdefault(surname, fold_surname(surname))
+        keys.append(None if folded is None else folded.lower())
+        if folded is not None and index in groups:
+            family_counts[folded.lower(), groups[index]] += 1
+    return keys, family_counts
+
+
 def build_people(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nationality] | None = None) -> People:
     """One row per (full name, nationality) pair, cut into given names and surname by the rules of
-    :func:`build_corpus`, in the source's order.
+    :func:`~namesclf.data.wikipedia.build_corpus`, in the source's order.
 
     name2nat lists a name under several nationalities when several people bear it (``Adam Smith``:
     British, American, English, ...), and its NaNa set counts each pair as one person; so does this.
@@ -97,73 +169,29 @@ def build_people(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nati
     family-name vote (:func:`pick_family_name`) counts the rows of the label (of the nationality,
     for a dropped one). Dropped, and counted: names with no surname to take, surnames under 2 or
     over 40 letters, family names of a family-first label borne by one row only, and every row whose
-    surname is in the reserved slice (:func:`is_reserved`). Pure: no files, no network.
+    surname is in the reserved slice (:func:`~namesclf.data.surname_rules.is_reserved`). Pure: no files, no network.
     """
     start = time.perf_counter()
     mapping = load_mapping() if mapping is None else mapping
-    given_words = _given_counts(people, mapping)
-    dropped: Counter[str] = Counter()
-    unmapped: Counter[str] = Counter()
-    cut: list[tuple[str, str, str, str, str] | None] = []
-    waiting: list[tuple[int, list[str], str]] = []  # (row, words, vote group) of family-first rows
-    opens: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    pairs = 0
-    for full_name, nationalities in people.items():
-        for nat in nationalities:
-            pairs += 1
-            entry = mapping.get(nat)
-            if entry is None:
-                unmapped[nat] += 1
-            label = entry.label if entry is not None and entry.label != DROP else ""
-            if entry is not None and entry.order == "family_first":
-                words = family_first_words(full_name)
-                if words is None:
-                    dropped["no surname in the name"] += 1
-                    continue
-                group = label or f"{DROP}:{nat}"
-                waiting.append((len(cut), words, group))
-                opens[group][first_word_key(words[0])] += 1
-                cut.append((full_name, "", "", label, nat))
-                continue
-            parts = parts_given_first(full_name)
-            if parts is None:
-                dropped["no surname in the name"] += 1
-                continue
-            cut.append((full_name, parts[0], parts[1], label, nat))
-    moved = 0
-    groups: dict[int, str] = {}
-    for index, words, group in waiting:
-        surname = pick_family_name(words, opens[group], given_words)
-        moved += surname != words[0]
-        at = words.index(surname)
-        name, _, _, label, nat = cut[index]  # type: ignore[misc]
-        cut[index] = (name, " ".join(words[:at] + words[at + 1:]), surname, label, nat)
-        groups[index] = group
-    keys: list[str | None] = []
-    family_counts: Counter[tuple[str, str]] = Counter()
-    folds: dict[str, str | None] = {}
-    for index, row in enumerate(cut):
-        surname = row[2]  # type: ignore[index]
-        folded = folds[surname] if surname in folds else folds.setdefault(surname, fold_surname(surname))
-        keys.append(None if folded is None else folded.lower())
-        if folded is not None and index in groups:
-            family_counts[folded.lower(), groups[index]] += 1
-    rows: list[tuple[str, str, str, str, str]] = []
+    cut = _cut_rows(people, mapping)
+    groups, moved = _vote_family_names(cut, _given_counts(people, mapping))
+    keys, family_counts = _surname_keys(cut, groups)
+    rows: list[Row] = []
     reserved_keys: set[str] = set()
     reserved_people = 0
-    for index, (row, key) in enumerate(zip(cut, keys, strict=True)):
+    for index, (row, key) in enumerate(zip(cut.rows, keys, strict=True)):
         if key is None:
-            dropped["surname too short or too long"] += 1
-        elif _reserved_key(key):
+            cut.dropped["surname too short or too long"] += 1
+        elif reserved_key(key):
             reserved_keys.add(key)
             reserved_people += 1
         elif index in groups and family_counts[key, groups[index]] < FAMILY_MIN_PEOPLE:
-            dropped["family name of too few people"] += 1
+            cut.dropped["family name of too few people"] += 1
         else:
-            name, given, surname, label, nat = row  # type: ignore[misc]
-            rows.append((name, given, surname.strip(_END_PUNCTUATION), label, nat))
-    dropped["reserved surname"] = reserved_people
-    return People(rows, len(people), pairs, {k: v for k, v in dropped.items() if v}, dict(unmapped),
+            name, given, surname, label, nat = row
+            rows.append((name, given, surname.strip(END_PUNCTUATION), label, nat))
+    cut.dropped["reserved surname"] = reserved_people
+    return People(rows, len(people), cut.pairs, {k: v for k, v in cut.dropped.items() if v}, dict(cut.unmapped),
                   len(reserved_keys), reserved_people, moved, time.perf_counter() - start)
 
 
