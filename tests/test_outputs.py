@@ -38,12 +38,16 @@ PRECIOUS = "my thesis, chapter 1\n"
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained classifier of TINY's languages: the answers do not matter here, only what is written."""
+    """An untrained classifier of TINY's languages: the answers do not matter here, only what is written.
+    Its ONNX export lies beside it, so the commands run here start as a user's do, without torch."""
+    from namesclf.models.export import export_model_file
+
     torch.manual_seed(0)
     config = network_config(hidden=8)
     path = tmp_path_factory.mktemp("outputs") / "m.pt"
     save_checkpoint(path, classifier_payload(build_classifier(config, len(TINY)), config, sorted(TINY),
                                              {"split_seed": 0}))
+    export_model_file(path)
     return path
 
 
