@@ -27,11 +27,11 @@ import csv
 import io
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from namesclf.data.name2nat import Source, read_people
 from namesclf.data.surname_rules import (
@@ -101,15 +101,15 @@ def load_mapping(path: str | Path | None = None) -> dict[str, Nationality]:
 # ----------------------------------------------------------------------------- the corpus
 
 
-@dataclass
-class Corpus:
-    """The built corpus and what building it dropped, per reason (counted in people)."""
+Built = TypeVar("Built", bound="BuildRecord")
 
-    rows: list[tuple[str, str, int]]
-    """(folded surname, label, people), one row per distinct (lower-cased surname, label)."""
-    people: int
-    kept_people: int
+
+@dataclass(kw_only=True)
+class BuildRecord:
+    """What building a Wikipedia corpus left out and changed, for its summary line (both corpora)."""
+
     dropped: dict[str, int] = field(default_factory=dict)
+    """Left out, per reason."""
     unmapped: dict[str, int] = field(default_factory=dict)
     """Nationalities the mapping does not list (their people are dropped), with people counts."""
     reserved_surnames: int = 0
@@ -117,6 +117,16 @@ class Corpus:
     family_name_moved: int = 0
     """Family-first names whose family name was not the first word (``Elvis Wang``)."""
     seconds: float = 0.0
+
+
+@dataclass
+class Corpus(BuildRecord):
+    """The built corpus and what building it dropped, per reason (counted in people)."""
+
+    rows: list[tuple[str, str, int]]
+    """(folded surname, label, people), one row per distinct (lower-cased surname, label)."""
+    people: int
+    kept_people: int
 
     @property
     def per_label(self) -> dict[str, int]:
@@ -253,8 +263,9 @@ def build_corpus(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nati
         cut.found.append((surname, label))
     rows, reserved_surnames, reserved_people = _rows(_spellings(cut.found, cut.dropped), order, cut.dropped)
     kept = sum(n for _, _, n in rows)
-    return Corpus(rows, len(people), kept, {k: v for k, v in cut.dropped.items() if v}, dict(cut.unmapped),
-                  reserved_surnames, reserved_people, moved, time.perf_counter() - start)
+    return Corpus(rows, len(people), kept, dropped={k: v for k, v in cut.dropped.items() if v},
+                  unmapped=dict(cut.unmapped), reserved_surnames=reserved_surnames, reserved_people=reserved_people,
+                  family_name_moved=moved, seconds=time.perf_counter() - start)
 
 
 def write_corpus(corpus: Corpus, dest: str | Path) -> Path:
@@ -272,13 +283,21 @@ def fetch_wikipedia(source: str | Path | None, dest: str | Path = DEFAULT_DEST,
                     verify: bool = True) -> tuple[Corpus, Source]:
     """Read name2nat's people (``source``: see :func:`read_pickle_bytes`), build the corpus, write
     it to ``dest`` atomically, and return it with where it came from."""
+    return build_from_wheel(source, dest, verify, build_corpus, write_corpus, "the Wikipedia corpus", DEFAULT_DEST)
+
+
+def build_from_wheel(source: str | Path | None, dest: str | Path, verify: bool, build: Callable[[Any], Built],
+                     write: Callable[[Built, Path], Path], what: str, example: str) -> tuple[Built, Source]:
+    """The steps both Wikipedia corpora share: refuse a folder as ``dest``, read name2nat's people,
+    ``build`` the corpus (letting go of the source's million entries before writing), refuse an
+    empty one, ``write`` it."""
     dest = Path(dest)
     if dest.is_dir():
-        raise DataError(f"{dest}: is a folder; the Wikipedia corpus is one CSV file (e.g. {DEFAULT_DEST})")
+        raise DataError(f"{dest}: is a folder; {what} is one CSV file (e.g. {example})")
     people, where = read_people(source, verify)
-    corpus = build_corpus(people)
+    built = build(people)
     del people
-    if not corpus.rows:
-        raise DataError(f"{where.origin}: no surname survived building the corpus")
-    write_corpus(corpus, dest)
-    return corpus, where
+    if not built.rows:
+        raise DataError(f"{where.origin}: nothing survived building {what}")
+    write(built, dest)
+    return built, where

