@@ -13,11 +13,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+import numpy as np
+
 from namesclf.config import PREDICTION_FORMATS, STREAM_BATCH
 from namesclf.errors import NamesError
 from namesclf.inference.answers import Prediction
-from namesclf.inference.options import DEFAULTS, Options
+from namesclf.inference.options import DEFAULTS, UNKNOWN, Options
 from namesclf.inference.predictor import Predictor
+from namesclf.inference.staged import top_k
 
 
 def output_columns(options: Options, n_labels: int) -> list[str]:
@@ -92,6 +95,7 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
     if fmt == "csv":
         out.write(line(None))
     cache: dict[str, tuple[str, bool]] = {}  # name -> (output line, had no letters); oldest evicted first
+    plain = fmt == "csv" and not (options.abstain or options.explain) and options.coverage is None
     skipped = 0
     it = iter(lines)
     try:
@@ -99,8 +103,11 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
                   file=sys.stderr) as bar:
             while batch := list(islice(it, batch_size)):
                 missing = [name for name in dict.fromkeys(batch) if name not in cache]
-                for pred in predictor.predict_with(missing, options, strict=False):
-                    cache[pred.name] = (line(pred), not pred.languages and pred.reason is None)
+                if plain:
+                    cache.update(zip(missing, csv_lines(predictor, missing, options), strict=True))
+                else:
+                    for pred in predictor.predict_with(missing, options, strict=False):
+                        cache[pred.name] = (line(pred), not pred.languages and pred.reason is None)
                 written = [cache[name] for name in batch]
                 out.write("".join(text for text, _ in written))
                 skipped += sum(empty for _, empty in written)
@@ -110,6 +117,40 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
     except UnicodeDecodeError as exc:
         raise NamesError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     return skipped
+
+
+class _Lines(list):
+    """A file for ``csv.writer`` that keeps each row's line (the writer writes a row at a time)."""
+
+    def write(self, text: str) -> None:
+        self.append(text)
+
+
+def csv_lines(predictor: Predictor, names: Sequence[str], options: Options) -> list[tuple[str, bool]]:
+    """Each name's CSV line (:func:`write_predictions`'s, byte for byte) and whether it had no
+    letters, for options that ask for no sets, abstention or explanations: made from the
+    probabilities in bulk (:meth:`Predictor.scored`), with no :class:`Prediction` per name."""
+    scored = predictor.scored(names, options, strict=False)
+    classes = predictor.classes(options.level)
+    k = min(options.k, len(classes))
+    proba = scored.proba if options.level == "label" else predictor.level_map(options.level).sum_columns(scored.proba)
+    top, top_p = top_k(proba, k)
+    labels = np.asarray(classes, dtype=object)[top].tolist()
+    shown = iter([f"{p:.6f}" for p in top_p.ravel().tolist()])
+    blank = [""] * (2 * k)
+    cells = [blank] * len(names)
+    for i, row in zip(scored.ok, labels, strict=True):
+        cells[i] = [cell for label in row for cell in (label, next(shown))]
+    for row in scored.unwritten:
+        cells[scored.ok[row]] = [UNKNOWN, *blank[1:]]
+    tail = [] if options.surname_only else [p if p != n else "" for n, p in zip(names, scored.parsed, strict=True)]
+    lines = _Lines()
+    writer = csv.writer(lines, lineterminator="\n")
+    if tail:
+        writer.writerows([n, *c, t] for n, c, t in zip(names, cells, tail, strict=True))
+    else:
+        writer.writerows([n, *c] for n, c in zip(names, cells, strict=True))
+    return list(zip(lines, [not f for f in scored.folded], strict=True))
 
 
 @contextlib.contextmanager
