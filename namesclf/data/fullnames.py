@@ -178,16 +178,18 @@ def parse_name(text: str) -> ParsedName:
 @cache
 def _special() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """Lower-case words nameparser treats specially: titles (read as such at the start of a name),
-    suffixes (at its end), and conjunctions, prefixes and particles (anywhere). A name with one
-    where it counts goes through nameparser rather than the fast path."""
+    suffixes (at its end, and among given names: it reads ``Mikhail III Cap Adzhalov`` as a
+    suffixed ``Mikhail``), and conjunctions, prefixes and particles (anywhere). A name with one
+    where it counts goes through nameparser rather than the fast path. Returns the words that may
+    not open, stand among the given names of, or end a name read on the fast path."""
     constants = _constants()
 
     def lower(*groups: Any) -> frozenset[str]:
         return frozenset(str(w).lower() for group in groups for w in group)
 
     anywhere = lower(constants.conjunctions, constants.prefixes) | PARTICLES
-    return lower(constants.titles) | anywhere, anywhere, lower(constants.suffix_acronyms,
-                                                               constants.suffix_not_acronyms) | anywhere
+    suffixes = lower(constants.suffix_acronyms, constants.suffix_not_acronyms)
+    return lower(constants.titles) | anywhere, anywhere | suffixes, suffixes | anywhere
 
 
 def _plain_cut(words: list[str]) -> int:

@@ -28,7 +28,7 @@ from namesclf.inference.options import Options
 from namesclf.inference.parts import align, score_distinct
 from namesclf.text import to_ascii_many
 
-__all__ = ["PART_CACHE_BYTES", "PartCache", "score_people", "split_people"]
+__all__ = ["PART_CACHE_BYTES", "PartCache", "read_ahead", "score_people", "split_people"]
 
 #: Most bytes of probabilities a :class:`PartCache` keeps per part (it starts afresh when full):
 #: 64 MiB is about 490,000 parts of a 34-label model.
@@ -89,21 +89,39 @@ class PartCache:
         """Probabilities ``(N, n_labels)`` of folded, non-empty parts; ``score`` (a predictor's
         ``score_ascii``) runs on the distinct parts the cache has not seen."""
         with self._lock:
-            rows = self._rows
-            new = [p for p in dict.fromkeys(folded) if p not in rows]
+            new = [p for p in dict.fromkeys(folded) if p not in self._rows]
             if len(new) > self.limit:  # more than the cache holds: score this batch alone
                 return score_distinct(score, folded)[0]
-            if len(rows) + len(new) > self.limit:
-                rows.clear()
-                self._proba = self._proba[:0]
+            if len(self._rows) + len(new) > self.limit:  # start afresh before, so no row of this batch goes
+                self._rows.clear()
+                new = list(dict.fromkeys(folded))
             if new:
-                scored = score(new)[0]
-                start = len(rows)
-                self._grow(start + len(new))
-                self._proba[start : start + len(new)] = scored
-                rows.update(zip(new, range(start, start + len(new)), strict=True))
+                self._insert(new, score(new)[0])
+            rows = self._rows
             index = np.fromiter((rows[p] for p in folded), dtype=np.int64, count=len(folded))
             return self._proba[index]
+
+    def add(self, folded: Sequence[str], score: Callable[..., tuple[np.ndarray, Any]]) -> None:
+        """Score the non-empty parts of ``folded`` the cache has not seen, without holding the lock
+        while the graph runs: another thread may read the cache meanwhile (:func:`read_ahead`)."""
+        with self._lock:
+            new = [p for p in dict.fromkeys(folded) if p and p not in self._rows]
+        if new and len(new) <= self.limit:
+            scored = score(new)[0]
+            with self._lock:
+                self._insert(new, scored)
+
+    def _insert(self, new: list[str], scored: np.ndarray) -> None:
+        """Add the rows of parts not cached yet (under the lock), starting afresh when full."""
+        keep = [i for i, p in enumerate(new) if p not in self._rows]
+        if len(self._rows) + len(keep) > self.limit:
+            self._rows.clear()
+            self._proba = self._proba[:0]
+            keep = list(range(len(new)))
+        start = len(self._rows)
+        self._grow(start + len(keep))
+        self._proba[start:] = scored[keep]
+        self._rows.update(zip([new[i] for i in keep], range(start, start + len(keep)), strict=True))
 
     def _grow(self, size: int) -> None:
         """Room for ``size`` rows (the array's capacity doubles; its view is ``size`` rows long)."""
@@ -132,3 +150,15 @@ def score_people(predictor: Any, surnames: Sequence[str], givens: Sequence[str],
         scored = predictor.part_cache("given").proba([givens[i] for i in rows], predictor.given.score_ascii)
         given_proba[rows] = align(scored, predictor._given_index)
     return predictor.combiner(proba, given_proba, has_given), found
+
+
+def read_ahead(predictor: Any, names: Sequence[str], options: Options) -> dict[str, tuple[str, str]]:
+    """Split the distinct ``names`` (:func:`split_people`) and score their parts into the part
+    caches, for a full-name model: what a stream does for its next batch on a second thread while
+    it writes this one (the graphs run without Python's lock). Returns each name's ``(surname,
+    given names)`` for :meth:`~namesclf.inference.predictor.Predictor.scored`'s ``given``."""
+    distinct = list(dict.fromkeys(names))
+    surnames, givens = split_people(predictor, distinct, options)
+    predictor.part_cache("surname").add(predictor.part_cache("surname").fold(surnames), predictor.score_ascii)
+    predictor.part_cache("given").add(predictor.part_cache("given").fold(givens), predictor.given.score_ascii)
+    return dict(zip(distinct, zip(surnames, givens, strict=True), strict=True))
