@@ -86,26 +86,14 @@ def _given_counts(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nat
     return given
 
 
-def build_people(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nationality] | None = None) -> People:
-    """One row per (full name, nationality) pair, cut into given names and surname by the rules of
-    :func:`build_corpus`, in the source's order.
-
-    name2nat lists a name under several nationalities when several people bear it (``Adam Smith``:
-    British, American, English, ...), and its NaNa set counts each pair as one person; so does this.
-    A row's order (given or family name first) and origin label are its own nationality's, through
-    ``mapping``: ``Paolo Rossi`` under American has no label, under Italian he is Italian. The
-    family-name vote (:func:`pick_family_name`) counts the rows of the label (of the nationality,
-    for a dropped one). Dropped, and counted: names with no surname to take, surnames under 2 or
-    over 40 letters, family names of a family-first label borne by one row only, and every row whose
-    surname is in the reserved slice (:func:`is_reserved`). Pure: no files, no network.
-    """
-    start = time.perf_counter()
-    mapping = load_mapping() if mapping is None else mapping
-    given_words = _given_counts(people, mapping)
-    dropped: Counter[str] = Counter()
-    unmapped: Counter[str] = Counter()
+def _cut_rows(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nationality], dropped: Counter[str],
+              unmapped: Counter[str]) -> tuple[list[Any], list[tuple[int, list[str], str]],
+                                               defaultdict[str, Counter[str]], int]:
+    """:func:`build_people`'s first pass: each (name, nationality) pair cut given-first, or, for a
+    family-first nationality, held back with its words (``waiting``: row, words, vote group) until
+    the group's first-word counts (``opens``) are known. Counts what it drops or cannot map."""
     cut: list[tuple[str, str, str, str, str] | None] = []
-    waiting: list[tuple[int, list[str], str]] = []  # (row, words, vote group) of family-first rows
+    waiting: list[tuple[int, list[str], str]] = []
     opens: defaultdict[str, Counter[str]] = defaultdict(Counter)
     pairs = 0
     for full_name, nationalities in people.items():
@@ -130,6 +118,28 @@ def build_people(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nati
                 dropped["no surname in the name"] += 1
                 continue
             cut.append((full_name, parts[0], parts[1], label, nat))
+    return cut, waiting, opens, pairs
+
+
+def build_people(people: Mapping[str, Iterable[str]], mapping: Mapping[str, Nationality] | None = None) -> People:
+    """One row per (full name, nationality) pair, cut into given names and surname by the rules of
+    :func:`build_corpus`, in the source's order.
+
+    name2nat lists a name under several nationalities when several people bear it (``Adam Smith``:
+    British, American, English, ...), and its NaNa set counts each pair as one person; so does this.
+    A row's order (given or family name first) and origin label are its own nationality's, through
+    ``mapping``: ``Paolo Rossi`` under American has no label, under Italian he is Italian. The
+    family-name vote (:func:`pick_family_name`) counts the rows of the label (of the nationality,
+    for a dropped one). Dropped, and counted: names with no surname to take, surnames under 2 or
+    over 40 letters, family names of a family-first label borne by one row only, and every row whose
+    surname is in the reserved slice (:func:`is_reserved`). Pure: no files, no network.
+    """
+    start = time.perf_counter()
+    mapping = load_mapping() if mapping is None else mapping
+    given_words = _given_counts(people, mapping)
+    dropped: Counter[str] = Counter()
+    unmapped: Counter[str] = Counter()
+    cut, waiting, opens, pairs = _cut_rows(people, mapping, dropped, unmapped)
     moved = 0
     groups: dict[int, str] = {}
     for index, words, group in waiting:

@@ -359,7 +359,7 @@ def score_population(predictor: Any, keys: Sequence[str]) -> np.ndarray:
     with their given names for a model that reads full names."""
     if not keys:
         return np.empty((0, len(predictor.labels)), dtype=np.float32)
-    if predictor.given is None:
+    if getattr(predictor, "given", None) is None:
         return predictor.proba_ascii(keys)
     pairs = [key.partition(KEY_SEPARATOR) for key in keys]
     return predictor.score_parts([p[0] for p in pairs], [p[2] for p in pairs])[0]

@@ -133,6 +133,9 @@ def _batches(predictor: Predictor, it: Iterator[str], batch_size: int, options: 
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    for part in ("surname", "given"):  # made here, before a second thread could race to make them
+        predictor.part_cache(part)
+
     def submit(batch: list[str]) -> Any:
         return pool.submit(read_ahead, predictor, [n for n in dict.fromkeys(batch) if n not in cache], options)
 
