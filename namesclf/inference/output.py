@@ -187,21 +187,20 @@ def csv_lines(predictor: Predictor, names: Sequence[str], options: Options,
     k = min(options.k, len(classes))
     proba = scored.proba if options.level == "label" else predictor.level_map(options.level).sum_columns(scored.proba)
     top, top_p = top_k(proba, k)
-    labels = np.asarray(classes, dtype=object)[top].tolist()
-    shown = iter([f"{p:.6f}" for p in top_p.ravel().tolist()])
-    blank = [""] * (2 * k)
-    cells = [blank] * len(names)
-    for i, row in zip(scored.ok, labels, strict=True):
-        cells[i] = [cell for label in row for cell in (label, next(shown))]
-    for row in scored.unwritten:
-        cells[scored.ok[row]] = [UNKNOWN, *blank[1:]]
-    tail = [] if options.surname_only else [p if p != n else "" for n, p in zip(names, scored.parsed, strict=True)]
+    ok = np.asarray(scored.ok, dtype=np.int64)
+    unwritten = ok[scored.unwritten]  # no language writes their script: the answer alone
+    names_of = np.asarray(classes, dtype=object)
+    columns: list[list[str]] = []
+    for j in range(k):  # a column at a time: no Python list per name
+        label, shown = np.full(len(names), "", dtype=object), np.full(len(names), "", dtype=object)
+        label[ok] = names_of[top[:, j]]
+        shown[ok] = np.array([f"{p:.6f}" for p in top_p[:, j].tolist()], dtype=object)
+        label[unwritten], shown[unwritten] = UNKNOWN if j == 0 else "", ""
+        columns += [label.tolist(), shown.tolist()]
+    if not options.surname_only:
+        columns.append([p if p != n else "" for n, p in zip(names, scored.parsed, strict=True)])
     lines = _Lines()
-    writer = csv.writer(lines, lineterminator="\n")
-    if tail:
-        writer.writerows([n, *c, t] for n, c, t in zip(names, cells, tail, strict=True))
-    else:
-        writer.writerows([n, *c] for n, c in zip(names, cells, strict=True))
+    csv.writer(lines, lineterminator="\n").writerows(zip(names, *columns, strict=True))
     return list(zip(lines, [not f for f in scored.folded], strict=True))
 
 
