@@ -195,3 +195,29 @@ def test_the_mix_of_a_full_name_model_reads_given_names(full_model: Path) -> Non
     assert tally == {f"{SHARED}\x1fIvan": 2} and skipped == 1
     # surname_only: the entries are surnames, read alone as before
     assert count_population([SHARED], surname_only=True, reader=predictor)[0] == {SHARED: 1}
+
+
+def test_post_estimate_and_dask_read_given_names(full_model: Path) -> None:  # noqa: F811
+    """The HTTP API and the Dask path give the in-memory estimate, given names read."""
+    from fastapi.testclient import TestClient
+
+    from namesclf.inference.mix import estimate_mix
+    from namesclf.serve.app import create_app
+
+    names = [f"Ivan {SHARED}", f"Fyodor {SHARED}", f"Giovanni {SHARED}"]
+    want = {row["label"]: row["share"] for row in estimate_mix(Predictor.load(full_model), names, bootstrap=10).rows()}
+    assert want["Russian"] > 0.5
+    with TestClient(create_app(Predictor.load(full_model), model_path=str(full_model))) as http:
+        body = http.post("/estimate", json={"names": names, "bootstrap": 10}).json()
+    assert {row["label"]: row["share"] for row in body["mix"]} == pytest.approx(want, abs=1e-9)
+    dd = pytest.importorskip("dask.dataframe")
+    import pandas as pd
+
+    from namesclf.inference.dask_tables import estimate_dask_frame
+
+    lazy = dd.from_pandas(pd.DataFrame({"name": names}), npartitions=2)
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        got = estimate_dask_frame(lazy, "name", full_model, bootstrap=10)
+    assert {row["label"]: row["share"] for row in got.rows()} == pytest.approx(want, abs=1e-9)
