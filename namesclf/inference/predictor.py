@@ -6,7 +6,9 @@ Beyond the top languages, a prediction can carry what the model file's calibrati
 these" when the name fits no known language (:mod:`namesclf.inference.openset`), and probabilities for another
 population's language mix (:mod:`namesclf.inference.priors`). Full names are cut to their surname first
 (:mod:`namesclf.data.fullnames`), or, for a model that reads full names, read as given names and
-surname, each part scored once per distinct string (:mod:`namesclf.inference.parts`). Answers can
+surname, each part scored once per distinct string (:mod:`namesclf.inference.people`,
+:mod:`namesclf.inference.parts`). Every answer runs the same stages
+(:mod:`namesclf.inference.staged`). Answers can
 be given at the level of origin groups or regions (:mod:`namesclf.inference.groups`): the
 probabilities are summed within each, after any prior.
 """
