@@ -81,6 +81,28 @@ def to_ascii(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+_SPACES_IN_LINE = re.compile(r"[^\S\n]+")
+_OUTSIDE_IN_LINE = re.compile(r"[^A-Za-z .,;'\-\n]+")
+
+
+def to_ascii_many(texts: Sequence[str]) -> list[str]:
+    """``[to_ascii(t) for t in texts]``, with the ASCII texts folded together: one pass of each
+    pattern over them all joined by newlines (which the line-bound patterns never cross) instead
+    of three per text, since full-name prediction folds hundreds of thousands of distinct parts."""
+    out = list(texts)
+    plain = [i for i, t in enumerate(out) if t.isascii() and "\n" not in t]
+    plain_set = set(plain)
+    for i, t in enumerate(out):
+        if i not in plain_set:
+            out[i] = to_ascii(t)
+    if plain:
+        joined = "\n".join(out[i] for i in plain).translate(_APOSTROPHES)
+        joined = _SPACES_IN_LINE.sub(" ", _OUTSIDE_IN_LINE.sub("", _SPACES_IN_LINE.sub(" ", joined)))
+        for i, folded in zip(plain, joined.split("\n"), strict=True):
+            out[i] = folded.strip()
+    return out
+
+
 def encode(name: str) -> list[int]:
     """Indices of an already-folded name in :data:`ALPHABET` (unknown characters are skipped)."""
     return [_INDEX[c] for c in name[:MAX_NAME_LENGTH] if c in _INDEX]

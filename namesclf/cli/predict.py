@@ -276,10 +276,15 @@ def _predict_lines(predictor: Any, input_path: str, options: Options, fmt: str, 
 def _load(predictor_class: Any, model_path: str, backend: str) -> Any:
     """The predictor, with each warning loading gave (a stale or unusable export: torch answers)
     as one ``Warning:`` line on stderr rather than Python's two-line warning with a source line."""
+    import os
     import warnings
 
+    # OMP_NUM_THREADS caps ONNX Runtime's threads as it caps torch's, and a capped session does not
+    # spin while idle: on cores other work shares, spinning threads take them from it.
+    threads = os.environ.get("OMP_NUM_THREADS", "")
     with warnings.catch_warnings(record=True) as caught:
-        predictor = predictor_class.load(model_path, backend=backend)
+        predictor = predictor_class.load(model_path, backend=backend,
+                                         threads=int(threads) if threads.isdigit() and int(threads) > 0 else None)
     for warning in caught:
         click.echo(f"Warning: {first_line(warning.message)}", err=True)
     return predictor

@@ -30,12 +30,13 @@ other code makes to it do not change what this module answers.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-__all__ = ["MAX_RAW_LENGTH", "ORDERS", "PARTICLES", "ParsedName", "is_particle", "parse_name", "split_name",
-           "surname_of"]
+__all__ = ["MAX_RAW_LENGTH", "ORDERS", "PARTICLES", "ParsedName", "is_particle", "parse_name", "split_many",
+           "split_name", "surname_of"]
 
 #: Raw input beyond this many characters is ignored (here and by :mod:`namesclf.inference.predictor`): no surname is
 #: longer, and parsing or folding a 100,000-character string must not hold up a server.
@@ -177,16 +178,18 @@ def parse_name(text: str) -> ParsedName:
 @cache
 def _special() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """Lower-case words nameparser treats specially: titles (read as such at the start of a name),
-    suffixes (at its end), and conjunctions, prefixes and particles (anywhere). A name with one
-    where it counts goes through nameparser rather than the fast path."""
+    suffixes (at its end, and among given names: it reads ``Mikhail III Cap Adzhalov`` as a
+    suffixed ``Mikhail``), and conjunctions, prefixes and particles (anywhere). A name with one
+    where it counts goes through nameparser rather than the fast path. Returns the words that may
+    not open, stand among the given names of, or end a name read on the fast path."""
     constants = _constants()
 
     def lower(*groups: Any) -> frozenset[str]:
         return frozenset(str(w).lower() for group in groups for w in group)
 
     anywhere = lower(constants.conjunctions, constants.prefixes) | PARTICLES
-    return lower(constants.titles) | anywhere, anywhere, lower(constants.suffix_acronyms,
-                                                               constants.suffix_not_acronyms) | anywhere
+    suffixes = lower(constants.suffix_acronyms, constants.suffix_not_acronyms)
+    return lower(constants.titles) | anywhere, anywhere | suffixes, suffixes | anywhere
 
 
 def _plain_cut(words: list[str]) -> int:
@@ -235,6 +238,77 @@ def split_name(text: str, order: str = "auto") -> tuple[str, str]:
             return " ".join(words[:cut]), " ".join(words[cut:])
     parsed = parse_name(capped)
     return parsed.given, parsed.surname
+
+
+#: What :func:`split_many` knows of a word, as bits: it may end a plain name (a letters-only
+#: surname nameparser reads as one); it may stand among its given names; it may also open one (a
+#: given name that is no title); it is a particle that would join the surname after it; it is a
+#: particle that opens a two-word name as its given name (``Ben Stiller``: nameparser's reading
+#: of every such name in the Wikipedia people corpus, docs/benchmarks.md#full-names).
+_LAST_OK, _GIVEN_OK, _FIRST_OK, _JOINS, _OPENS_PAIR = 1, 2, 4, 8, 16
+#: Words whose bits :func:`split_many` keeps between calls (cleared when full: a bound, not an LRU).
+WORD_CACHE_SIZE = 500_000
+_word_bits: dict[str, int] = {}
+
+
+def _bits(word: str) -> int:
+    """:data:`_LAST_OK` etc. of one word, by the very tests :func:`_plain_cut` makes (and kept)."""
+    first, middle, last = _special()
+    key = word.casefold()
+    plain = _PLAIN_WORD.match(word) is not None
+    bits = _LAST_OK if plain and key not in last else 0
+    if (plain or _INITIAL.match(word)) and key not in middle:
+        bits |= _GIVEN_OK if key in first else _GIVEN_OK | _FIRST_OK
+    if is_particle(word) and _PLAIN_WORD.match(word.replace("'", "")):
+        bits |= _JOINS
+    if key in _GIVEN_NAME_PARTICLES and plain:
+        bits |= _OPENS_PAIR
+    if len(_word_bits) >= WORD_CACHE_SIZE:
+        _word_bits.clear()
+    _word_bits[word] = bits
+    return bits
+
+
+def split_many(texts: Sequence[str], order: str = "auto") -> tuple[list[str], list[str]]:
+    """``(given names, surnames)``: :func:`split_name` of each text, answered in bulk.
+
+    A name of two or more words with no comma, whose last word may end a plain name, the
+    particles right before it joining it, and whose other words may all be given names (the first
+    no title), is cut from its words' cached bits alone: these are exactly the names
+    :func:`_plain_cut` cuts, and a million full names hold far fewer distinct words than names.
+    So are two words opened by a particle that is also a given name (``Al Pacino``), which
+    nameparser reads as given name and surname.
+    Every other text goes through :func:`split_name` (nameparser).
+    """
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+    givens: list[str] = []
+    surnames: list[str] = []
+    add_given, add_surname, known = givens.append, surnames.append, _word_bits.get
+    for text in texts:
+        capped = str(text)[:MAX_RAW_LENGTH]
+        if order == "given-first":
+            capped = capped.replace(",", " ")
+        words = capped.split() if order != "family-first" and "," not in capped else ()
+        if len(words) == 2:
+            a, b = words
+            if (known(a) or _bits(a)) & (_FIRST_OK | _OPENS_PAIR) and (known(b) or _bits(b)) & _LAST_OK:
+                add_given(a)
+                add_surname(b)
+                continue
+        elif len(words) > 2:
+            bits = [known(w) or _bits(w) for w in words]
+            cut = len(words) - 1
+            while cut > 1 and bits[cut - 1] & _JOINS:  # "Jan van der Berg": particles join the surname
+                cut -= 1
+            if bits[-1] & _LAST_OK and bits[0] & _FIRST_OK and all(b & _GIVEN_OK for b in bits[1:cut]):
+                add_given(" ".join(words[:cut]))
+                add_surname(" ".join(words[cut:]))
+                continue
+        given, surname = split_name(capped, order)
+        add_given(given)
+        add_surname(surname)
+    return givens, surnames
 
 
 def surname_of(text: str) -> str:

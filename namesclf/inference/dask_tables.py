@@ -32,7 +32,7 @@ from namesclf.config import MIX_BOOTSTRAP, MIX_CONFIDENCE
 from namesclf.errors import NamesError, first_line
 from namesclf.files import atomic_folder, atomic_open, check_output
 from namesclf.inference.frames import FRAME_BATCH, predict_pandas, table_format
-from namesclf.inference.mix import MixEstimate, check_mix_method, count_population, estimate_mix_of
+from namesclf.inference.mix import MixEstimate, check_mix_method, count_population, estimate_mix_of, score_population
 from namesclf.inference.options import NAMED_PRIORS, Options
 from namesclf.inference.predictor import Predictor
 from namesclf.inference.priors import read_prior_file
@@ -133,11 +133,12 @@ def predict_dask_frame(ddf: Any, column: str, model: str | Path | Predictor, opt
 _KEY = "ascii"
 
 
-def _count_partition(part: pd.DataFrame, column: str, surname_only: bool) -> pd.DataFrame:
-    """One partition's distinct folded surnames and their counts; the names with no letters are
-    counted under the empty key (cells that are not text, or blank, are not names and not counted)."""
+def _count_partition(part: pd.DataFrame, column: str, surname_only: bool, model: str) -> pd.DataFrame:
+    """One partition's distinct keys (folded surnames, with their given names for a model that
+    reads full names) and their counts; the names with no letters are counted under the empty key
+    (cells that are not text, or blank, are not names and not counted)."""
     names = [name for name in part[column].tolist() if isinstance(name, str) and name.strip()]
-    tally, skipped = count_population(names, surname_only=surname_only)
+    tally, skipped = count_population(names, surname_only=surname_only, reader=worker_predictor(model))
     keys = [*tally, ""]
     return pd.DataFrame({_KEY: pd.Series(keys, dtype=object),
                          "count": pd.Series([*tally.values(), skipped], dtype="float64")})
@@ -147,7 +148,7 @@ def _score_partition(part: pd.DataFrame, model: str, n_labels: int) -> pd.DataFr
     """The model's probabilities of a partition of distinct names (the empty key scores nothing)."""
     keys = part[_KEY].tolist()
     scored = [k for k in keys if k]
-    proba = worker_predictor(model).proba_ascii(scored) if scored else None
+    proba = score_population(worker_predictor(model), scored) if scored else None
     out = pd.DataFrame(0.0, index=part.index, columns=[f"p{i}" for i in range(n_labels)])
     if proba is not None:
         out.loc[[bool(k) for k in keys]] = proba
@@ -177,7 +178,7 @@ def estimate_dask_frame(ddf: Any, column: str, model: str | Path, *, level: str 
     predictor = Predictor.load(path)
     n_labels = len(predictor.labels)
     empty = pd.DataFrame({_KEY: pd.Series(dtype=object), "count": pd.Series(dtype="float64")})
-    counted = ddf.map_partitions(_count_partition, column, surname_only, meta=empty)
+    counted = ddf.map_partitions(_count_partition, column, surname_only, path, meta=empty)
     distinct = counted.groupby(_KEY, sort=False)["count"].sum(split_out=max(1, ddf.npartitions)).reset_index()
     meta = pd.concat([distinct._meta, pd.DataFrame(columns=[f"p{i}" for i in range(n_labels)], dtype="float64")],
                      axis=1)

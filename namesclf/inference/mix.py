@@ -318,20 +318,51 @@ def mix_error_calibration(proba: np.ndarray, y: np.ndarray, train_prior: np.ndar
     return MixCalibration({m: moment / mixes for m, moment in moments.items()}, mixes)
 
 
-def count_population(names: Iterable[str], counts: Iterable[float] | None = None,
-                     surname_only: bool = False) -> tuple[dict[str, float], float]:
-    """The population's distinct folded surnames (sorted) with how many names each stands for, and how many
-    names have no letters (left out). ``counts``: how many people each entry of ``names`` stands
-    for (one each by default). Full names are cut to their surname as :meth:`Predictor.predict`
-    does, unless ``surname_only`` says every entry is a surname already."""
-    from namesclf.inference.answers import fold, surname_of_name
+#: Between a full name's folded surname and given names in a population key (neither can hold it).
+KEY_SEPARATOR = "\x1f"
 
+
+def count_population(names: Iterable[str], counts: Iterable[float] | None = None,
+                     surname_only: bool = False, reader: Any = None) -> tuple[dict[str, float], float]:
+    """The population's distinct keys (sorted) with how many names each stands for, and how many
+    names have no letters (left out). ``counts``: how many people each entry of ``names`` stands
+    for (one each by default). A key is the folded surname: full names are cut to it as
+    :meth:`Predictor.predict` does, unless ``surname_only`` says every entry is a surname already.
+    With a ``reader`` (a predictor) whose model reads full names, a full name's key also holds its
+    folded given names (:data:`KEY_SEPARATOR` between), so the mix reads them too
+    (:func:`score_population`)."""
+    names = list(names)
     tally: Counter[str] = Counter()
-    for name, count in zip(names, counts, strict=True) if counts is not None else ((n, 1) for n in names):
-        tally[fold(name if surname_only else surname_of_name(name))] += count
+    keys = population_keys(names, surname_only, reader)
+    for key, count in zip(keys, counts, strict=True) if counts is not None else ((k, 1) for k in keys):
+        tally[key] += count
     skipped = tally.pop("", 0)
     # sorted: the order the rows are resampled in, the same for any path to the same names
     return dict(sorted(tally.items())), skipped
+
+
+def population_keys(names: Sequence[str], surname_only: bool = False, reader: Any = None) -> list[str]:
+    """Each name's key for :func:`count_population` (``''``: no letters to classify)."""
+    from namesclf.inference.answers import fold, surname_of_name
+
+    if surname_only or getattr(reader, "given", None) is None:
+        return [fold(name if surname_only else surname_of_name(name)) for name in names]
+    from namesclf.inference.options import Options
+
+    surnames, givens = reader.split(names, Options())
+    return [s + KEY_SEPARATOR + g if s and g else s
+            for s, g in zip(map(fold, surnames), map(fold, givens), strict=True)]
+
+
+def score_population(predictor: Any, keys: Sequence[str]) -> np.ndarray:
+    """The model's probabilities of :func:`count_population`'s non-empty keys: surnames alone, or
+    with their given names for a model that reads full names."""
+    if not keys:
+        return np.empty((0, len(predictor.labels)), dtype=np.float32)
+    if getattr(predictor, "given", None) is None:
+        return predictor.proba_ascii(keys)
+    pairs = [key.partition(KEY_SEPARATOR) for key in keys]
+    return predictor.score_parts([p[0] for p in pairs], [p[2] for p in pairs])[0]
 
 
 def estimate_mix_of(predictor: Any, proba: np.ndarray, counts: np.ndarray, *, level: str = "label",
@@ -356,8 +387,9 @@ def estimate_mix(predictor: Predictor, names: Iterable[str], *, level: str = "la
     """The language mix of the population ``names`` come from, with intervals.
 
     Each distinct name is scored once (a table of a million rows costs its distinct names); full
-    names are cut to their surname as :meth:`Predictor.predict` does, unless ``surname_only``
-    says every entry is a surname already. Names with no letters are left out and counted in
+    names are cut to their surname as :meth:`Predictor.predict` does (a model that reads full
+    names reads their given names too), unless ``surname_only`` says every entry is a surname
+    already. Names with no letters are left out and counted in
     ``skipped``. ``counts`` says how many people each entry stands for (one each by default).
     ``level`` rolls the labels up to origin groups or regions (:mod:`namesclf.inference.groups`).
     The intervals include the model's own error when the model file carries its mix calibration
@@ -370,9 +402,9 @@ def estimate_mix(predictor: Predictor, names: Iterable[str], *, level: str = "la
     >>> est.rows()[0]["label"]  # doctest: +SKIP
     'East Slavic'
     """
-    tally, skipped = count_population(names, counts, surname_only)
+    tally, skipped = count_population(names, counts, surname_only, reader=predictor)
     distinct = list(tally)
-    proba = predictor.proba_ascii(distinct) if distinct else np.empty((0, len(predictor.labels)))
+    proba = score_population(predictor, distinct)
     return estimate_mix_of(predictor, proba, np.array([tally[k] for k in distinct], dtype=np.float64), level=level,
                            method=method, bootstrap=bootstrap, confidence=confidence, seed=seed, skipped=skipped)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,22 @@ class OnnxScorer:
     def matches(self, source: str | Path) -> bool:
         """Whether this export was made from the model file ``source`` as it is now."""
         return self.info.get("source_sha256") == file_sha256(source)
+
+
+def export_beside(path: Path, onnx_file: Path, backend: str, threads: int | None) -> OnnxScorer | None:
+    """The export beside the model file ``path`` when it is usable and made from it; else None with
+    a one-line warning (``backend="auto"``: torch answers from ``path``) or the error (``"onnx"``)."""
+    try:
+        scorer = OnnxScorer.load(onnx_file, threads)
+    except ModelFileError as exc:
+        if backend == "onnx" or not path.is_file():
+            raise
+        warnings.warn(f"{first_line(exc)}; predicting with torch from {path}", stacklevel=3)
+        return None
+    if not path.is_file() or scorer.matches(path):
+        return scorer
+    if backend == "onnx":
+        raise NamesError(f"{onnx_file} was exported from another {path.name}: run `names export --force {path}`")
+    warnings.warn(f"{onnx_file} was exported from another {path.name} (run `names export --force {path}`); "
+                  "predicting with torch", stacklevel=3)
+    return None

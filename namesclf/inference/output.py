@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+import numpy as np
+
 from namesclf.config import PREDICTION_FORMATS, STREAM_BATCH
 from namesclf.errors import NamesError
 from namesclf.inference.answers import Prediction
-from namesclf.inference.options import DEFAULTS, Options
+from namesclf.inference.options import DEFAULTS, UNKNOWN, Options
+from namesclf.inference.people import read_ahead
 from namesclf.inference.predictor import Predictor
+from namesclf.inference.staged import top_k
 
 
 def output_columns(options: Options, n_labels: int) -> list[str]:
@@ -92,15 +97,19 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
     if fmt == "csv":
         out.write(line(None))
     cache: dict[str, tuple[str, bool]] = {}  # name -> (output line, had no letters); oldest evicted first
+    plain = fmt == "csv" and not (options.abstain or options.explain) and options.coverage is None
     skipped = 0
-    it = iter(lines)
+    batches = _batches(predictor, iter(lines), batch_size, options, cache, plain and predictor.given is not None)
     try:
         with tqdm(desc="predict", unit=" names", disable=None if progress is None else not progress,
-                  file=sys.stderr) as bar:
-            while batch := list(islice(it, batch_size)):
+                  file=sys.stderr) as bar, _fewer_collections():
+            for batch, parts in batches:
                 missing = [name for name in dict.fromkeys(batch) if name not in cache]
-                for pred in predictor.predict_with(missing, options, strict=False):
-                    cache[pred.name] = (line(pred), not pred.languages and pred.reason is None)
+                if plain:
+                    cache.update(zip(missing, csv_lines(predictor, missing, options, parts), strict=True))
+                else:
+                    for pred in predictor.predict_with(missing, options, strict=False):
+                        cache[pred.name] = (line(pred), not pred.languages and pred.reason is None)
                 written = [cache[name] for name in batch]
                 out.write("".join(text for text, _ in written))
                 skipped += sum(empty for _, empty in written)
@@ -110,6 +119,89 @@ def write_predictions(predictor: Predictor, lines: Iterable[str], out: TextIO, k
     except UnicodeDecodeError as exc:
         raise NamesError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     return skipped
+
+
+def _batches(predictor: Predictor, it: Iterator[str], batch_size: int, options: Options, cache: Mapping[str, Any],
+             ahead: bool) -> Iterator[tuple[list[str], dict[str, tuple[str, str]] | None]]:
+    """The lines ``batch_size`` at a time. With ``ahead`` (a full-name model), each comes with its
+    names' parts (:func:`~namesclf.inference.people.read_ahead`, for the names not in ``cache``),
+    the next batch's read and scored on a second thread while the caller writes this one: the
+    part graphs run outside Python's lock, so they take the second core."""
+    if not ahead:
+        while batch := list(islice(it, batch_size)):
+            yield batch, None
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    for part in ("surname", "given"):  # made here, before a second thread could race to make them
+        predictor.part_cache(part)
+
+    def submit(batch: list[str]) -> Any:
+        return pool.submit(read_ahead, predictor, [n for n in dict.fromkeys(batch) if n not in cache], options)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="namesclf-read-ahead") as pool:
+        batch = list(islice(it, batch_size))
+        future = submit(batch) if batch else None
+        while batch and future is not None:
+            parts = future.result()
+            following = list(islice(it, batch_size))
+            future = submit(following) if following else None
+            yield batch, parts
+            batch = following
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Python's cyclic collector run less often while a stream writes: each batch makes hundreds of
+    thousands of short-lived lists and strings and no cycles, and the default thresholds would
+    walk every live object again and again."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], 100_000), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+class _Lines(list):
+    """A file for ``csv.writer`` that keeps each row's line (the writer writes a row at a time)."""
+
+    def write(self, text: str) -> None:
+        self.append(text)
+
+
+def csv_lines(predictor: Predictor, names: Sequence[str], options: Options,
+              parts: dict[str, tuple[str, str]] | None = None) -> list[tuple[str, bool]]:
+    """Each name's CSV line (:func:`write_predictions`'s, byte for byte) and whether it had no
+    letters, for options that ask for no sets, abstention or explanations: made from the
+    probabilities in bulk (:meth:`Predictor.scored`), with no :class:`Prediction` per name.
+    ``parts``: the ``(surname, given names)`` of names already split (:func:`_batches`)."""
+    if parts is None:
+        scored = predictor.scored(names, options, strict=False)
+    else:
+        unread = [n for n in names if n not in parts]
+        parts.update(zip(unread, zip(*predictor.split(unread, options), strict=True), strict=True))
+        scored = predictor.scored([parts[n][0] for n in names], options, strict=False,
+                                  given=[parts[n][1] for n in names])
+    classes = predictor.classes(options.level)
+    k = min(options.k, len(classes))
+    proba = scored.proba if options.level == "label" else predictor.level_map(options.level).sum_columns(scored.proba)
+    top, top_p = top_k(proba, k)
+    ok = np.asarray(scored.ok, dtype=np.int64)
+    unwritten = ok[scored.unwritten]  # no language writes their script: the answer alone
+    names_of = np.asarray(classes, dtype=object)
+    columns: list[list[str]] = []
+    for j in range(k):  # a column at a time: no Python list per name
+        label, shown = np.full(len(names), "", dtype=object), np.full(len(names), "", dtype=object)
+        label[ok] = names_of[top[:, j]]
+        shown[ok] = np.array([f"{p:.6f}" for p in top_p[:, j].tolist()], dtype=object)
+        label[unwritten], shown[unwritten] = UNKNOWN if j == 0 else "", ""
+        columns += [label.tolist(), shown.tolist()]
+    if not options.surname_only:
+        columns.append([p if p != n else "" for n, p in zip(names, scored.parsed, strict=True)])
+    lines = _Lines()
+    csv.writer(lines, lineterminator="\n").writerows(zip(names, *columns, strict=True))
+    return list(zip(lines, [not f for f in scored.folded], strict=True))
 
 
 @contextlib.contextmanager

@@ -6,7 +6,9 @@ Beyond the top languages, a prediction can carry what the model file's calibrati
 these" when the name fits no known language (:mod:`namesclf.inference.openset`), and probabilities for another
 population's language mix (:mod:`namesclf.inference.priors`). Full names are cut to their surname first
 (:mod:`namesclf.data.fullnames`), or, for a model that reads full names, read as given names and
-surname, each part scored once per distinct string (:mod:`namesclf.inference.parts`). Answers can
+surname, each part scored once per distinct string (:mod:`namesclf.inference.people`,
+:mod:`namesclf.inference.parts`). Every answer runs the same stages
+(:mod:`namesclf.inference.staged`). Answers can
 be given at the level of origin groups or regions (:mod:`namesclf.inference.groups`): the
 probabilities are summed within each, after any prior.
 """
@@ -22,18 +24,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from namesclf.config import BACKENDS, STREAM_BATCH
-from namesclf.data.fullnames import MAX_RAW_LENGTH, split_name
-from namesclf.errors import ModelFileError, NamesError, first_line
-from namesclf.inference.answers import Prediction, fold, fold_each, fold_or_raise, surname_of_name
+from namesclf.errors import NamesError
+from namesclf.inference.answers import Prediction, fold_each, fold_or_raise
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
-from namesclf.inference.explain import explain_name
-from namesclf.inference.groups import LevelMap, groups_in_set, level_map
-from namesclf.inference.onnx_scorer import OnnxScorer
+from namesclf.inference.groups import LevelMap, level_map
+from namesclf.inference.onnx_scorer import OnnxScorer, export_beside
 from namesclf.inference.openset import OpenSet
 from namesclf.inference.options import CPU_BATCH, DEFAULTS, GPU_BATCH, NO_NGRAM_EXPLAIN, Options
-from namesclf.inference.parts import Combiner, align, given_onnx_path, label_index, reads_full_names, score_distinct
+from namesclf.inference.parts import Combiner, given_onnx_path, label_index, reads_full_names
+from namesclf.inference.people import PartCache, score_people, split_people
 from namesclf.inference.priors import resolve_prior, reweight, train_prior
-from namesclf.inference.scripts import SCRIPT, ScriptEvidence
+from namesclf.inference.scripts import ScriptEvidence
+from namesclf.inference.staged import Scored, answers
 from namesclf.models.onnx_format import onnx_path_for
 from namesclf.text import encode_batch
 
@@ -56,25 +58,6 @@ class Scorer(Protocol):
                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]: ...
 
     def pool_terms(self) -> dict[str, Any]: ...
-
-
-def _export_beside(path: Path, onnx_file: Path, backend: str, threads: int | None) -> OnnxScorer | None:
-    """The export beside the model file ``path`` when it is usable and made from it; else None with
-    a one-line warning (``backend="auto"``: torch answers from ``path``) or the error (``"onnx"``)."""
-    try:
-        scorer = OnnxScorer.load(onnx_file, threads)
-    except ModelFileError as exc:
-        if backend == "onnx" or not path.is_file():
-            raise
-        warnings.warn(f"{first_line(exc)}; predicting with torch from {path}", stacklevel=3)
-        return None
-    if not path.is_file() or scorer.matches(path):
-        return scorer
-    if backend == "onnx":
-        raise NamesError(f"{onnx_file} was exported from another {path.name}: run `names export --force {path}`")
-    warnings.warn(f"{onnx_file} was exported from another {path.name} (run `names export --force {path}`); "
-                  "predicting with torch", stacklevel=3)
-    return None
 
 
 class Predictor:
@@ -161,7 +144,7 @@ class Predictor:
             return cls(OnnxScorer.load(path, threads))._with_given_onnx(path, threads)
         onnx_file = onnx_path_for(path)
         if backend == "onnx" or (backend == "auto" and device == "cpu" and onnx_file.is_file() and path.is_file()):
-            scorer = _export_beside(path, onnx_file, backend, threads)
+            scorer = export_beside(path, onnx_file, backend, threads)
             if scorer is not None:
                 if not reads_full_names(scorer.meta) or given_onnx_path(path).is_file() or backend == "onnx":
                     return cls(scorer)._with_given_onnx(onnx_file, threads)
@@ -239,36 +222,24 @@ class Predictor:
         """Probabilities ``(N, n_languages)`` (and the surname part's novelty features) of folded,
         non-empty surnames with their folded given names (``''``: none). A surname model reads the
         surnames alone; a full-name model scores each distinct surname and given name once and
-        combines them (:mod:`namesclf.inference.parts`)."""
+        combines them (:func:`~namesclf.inference.people.score_people`)."""
         if self.given is None or self.combiner is None:
             return self.score_ascii(surnames, features)
-        proba, found = score_distinct(self.score_ascii, surnames, features)
-        has_given = np.fromiter((bool(g) for g in givens), dtype=bool, count=len(givens))
-        given_proba = np.ones_like(proba)
-        if has_given.any():
-            rows = np.flatnonzero(has_given)
-            scored = score_distinct(self.given.score_ascii, [givens[i] for i in rows])[0]
-            given_proba[rows] = align(scored, self._given_index)
-        return self.combiner(proba, given_proba, has_given), found
+        return score_people(self, surnames, givens, features)
+
+    def part_cache(self, part: str) -> PartCache:
+        """The :class:`~namesclf.inference.people.PartCache` of a full-name model's ``part``
+        (``"surname"`` or ``"given"``), made on first use."""
+        key = f"parts:{part}"
+        if key not in self._cache:
+            self._cache[key] = PartCache(len(self.labels if part == "surname" or self.given is None
+                                             else self.given.labels))
+        return self._cache[key]
 
     def split(self, names: Sequence[str], options: Options) -> tuple[list[str], list[str]]:
-        """``(surnames, given names)`` of raw names as ``options`` says to read them: parsed in
-        ``options.order`` (:func:`~namesclf.data.fullnames.split_name`); with ``surname_only``, a
-        surname model reads each name as it is and a full-name model leaves the given names out.
-        A surname part with no letters (``"A 0"``) falls back to the whole name."""
-        if options.surname_only and self.given is None:
-            return list(names), [""] * len(names)
-        surnames, givens = [], []
-        for name in names:
-            if options.order == "auto" and self.given is None:
-                surname, given = surname_of_name(name), ""
-            else:
-                given, surname = split_name(name[:MAX_RAW_LENGTH], options.order)
-                if surname != name and not fold(surname) and fold(name):
-                    surname, given = name, ""
-            surnames.append(surname)
-            givens.append("" if options.surname_only else given)
-        return surnames, givens
+        """``(surnames, given names)`` of raw names as ``options`` says to read them
+        (:func:`~namesclf.inference.people.split_people`)."""
+        return split_people(self, names, options)
 
     def proba_ascii(self, folded: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Probabilities ``(N, n_languages)`` for already-folded, non-empty names."""
@@ -285,13 +256,40 @@ class Predictor:
         behind :meth:`predict_with`'s top languages. At a ``level`` other than ``"label"`` the
         columns are that level's, in :meth:`classes` order: sums of the label columns after the
         prior. A name with no letters is a :class:`NamesError`."""
-        parsed, givens = self.split(names, options)
-        raw = self.score_parts([fold_or_raise(p) for p in parsed], [fold(g) for g in givens])[0]
-        evidence = self.scripts.apply(parsed, raw, self.proba_ascii)
+        proba = self.scored(names, options).proba
+        return proba if options.level == "label" else self.level_map(options.level).sum_columns(proba)
+
+    def scored(self, names: Sequence[str], options: Options, strict: bool = True, given: Sequence[str] | None = None,
+               features: bool = False, tokens: bool = False) -> Scored:
+        """The stages every answer runs (:class:`~namesclf.inference.staged.Scored`): read each
+        name as ``options`` says (``given``: the names are surnames with these given names), fold,
+        score (with the novelty ``features``, or the per-letter ``tokens`` of an explanation),
+        script evidence, prior. A name with no letters is a :class:`NamesError` when ``strict``."""
+        if given is None:
+            parsed, givens = self.split(names, options)
+        else:  # separate columns: the parts are known
+            parsed, givens = list(names), [""] * len(names) if options.surname_only else list(given)
+        folded = fold_each(parsed, strict) if self.given is None else self.part_cache("surname").fold(parsed)
+        ok = [i for i, f in enumerate(folded) if f]
+        if strict and len(ok) < len(folded):
+            fold_or_raise(parsed[next(i for i, f in enumerate(folded) if not f)])
+        if not ok:
+            empty = np.empty((0, len(self.labels)), dtype=np.float32)
+            return Scored(parsed, folded, ok, empty, empty, {}, [])
+        found = None
+        if tokens:
+            raw, features_found, found = self.score_ascii_tokens([folded[i] for i in ok], features=features)
+        else:
+            folded_given = self.part_cache("given").fold(givens) if self.given is not None else givens
+            raw, features_found = self.score_parts([folded[i] for i in ok], [folded_given[i] for i in ok], features)
+        evidence = self.scripts.apply([parsed[i] for i in ok], raw, self.proba_ascii)
         prior = resolve_prior(options.prior, self.labels)
         proba = evidence.proba if prior is None else reweight(evidence.proba, self.trained_on, prior)
-        proba[evidence.unwritten] = 0.0  # no label writes it: zeros, not the prior reweight falls back to
-        return proba if options.level == "label" else self.level_map(options.level).sum_columns(proba)
+        if evidence.unwritten:
+            proba = proba.copy() if proba is evidence.proba else proba
+            proba[evidence.unwritten] = 0.0  # no label writes it: zeros, not the prior reweight falls back to
+        return Scored(parsed, folded, ok, evidence.proba, proba, evidence.shown, evidence.unwritten,
+                      features_found, found)
 
     def level_map(self, level: str) -> LevelMap:
         """How this model's labels roll up at ``level`` (:func:`~namesclf.inference.groups.level_map`)."""
@@ -406,71 +404,14 @@ class Predictor:
 
     def _predict_distinct(self, names: Sequence[str], options: Options, strict: bool,
                           given: Sequence[str] | None = None) -> list[Prediction]:
-        rollup = None if options.level == "label" else self.level_map(options.level)
-        classes = self.labels if rollup is None else rollup.names
-        k = min(options.k, len(classes))
-        prior = resolve_prior(options.prior, self.labels)
-        sets = None if options.coverage is None else self.conformal(options.coverage, options.per_language)
-        threshold = self.open_set.threshold(options.abstain_rate) if options.abstain else None
-        terms = self.explain_terms() if options.explain else None
-        if given is None:
-            parsed, givens = self.split(names, options)
-        else:  # separate columns: the parts are known
-            parsed, givens = list(names), [] if options.surname_only else list(given)
-            givens = givens or [""] * len(names)
-        folded = fold_each(parsed, strict)
-        note = None if rollup is None else rollup.note()
-        note = None if note is None else note.removeprefix("note: ")
-        results = [Prediction(n, f, [], surname=p if p != n else None, level=options.level if rollup else None,
-                              note=note)
-                   for n, p, f in zip(names, parsed, folded, strict=True)]
-        ok = [i for i, f in enumerate(folded) if f]
-        if not ok:
-            return results
-        tokens = None
-        if terms is not None:
-            raw, features, tokens = self.score_ascii_tokens([folded[i] for i in ok], features=threshold is not None)
-        else:
-            folded_given = fold_each(givens, False) if self.given is not None else [""] * len(givens)
-            raw, features = self.score_parts([folded[i] for i in ok], [folded_given[i] for i in ok],
-                                             features=threshold is not None)
-        evidence = self.scripts.apply([parsed[i] for i in ok], raw, self.proba_ascii)
-        raw = evidence.proba
-        for row, shown in evidence.shown.items():
-            results[ok[row]].ascii = shown
-        proba = raw if prior is None else reweight(raw, self.trained_on, prior)
-        label_proba = proba
-        in_set = sets.mask(raw) if sets is not None else None  # sets keep their coverage under any prior
-        if rollup is not None:
-            proba = rollup.sum_columns(proba)
-            in_set = None if in_set is None else groups_in_set(in_set, rollup)
-        # Vectorised: one argsort (the top k and the sets' order) and two .tolist() calls instead
-        # of numpy scalar reads per cell.
-        order = np.argsort(-proba, axis=1, kind="stable")
-        top = order[:, :k]
-        top_p = np.take_along_axis(proba, top, axis=1).tolist()
-        novelty = self.open_set.scorer(features) if features is not None else None
-        labels = classes
-        unwritten = set(evidence.unwritten)
-        for row, (i, js, ps) in enumerate(zip(ok, top.tolist(), top_p, strict=True)):
-            result = results[i]
-            if row in unwritten:
-                result.reason = SCRIPT
-                continue
-            result.languages = [(labels[j], p) for j, p in zip(js, ps, strict=True)]
-            if in_set is not None:
-                result.prediction_set = [labels[j] for j in order[row] if in_set[row, j]]
-            if novelty is not None and threshold is not None:
-                result.novelty = float(novelty[row])
-                result.abstained = bool(novelty[row] > threshold)
-            # The letters were read one way for every label: a name read per label in its own
-            # script has no single reading to explain, and a level's groups are explained by
-            # their two most probable labels.
-            if tokens is not None and terms is not None and row not in evidence.shown:
-                pair = np.argsort(-label_proba[row], kind="stable")[:2].tolist()
-                result.explanation = explain_name(result.ascii, tokens[row], raw[row], label_proba[row],
-                                                  pair, self.labels, terms)
-        return results
+        if options.coverage is not None:  # what the options need from the model file, before any scoring
+            self.conformal(options.coverage, options.per_language)
+        if options.abstain:
+            self.open_set.threshold(options.abstain_rate)
+        if options.explain:
+            self.explain_terms()
+        scored = self.scored(names, options, strict, given, features=options.abstain, tokens=options.explain)
+        return answers(self, names, scored, options)
 
     def explain_terms(self) -> dict[str, Any]:
         """What an explanation adds to the n-gram half's per-letter terms (its order, its training

@@ -99,8 +99,13 @@ class ScriptEvidence:
         ``score`` gives the probabilities of more folded texts, called once for every other
         reading of the batch. Rows of Latin names are left as they are.
         """
-        readings = [(row, reading) for row, text in enumerate(texts)
-                    if not text.isascii() and (reading := self.read(text)) is not None]
+        known: dict[str, Reading | None] = {}  # a batch of full names repeats its surnames
+        readings = []
+        for row, text in enumerate(texts):
+            if not text.isascii():
+                reading = known[text] if text in known else known.setdefault(text, self.read(text))
+                if reading is not None:
+                    readings.append((row, reading))
         if not readings:
             return Evidence(proba, {}, [])
         jobs = [(row, scheme, text) for row, reading in readings for scheme, text in reading.readings.items()

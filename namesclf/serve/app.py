@@ -235,16 +235,22 @@ def _add_estimate_route(app: FastAPI, predictor: Predictor, batcher: Batcher) ->
         resampling then runs on the threads `/generate` uses, at most `--max-generating` at once
         (503 beyond), within :data:`MAX_ESTIMATE_WORK` distinct names x resamples.
         """
-        from namesclf.inference.mix import NO_MODEL_ERROR_NOTE, count_population, estimate_mix_of, model_error_of
+        from namesclf.inference.mix import (
+            NO_MODEL_ERROR_NOTE,
+            count_population,
+            estimate_mix_of,
+            model_error_of,
+            score_population,
+        )
 
-        tally, skipped = count_population(request.names, request.counts, request.surname_only)
+        tally, skipped = count_population(request.names, request.counts, request.surname_only, reader=predictor)
         if not tally:
             raise NamesError("no letters after folding to ASCII in any name: nothing to estimate a mix from")
         if len(tally) * request.bootstrap > MAX_ESTIMATE_WORK:
             raise NamesError(f"{len(tally):,} distinct names x {request.bootstrap:,} resamples is over the limit of "
                              f"{MAX_ESTIMATE_WORK:,}: ask for fewer resamples (bootstrap)")
         distinct = list(tally)
-        proba = await batcher.call(predictor.proba_ascii, distinct)
+        proba = await batcher.call(score_population, predictor, distinct)
         counts = [tally[name] for name in distinct]
         result = await batcher.generate(estimate_mix_of, predictor, proba, counts, level=request.level,
                                         method=request.method, bootstrap=request.bootstrap,
