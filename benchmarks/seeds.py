@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for seed in args.seeds:
             out = Path(tmp) / f"seed{seed}.pt"
             cmd = [sys.executable, "-m", "namesclf", "train", args.data, "--seed", str(seed), "--out", str(out),
-                   "--quiet", "--json", *args.train_args]
+                   "--quiet", "--json", "--no-export", *args.train_args]
             result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
             rows.append(result)
             print(f"seed {seed}: accuracy {result['test_accuracy']:.4f}  macro-F1 {result['test_macro_f1']:.4f}  "

@@ -5,6 +5,10 @@ Library code raises :class:`NamesError` with a one-line message; the CLI turns i
 else that escapes is a bug and is allowed to traceback.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+
 
 def first_line(exc: BaseException, default: str | None = None) -> str:
     """The first line of ``exc``'s message, for a one-line error: parsers, unpicklers and runtimes
@@ -23,6 +27,15 @@ class DataError(NamesError):
 
 class ModelFileError(NamesError):
     """A model file is missing, damaged, unsafe, or of an unknown format."""
+
+
+def check_model_path(path: Path) -> None:
+    """A :class:`ModelFileError` unless ``path`` is an existing file: checked before the code that
+    reads model files (torch, ONNX Runtime) is imported, which takes seconds."""
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file (train one with `names train DATA --out {path}`)")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a file")
 
 
 class TrainingInterrupted(NamesError):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from namesclf.config import SPLITS
 from namesclf.errors import DataError, first_line
@@ -174,6 +173,10 @@ def split_names(frame: pd.DataFrame, seed: int = 0, valid: float = 0.1, test: fl
 
 def _split(items: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified where every class has at least two members, plain shuffled otherwise."""
+    # scikit-learn is imported here, not with the module: it is most of a second, which every
+    # command reading a data folder would pay even when it stops at a bad file.
+    from sklearn.model_selection import train_test_split
+
     if len(items) < 2:
         return items, items[:0]
     counts = pd.Series(labels).value_counts()

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from namesclf.config import BACKENDS, STREAM_BATCH
-from namesclf.errors import NamesError
+from namesclf.errors import NamesError, check_model_path
 from namesclf.inference.answers import Prediction, fold_each, fold_or_raise
 from namesclf.inference.conformal import ConformalCalibration, ConformalSets
 from namesclf.inference.groups import LevelMap, level_map
@@ -142,6 +142,7 @@ class Predictor:
             if backend == "torch":
                 raise NamesError(f"{path} is an ONNX export: give the .pt model file for the torch backend")
             return cls(OnnxScorer.load(path, threads))._with_given_onnx(path, threads)
+        check_model_path(path)
         onnx_file = onnx_path_for(path)
         if backend == "onnx" or (backend == "auto" and device == "cpu" and onnx_file.is_file() and path.is_file()):
             scorer = export_beside(path, onnx_file, backend, threads)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from namesclf.config import MAX_NGRAM_ORDER
-from namesclf.errors import ModelFileError, first_line
+from namesclf.errors import ModelFileError, check_model_path, first_line
 from namesclf.files import atomic_write_with, jsonable
 from namesclf.models.onnx_format import MAX_LABELS, check_calibration
 from namesclf.text import ALPHABET
@@ -84,10 +84,7 @@ def classifier_meta(base: Mapping[str, Any] | None = None, *, history: list[dict
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     """Read a model file safely; every way it can be wrong is a one-line :class:`ModelFileError`."""
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such model file (train one with `names train DATA --out {path}`)")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: not a file")
+    check_model_path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
