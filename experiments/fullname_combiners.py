@@ -7,7 +7,7 @@
 
 Each combiner (``--combiners``: ``label`` is the per-language combiner ``names train`` fitted
 before the stacker; ``stacker:M`` full matrices pulled towards it by ``M`` per row;
-``…/bB`` adds class-balanced row weights of power ``B``) is scored by 5-fold cross-validation on
+``…/bB`` adds class-balanced row weights of power ``B``) is scored by 5-fold (``--folds``) cross-validation on
 the validation people, the folds grouped by surname (the combiner is fitted on four fifths, with
 and without given names, and scored on the fifth, with their given names and as bare surnames):
 the choice is made on these figures, never on test. Then each is fitted on all the validation
@@ -61,10 +61,10 @@ def evaluate(combiner: Combiner, ls: np.ndarray, lg: np.ndarray, has_given: np.n
     return {"full_name": scores(full, y), "bare_surname": scores(bare, y)}
 
 
-def folds(keys: np.ndarray, seed: int = 0) -> np.ndarray:
+def folds(keys: np.ndarray, n_folds: int = FOLDS, seed: int = 0) -> np.ndarray:
     """Each row's fold, the rows of one surname key in one fold."""
     distinct, inverse = np.unique(keys, return_inverse=True)
-    return np.random.default_rng(seed).integers(0, FOLDS, len(distinct))[inverse]
+    return np.random.default_rng(seed).integers(0, n_folds, len(distinct))[inverse]
 
 
 def fit(kwargs: dict[str, Any], ls: np.ndarray, lg: np.ndarray, has_given: np.ndarray, y: np.ndarray,
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--given-order", default="5")
     parser.add_argument("--combiners", nargs="+", default=["label", "stacker:1", "stacker:10", "stacker:100"])
     parser.add_argument("--l2", type=float, default=COMBINER_L2)
+    parser.add_argument("--folds", type=int, default=FOLDS, help="cross-validation folds on the validation people")
     parser.add_argument("--no-cv", action="store_true", help="skip the cross-validation (test figures only)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     given = np.load(args.cache / f"given_o{args.given_order}.npz")
     v = (surname["valid"], given["valid"], people["valid_has_given"], people["valid_y"])
     t = (surname["test"], given["test"], people["test_has_given"], people["test_y"])
-    fold = folds(people["valid_key"])
+    fold = folds(people["valid_key"], args.folds)
     out: dict[str, Any] = {"cache": str(args.cache), "surname_order": args.surname_order,
                            "given_order": args.given_order, "n_valid": len(v[3]), "n_test": len(t[3]),
                            "surname_part_test": scores(t[0], t[3]), "combiners": {}}
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         row: dict[str, Any] = {}
         if not args.no_cv:
             pooled = {name: np.zeros(v[0].shape) for name in ("full_name", "bare_surname")}
-            for k in range(FOLDS):
+            for k in range(args.folds):
                 train, held = fold != k, fold == k
                 combiner = fit(kwargs, *(a[train] for a in v), args.l2)
                 ls, lg = v[0][held].astype(np.float64), v[1][held].astype(np.float64)
@@ -109,9 +110,11 @@ def main(argv: list[str] | None = None) -> dict:
         row["test"] = evaluate(combiner, *t)
         row["seconds"] = round(time.perf_counter() - started, 1)
         out["combiners"][spec] = row
-        cv = row.get("cv", {}).get("full_name")
+        cv, cv_bare = row.get("cv", {}).get("full_name"), row.get("cv", {}).get("bare_surname")
         te = row["test"]["full_name"]
-        print(f"{spec:18s} " + (f"cv acc {cv['accuracy']:.4f} bal {cv['balanced_accuracy']:.4f} | " if cv else "")
+        print(f"{spec:18s} " + (f"cv acc {cv['accuracy']:.4f} bal {cv['balanced_accuracy']:.4f} P@1/3 "
+                                f"{100 * cv['p@1']:.1f}/{100 * cv['p@3']:.1f} (bare {cv_bare['accuracy']:.4f} "
+                                f"{cv_bare['balanced_accuracy']:.4f}) | " if cv else "")
               + f"test acc {te['accuracy']:.4f} bal {te['balanced_accuracy']:.4f} "
               + "P@1/2/3/5 " + " / ".join(f"{100 * te[f'p@{k}']:.1f}" for k in (1, 2, 3, 5))
               + f" | bare test acc {row['test']['bare_surname']['accuracy']:.4f} "

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from namesclf.errors import ModelFileError
-from namesclf.inference.parts import FLOOR, Combiner, encode_matrix
+from namesclf.inference.parts import FLOOR, Combiner
 from namesclf.training.fullname import fit_combiner
 
 #: A per-language combiner as a model file before the stacker stored it (three labels).

@@ -51,6 +51,12 @@ PRECISION_AT = (1, 2, 3, 5)
 #: Validation people whose scores the prediction sets are calibrated on, at most: the scores
 #: travel in the export's metadata, which has a size cap (:data:`~namesclf.models.onnx_format.MAX_METADATA_CHARS`).
 CONFORMAL_PEOPLE = 20_000
+#: The stacker's pull towards the per-language combiner, per validation row
+#: (:func:`fit_combiner`'s ``matrix_l2``; chosen by cross-validation on the validation people,
+#: docs/experiments.md, "Full names: the full-name model").
+STACKER_L2: float | None = 300.0
+#: What the surname part counts (:func:`train_full_name`).
+SURNAME_ROWS = ("distinct", "every")
 #: The n-gram order of the parts (``names train --ngram-order`` sets another).
 DEFAULT_ORDER = 5
 
@@ -226,16 +232,25 @@ def every_given(people: pd.DataFrame, column: str = "given") -> pd.DataFrame:
 
 
 def train_full_name(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig, *, network: bool = False,
-                    order: int = DEFAULT_ORDER, progress: bool | None = None) -> FullNameResult:
+                    order: int = DEFAULT_ORDER, given_order: int | None = None, surname_rows: str = "distinct",
+                    matrix_l2: float | None = STACKER_L2, balance: float = 0.0,
+                    progress: bool | None = None) -> FullNameResult:
     """Train both parts on ``train`` people (``given``/``surname``/``language`` columns), fit the
     combiner and the calibration on ``valid`` people. Both parts are n-gram Bayes classifiers of
-    ``order``, unless ``network``: then the surname part is ``config``'s classifier."""
+    ``order`` (the given part of ``given_order`` if set), unless ``network``: then the surname
+    part is ``config``'s classifier. ``surname_rows``: the surname part counts the distinct
+    ``(surname, label)`` pairs (``distinct``: what generalises to surnames never seen) or every
+    person's (``every``: how often a label has a surname, for test people whose surnames recur).
+    ``matrix_l2`` and ``balance`` are :func:`fit_combiner`'s (None: the per-language combiner)."""
+    if surname_rows not in SURNAME_ROWS:
+        raise NamesError(f"unknown surname_rows {surname_rows!r}: use {' or '.join(SURNAME_ROWS)}")
     started = time.perf_counter()
     valid = valid[valid["language"].isin(set(train["language"]))]
     if valid.empty:
         raise NamesError("a full-name model needs validation people (to fit its combiner) of the training labels")
     labels = sorted(set(train["language"]))
-    surname_train, surname_valid = part_frame(train, "surname"), part_frame(valid, "surname")
+    surname_train = every_given(train, "surname") if surname_rows == "every" else part_frame(train, "surname")
+    surname_valid = part_frame(valid, "surname")
     if network:
         result = train_classifier(surname_train, surname_valid, replace(config, refit_ngram=False).resolved(
             n_train=len(surname_train)), progress=progress)
@@ -246,7 +261,7 @@ def train_full_name(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfi
     given_train = every_given(train)
     if given_train["language"].nunique() < 2:
         raise NamesError("fewer than two labels have people with given names: nothing to learn from them")
-    given = train_ngram_part(given_train, every_given(valid), order, labels, config.seed)
+    given = train_ngram_part(given_train, every_given(valid), given_order or order, labels, config.seed)
     meta = {"reads": READS_FULL_NAME, "combiner": Combiner(*(np.ones(len(labels)),) * 2,
                                                            *(np.zeros(len(labels)),) * 2).to_dict()}
     device = _device(surname.model)
@@ -256,7 +271,8 @@ def train_full_name(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfi
     y = valid["language"].map({label: i for i, label in enumerate(labels)}).to_numpy()
     surname_proba, given_proba, has_given = _part_scores(predictor, valid)
     # each validation person twice: as written, and as a bare surname
-    combiner = fit_combiner(surname_proba, given_proba, has_given, y, bare_too=True)
+    combiner = fit_combiner(surname_proba, given_proba, has_given, y, bare_too=True, matrix_l2=matrix_l2,
+                            balance=balance)
     combined = combiner(surname_proba, given_proba, has_given)
     counts = train["language"].value_counts()
     calibration: dict[str, Any] = {
