@@ -11,8 +11,9 @@ part alone: accuracy, balanced accuracy, macro-F1 and precision@1/2/3/5; then tr
 and the process's peak resident memory. ``--out`` writes the model file (and its ONNX exports)
 for later prediction, ``--json`` the figures. ``--combiner`` is ``label`` (one weight per
 language and part) or ``stacker:M`` (full matrices pulled towards it by ``M`` per validation
-row, the default of ``names train``), either with ``/bB`` for class-balanced row weights of power
-``B`` (``experiments.fullname_combiners`` compares them on cached part scores).
+row), either with ``/bB`` for class-balanced row weights of power
+``B`` (``experiments.fullname_combiners`` compares them on cached part scores; the default is
+``names train``'s, ``stacker:300/b0.2``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from pathlib import Path
 from namesclf.config import TrainConfig
 from namesclf.data.people import load_people
 from namesclf.inference.predictor import Predictor
-from namesclf.training.fullname import DEFAULT_ORDER, STACKER_L2, SURNAME_ROWS, people_scores, train_full_name
+from namesclf.training.fullname import (
+    COMBINER_BALANCE,
+    DEFAULT_ORDER,
+    STACKER_L2,
+    SURNAME_ROWS,
+    people_scores,
+    train_full_name,
+)
 
 
 def write_predictions(predictor: Predictor, test_csv: Path, out: Path) -> None:
@@ -51,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--given-order", type=int, default=None, help="the given part n-gram order (default: --order)")
     parser.add_argument("--surname-rows", choices=SURNAME_ROWS, default="distinct",
                         help="the surname part counts distinct (surname, label) pairs or every person's")
-    parser.add_argument("--combiner", default=f"stacker:{STACKER_L2:g}" if STACKER_L2 is not None else "label",
+    parser.add_argument("--combiner", default=(f"stacker:{STACKER_L2:g}" if STACKER_L2 is not None else "label")
+                        + (f"/b{COMBINER_BALANCE:g}" if COMBINER_BALANCE else ""),
                         help="label, stacker:M, either with /bB (class-balanced row weights of power B)")
     parser.add_argument("--network", action="store_true",
                         help="the surname part is the pooled GRU + n-gram (names train's defaults) instead")
