@@ -1,7 +1,7 @@
 """The full-name model on fixed split files (docs/experiments.md, "Full names"): train, test, compare.
 
-    python -m experiments.fullname_model /work/scratch/fcorpus/splits/nana --label-column nationality
-    python -m experiments.fullname_model /work/scratch/fcorpus/splits/origins_seed0
+    python -m experiments.fullname_model data/fullname_splits/nana --label-column nationality --order 4
+    python -m experiments.fullname_model data/fullname_splits/origins_seed0
 
 ``SPLITS`` holds ``train.csv``, ``valid.csv`` and ``test.csv`` of people (the corpus's columns,
 written by ``python -m benchmarks.fullnames split``). Both parts are trained on ``train.csv``, the
@@ -9,7 +9,11 @@ combiner and calibration fitted on ``valid.csv``, and on ``test.csv`` the script
 the full-name model, the same model reading each test person's bare surname, and the surname
 part alone: accuracy, balanced accuracy, macro-F1 and precision@1/2/3/5; then training seconds
 and the process's peak resident memory. ``--out`` writes the model file (and its ONNX exports)
-for later prediction, ``--json`` the figures.
+for later prediction, ``--json`` the figures. ``--combiner`` is ``label`` (one weight per
+language and part) or ``stacker:M`` (full matrices pulled towards it by ``M`` per validation
+row), either with ``/bB`` for class-balanced row weights of power
+``B`` (``experiments.fullname_combiners`` compares them on cached part scores; the default is
+``names train``'s, ``stacker:300/b0.2``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from pathlib import Path
 from namesclf.config import TrainConfig
 from namesclf.data.people import load_people
 from namesclf.inference.predictor import Predictor
-from namesclf.training.fullname import DEFAULT_ORDER, people_scores, train_full_name
+from namesclf.training.fullname import (
+    COMBINER_BALANCE,
+    DEFAULT_ORDER,
+    STACKER_L2,
+    SURNAME_ROWS,
+    people_scores,
+    train_full_name,
+)
 
 
 def write_predictions(predictor: Predictor, test_csv: Path, out: Path) -> None:
@@ -45,6 +56,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("splits", type=Path)
     parser.add_argument("--label-column", default="language")
     parser.add_argument("--order", type=int, default=DEFAULT_ORDER, help="the parts' n-gram order")
+    parser.add_argument("--given-order", type=int, default=None, help="the given part n-gram order (default: --order)")
+    parser.add_argument("--surname-rows", choices=SURNAME_ROWS, default="distinct",
+                        help="the surname part counts distinct (surname, label) pairs or every person's")
+    parser.add_argument("--combiner", default=(f"stacker:{STACKER_L2:g}" if STACKER_L2 is not None else "label")
+                        + (f"/b{COMBINER_BALANCE:g}" if COMBINER_BALANCE else ""),
+                        help="label, stacker:M, either with /bB (class-balanced row weights of power B)")
     parser.add_argument("--network", action="store_true",
                         help="the surname part is the pooled GRU + n-gram (names train's defaults) instead")
     parser.add_argument("--seed", type=int, default=0)
@@ -59,13 +76,18 @@ def main(argv: list[str] | None = None) -> dict:
     sets = {name: load_people(args.splits / f"{name}.csv", args.label_column).frame
             for name in ("train", "valid", "test")}
     loaded = time.perf_counter() - started
+    from experiments.fullname_combiners import parse_combiner
+
+    combiner = parse_combiner(args.combiner)
     result = train_full_name(sets["train"], sets["valid"], TrainConfig(seed=args.seed), network=args.network,
-                             order=args.order, progress=False)
+                             order=args.order, given_order=args.given_order, surname_rows=args.surname_rows,
+                             matrix_l2=combiner.get("matrix_l2"), balance=combiner["balance"], progress=False)
     trained = time.perf_counter() - started
     full = result.predictor()
     surname_part = Predictor(result.surname.model, result.surname.labels, meta={}, config=result.surname.config)
     figures = {
         "splits": str(args.splits), "label_column": args.label_column, "order": args.order,
+        "given_order": args.given_order or args.order, "surname_rows": args.surname_rows, "combiner": args.combiner,
         "network": args.network, "seed": args.seed,
         "n_train": len(sets["train"]), "n_valid": len(sets["valid"]),
         "full_name": people_scores(full, sets["test"]),

@@ -51,6 +51,15 @@ PRECISION_AT = (1, 2, 3, 5)
 #: Validation people whose scores the prediction sets are calibrated on, at most: the scores
 #: travel in the export's metadata, which has a size cap (:data:`~namesclf.models.onnx_format.MAX_METADATA_CHARS`).
 CONFORMAL_PEOPLE = 20_000
+#: The stacker's pull towards the per-language combiner, per validation row
+#: (:func:`fit_combiner`'s ``matrix_l2``; chosen by cross-validation on the validation people,
+#: docs/experiments.md, "Full names: the full-name model").
+STACKER_L2: float | None = 300.0
+#: The combiner's class balance (:func:`fit_combiner`'s ``balance``): a little weight towards the
+#: rare labels buys balanced accuracy for about a tenth of a point of accuracy (same section).
+COMBINER_BALANCE = 0.2
+#: What the surname part counts (:func:`train_full_name`).
+SURNAME_ROWS = ("distinct", "every")
 #: The n-gram order of the parts (``names train --ngram-order`` sets another).
 DEFAULT_ORDER = 5
 
@@ -151,31 +160,55 @@ class FullNameResult:
 
 
 def fit_combiner(surname_proba: np.ndarray, given_proba: np.ndarray, has_given: np.ndarray, y: np.ndarray,
-                 l2: float = COMBINER_L2, steps: int = 200) -> Combiner:
+                 l2: float = COMBINER_L2, steps: int = 200, *, bare_too: bool = False, matrix_l2: float | None = None,
+                 balance: float = 0.0) -> Combiner:
     """The combiner's weights by L-BFGS on the log-loss of the rows (``y``: label indices), pulled
-    towards weights 1 and biases 0 by ``l2`` (:data:`COMBINER_L2`)."""
-    n, n_labels = surname_proba.shape
-    ls = torch.from_numpy(np.log(np.maximum(surname_proba, FLOOR))).double()
-    lg = torch.from_numpy(np.log(np.maximum(given_proba, FLOOR))).double()
+    towards weights 1 and biases 0 by ``l2`` (:data:`COMBINER_L2`, per row).
+
+    ``bare_too`` counts each row a second time as a bare surname (``has_given`` false): what the
+    combiner is fitted on, without copying the arrays. ``matrix_l2`` (None: per-language weights
+    only) then fits full matrices (a stacker, :class:`~namesclf.inference.parts.Combiner`),
+    started from and pulled towards the per-language fit by ``matrix_l2`` per row. ``balance``
+    weighs each row by ``(rows / (labels * rows of its label)) ** balance`` (0: every row alike,
+    1: every label alike)."""
+    ls = torch.from_numpy(np.log(np.maximum(surname_proba, FLOOR), dtype=np.float64))
+    lg = torch.from_numpy(np.log(np.maximum(given_proba, FLOOR), dtype=np.float64))
     g = torch.from_numpy(has_given.astype(np.float64))[:, None]
     target = torch.from_numpy(y.astype(np.int64))
-    params = [torch.ones(n_labels, dtype=torch.float64, requires_grad=True),
-              torch.ones(n_labels, dtype=torch.float64, requires_grad=True),
-              torch.zeros(n_labels, dtype=torch.float64, requires_grad=True),
-              torch.zeros(n_labels, dtype=torch.float64, requires_grad=True)]
-    optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+    n, n_labels = ls.shape
+    counts = np.bincount(y, minlength=n_labels).astype(np.float64)
+    weight = torch.from_numpy((n / (n_labels * np.maximum(counts, 1.0))) ** balance)[target]
+    weight = weight / weight.mean()
+    rows = 2 * n if bare_too else n
 
-    def loss() -> torch.Tensor:
-        optimizer.zero_grad()
-        a, b, d, e = params
-        z = a * ls + g * (b * lg + d) + e
-        value = torch.nn.functional.cross_entropy(z, target)
-        value = value + l2 / n * (((a - 1) ** 2).sum() + ((b - 1) ** 2).sum() + (d ** 2).sum() + (e ** 2).sum())
-        value.backward()
-        return value
+    def fit(params: list[torch.Tensor], logits: Any, penalty: Any) -> None:
+        optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
 
-    optimizer.step(loss)
-    return Combiner(*(p.detach().numpy().copy() for p in params))
+        def loss() -> torch.Tensor:
+            optimizer.zero_grad()
+            surname, given = logits(*params)
+            value = (weight * torch.nn.functional.cross_entropy(surname + g * given, target, reduction="none")).sum()
+            if bare_too:
+                value = value + (weight * torch.nn.functional.cross_entropy(surname, target, reduction="none")).sum()
+            value = value / rows + penalty(*params) / rows
+            value.backward()
+            return value
+
+        optimizer.step(loss)
+
+    ones, zeros = torch.ones(n_labels, dtype=torch.float64), torch.zeros(n_labels, dtype=torch.float64)
+    params = [t.clone().requires_grad_(True) for t in (ones, ones, zeros, zeros)]
+    fit(params, lambda a, b, d, e: (a * ls + e, b * lg + d),
+        lambda a, b, d, e: l2 * (((a - 1) ** 2).sum() + ((b - 1) ** 2).sum() + (d ** 2).sum() + (e ** 2).sum()))
+    a, b, d, e = (p.detach() for p in params)
+    if matrix_l2 is None:
+        return Combiner(*(t.numpy().copy() for t in (a, b, d, e)))
+    start_s, start_g = torch.diag(a), torch.diag(b)
+    matrices = [t.clone().requires_grad_(True) for t in (start_s, start_g, d, e)]
+    fit(matrices, lambda s, gm, d2, e2: (ls @ s.T + e2, lg @ gm.T + d2),
+        lambda s, gm, d2, e2: matrix_l2 * (((s - start_s) ** 2).sum() + ((gm - start_g) ** 2).sum())
+        + l2 * ((d2 ** 2).sum() + (e2 ** 2).sum()))
+    return Combiner(*(t.detach().numpy().copy() for t in matrices))
 
 
 def _part_scores(predictor: Predictor, people: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -194,24 +227,33 @@ def _part_scores(predictor: Predictor, people: pd.DataFrame) -> tuple[np.ndarray
     return surname_proba, given_proba, has_given
 
 
-def every_given(people: pd.DataFrame) -> pd.DataFrame:
-    """Every person's given names with their label (not de-duplicated), in the classifier's columns."""
-    frame = people.loc[people["given"] != "", ["given", "language"]].rename(columns={"given": "name"})
+def every_given(people: pd.DataFrame, column: str = "given") -> pd.DataFrame:
+    """Every person's given names (or ``column``) with their label (not de-duplicated), in the classifier's columns."""
+    frame = people.loc[people[column] != "", [column, "language"]].rename(columns={column: "name"})
     frame = frame.assign(ascii=frame["name"].map(to_ascii))
     return frame[frame["ascii"] != ""].reset_index(drop=True)
 
 
 def train_full_name(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfig, *, network: bool = False,
-                    order: int = DEFAULT_ORDER, progress: bool | None = None) -> FullNameResult:
+                    order: int = DEFAULT_ORDER, given_order: int | None = None, surname_rows: str = "distinct",
+                    matrix_l2: float | None = STACKER_L2, balance: float = COMBINER_BALANCE,
+                    progress: bool | None = None) -> FullNameResult:
     """Train both parts on ``train`` people (``given``/``surname``/``language`` columns), fit the
     combiner and the calibration on ``valid`` people. Both parts are n-gram Bayes classifiers of
-    ``order``, unless ``network``: then the surname part is ``config``'s classifier."""
+    ``order`` (the given part of ``given_order`` if set), unless ``network``: then the surname
+    part is ``config``'s classifier. ``surname_rows``: the surname part counts the distinct
+    ``(surname, label)`` pairs (``distinct``: what generalises to surnames never seen) or every
+    person's (``every``: how often a label has a surname, for test people whose surnames recur).
+    ``matrix_l2`` and ``balance`` are :func:`fit_combiner`'s (None: the per-language combiner)."""
+    if surname_rows not in SURNAME_ROWS:
+        raise NamesError(f"unknown surname_rows {surname_rows!r}: use {' or '.join(SURNAME_ROWS)}")
     started = time.perf_counter()
     valid = valid[valid["language"].isin(set(train["language"]))]
     if valid.empty:
         raise NamesError("a full-name model needs validation people (to fit its combiner) of the training labels")
     labels = sorted(set(train["language"]))
-    surname_train, surname_valid = part_frame(train, "surname"), part_frame(valid, "surname")
+    surname_train = every_given(train, "surname") if surname_rows == "every" else part_frame(train, "surname")
+    surname_valid = part_frame(valid, "surname")
     if network:
         result = train_classifier(surname_train, surname_valid, replace(config, refit_ngram=False).resolved(
             n_train=len(surname_train)), progress=progress)
@@ -222,7 +264,7 @@ def train_full_name(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfi
     given_train = every_given(train)
     if given_train["language"].nunique() < 2:
         raise NamesError("fewer than two labels have people with given names: nothing to learn from them")
-    given = train_ngram_part(given_train, every_given(valid), order, labels, config.seed)
+    given = train_ngram_part(given_train, every_given(valid), given_order or order, labels, config.seed)
     meta = {"reads": READS_FULL_NAME, "combiner": Combiner(*(np.ones(len(labels)),) * 2,
                                                            *(np.zeros(len(labels)),) * 2).to_dict()}
     device = _device(surname.model)
@@ -232,8 +274,8 @@ def train_full_name(train: pd.DataFrame, valid: pd.DataFrame, config: TrainConfi
     y = valid["language"].map({label: i for i, label in enumerate(labels)}).to_numpy()
     surname_proba, given_proba, has_given = _part_scores(predictor, valid)
     # each validation person twice: as written, and as a bare surname
-    combiner = fit_combiner(np.concatenate([surname_proba, surname_proba]), np.concatenate([given_proba, given_proba]),
-                            np.concatenate([has_given, np.zeros_like(has_given)]), np.concatenate([y, y]))
+    combiner = fit_combiner(surname_proba, given_proba, has_given, y, bare_too=True, matrix_l2=matrix_l2,
+                            balance=balance)
     combined = combiner(surname_proba, given_proba, has_given)
     counts = train["language"].value_counts()
     calibration: dict[str, Any] = {
