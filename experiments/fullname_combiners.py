@@ -13,7 +13,9 @@ and without given names, and scored on the fifth, with their given names and as 
 the choice is made on these figures, never on test. Then each is fitted on all the validation
 people, as training does, and scored on the test people: accuracy, balanced accuracy and
 precision@1/2/3/5 of the full name and of the bare surname; and the surname part alone.
-``--json`` writes every figure.
+With ``--no-cv``, the figures on the validation people the combiner was fitted on are printed
+instead (in-sample: fair for ``label``'s few weights, e.g. to compare the parts' n-gram orders;
+optimistic for a stacker). ``--json`` writes every figure.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
                 pooled["bare_surname"][held] = combiner.logits(ls, lg, np.zeros(int(held.sum()), dtype=bool))
             row["cv"] = {name: scores(z, v[3]) for name, z in pooled.items()}
         combiner = fit(kwargs, *v, args.l2)
+        row["valid_in_sample"] = evaluate(combiner, *v)
         row["test"] = evaluate(combiner, *t)
         row["seconds"] = round(time.perf_counter() - started, 1)
         out["combiners"][spec] = row
@@ -114,7 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
         te = row["test"]["full_name"]
         print(f"{spec:18s} " + (f"cv acc {cv['accuracy']:.4f} bal {cv['balanced_accuracy']:.4f} P@1/3 "
                                 f"{100 * cv['p@1']:.1f}/{100 * cv['p@3']:.1f} (bare {cv_bare['accuracy']:.4f} "
-                                f"{cv_bare['balanced_accuracy']:.4f}) | " if cv else "")
+                                f"{cv_bare['balanced_accuracy']:.4f}) | " if cv else
+                                f"valid (in-sample) acc {row['valid_in_sample']['full_name']['accuracy']:.4f} bal "
+                                f"{row['valid_in_sample']['full_name']['balanced_accuracy']:.4f} | ")
               + f"test acc {te['accuracy']:.4f} bal {te['balanced_accuracy']:.4f} "
               + "P@1/2/3/5 " + " / ".join(f"{100 * te[f'p@{k}']:.1f}" for k in (1, 2, 3, 5))
               + f" | bare test acc {row['test']['bare_surname']['accuracy']:.4f} "
