@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import load_average
+from benchmarks.common import load_average, write_json
 from benchmarks.speed import names_command, timed_process
 
 TARGET_PER_S = 100_000
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "pass": len(lines) / wall >= TARGET_PER_S})
     print(json.dumps(result, indent=2))
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return result
 
 

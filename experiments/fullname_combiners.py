@@ -21,13 +21,13 @@ optimistic for a stacker). ``--json`` writes every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.common import write_json
 from namesclf.inference.parts import Combiner
 from namesclf.training.fullname import COMBINER_L2, fit_combiner
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     sp = out["surname_part_test"]
     print(f"{'surname part':18s} test acc {sp['accuracy']:.4f} bal {sp['balanced_accuracy']:.4f}")
     if args.json is not None:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return out
 
 

@@ -16,7 +16,6 @@ the training seconds and the process's peak resident memory; ``--json`` writes t
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.common import write_json
 from namesclf.data.people import load_people
 from namesclf.inference.parts import score_distinct
 from namesclf.inference.predictor import Predictor
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
               + " / ".join(f"{100 * f[f'p@{k}']:.1f}" for k in (1, 2, 3, 5)) + f"  (n={len(y):,})")
     print(f"training {out['train_seconds']} s, peak RSS {out['peak_rss_mb']:,} MB")
     if args.json is not None:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return out
 
 

@@ -19,11 +19,11 @@ row), either with ``/bB`` for class-balanced row weights of power
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
 from pathlib import Path
 
+from benchmarks.common import write_json
 from namesclf.config import TrainConfig
 from namesclf.data.people import load_people
 from namesclf.inference.predictor import Predictor
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.predictions is not None:
         write_predictions(full, args.splits / "test.csv", args.predictions)
     if args.json is not None:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures)
     return figures
 
 
